@@ -1,0 +1,43 @@
+# whatsapp-dispatch: `make install`, `make test`, `make run` are the project's contracts (see README).
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+
+.PHONY: install test unit run sandbox worker lint bench redis-server clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+# The tests start private redis-server processes on free ports; make sure the binary exists.
+redis-server:
+	@command -v redis-server >/dev/null || { \
+	  echo "redis-server missing: installing Debian's package"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null; }
+
+test: install redis-server
+	$(BIN)/pytest
+
+unit: install
+	$(BIN)/pytest tests/unit
+
+lint: install
+	$(BIN)/ruff check worker producers tests bench
+
+# The main job on a fresh machine: Redis (started if none answers), the sandbox unless real
+# credentials are set, a worker, one message of each type, and each task's wamid or failure.
+run: install redis-server
+	$(BIN)/python -m producers.demo
+
+sandbox: install
+	$(BIN)/python -m worker.sandbox --port 8089
+
+worker: install
+	$(BIN)/celery -A worker worker --pool threads --concurrency 32 --loglevel INFO
+
+clean:
+	rm -rf $(VENV) .pytest_cache *.egg-info

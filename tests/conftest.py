@@ -1,0 +1,13 @@
+"""Point the project's Celery app at a private Redis before anything imports it.
+
+The port is chosen now; the integration fixtures start a redis-server on it. The test
+process plays the role of an app: it has the broker URL and no API credentials.
+"""
+
+import os
+
+from tests.harness import free_port
+
+for name in [k for k in os.environ if k.startswith(("INTERAKT_", "DISPATCH_", "CELERY_"))]:
+    del os.environ[name]
+os.environ["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from tests.harness import RedisServer, Sandbox, Worker, tmpdir, worker_env
+
+
+@dataclass
+class Stack:
+    redis: RedisServer
+    sandbox: Sandbox
+    worker: Worker
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    workdir = tmpdir("wa-it-")
+    port = int(os.environ["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
+    redis_server = RedisServer(workdir, port).start()
+    sandbox = Sandbox(workdir).start()
+    worker = Worker(workdir, worker_env(redis_server.url, sandbox.api_url)).start()
+    yield Stack(redis_server, sandbox, worker)
+    worker.stop()
+    sandbox.stop()
+    redis_server.stop()
+
+
+@pytest.fixture
+def api(stack: Stack) -> Sandbox:
+    """The sandbox, emptied of records and faults for this test."""
+    stack.sandbox.reset()
+    return stack.sandbox

@@ -1,0 +1,108 @@
+"""One Redis record per idempotency key, so no intent is sent twice.
+
+States: `pending` (known not sent, safe to send), `sending` (a worker is between the
+claim and the API's answer), `sent` (wamid kept), `failed` (final error kept). Every
+transition is one Lua script, so two workers can never both move a key to `sending`.
+A `sending` record older than the longest a send can take means the worker died
+mid-request: the outcome is unknown, which the caller treats as ambiguous.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from worker.process_local import process_local
+from worker.settings import get_settings
+
+PREFIX = "wa:idem:"
+
+_BEGIN = """
+local k = KEYS[1]
+local owner, now, stale_after, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local rec = redis.call('HGETALL', k)
+local state = nil
+local h = {}
+for i = 1, #rec, 2 do h[rec[i]] = rec[i + 1] end
+state = h['state']
+if state == 'sent' or state == 'failed' then return {state, cjson.encode(h)} end
+if state == 'sending' then
+  if now - tonumber(h['since']) > stale_after then return {'stale', cjson.encode(h)} end
+  return {'busy', cjson.encode(h)}
+end
+if not state then
+  redis.call('HSET', k, 'created', ARGV[2], 'attempts', 0)
+  h['created'] = ARGV[2]; h['attempts'] = '0'
+end
+redis.call('HSET', k, 'state', 'sending', 'owner', owner, 'since', ARGV[2])
+redis.call('EXPIRE', k, ttl)
+return {'claimed', cjson.encode(h)}
+"""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What `begin` found: `claimed` (go ahead), `sent`, `failed`, `busy` (another worker) or `stale`."""
+
+    state: str
+    record: dict[str, Any]
+
+    @property
+    def attempts(self) -> int:
+        return int(self.record.get("attempts") or 0)
+
+    @property
+    def created(self) -> float:
+        return float(self.record.get("created") or time.time())
+
+    @property
+    def error(self) -> dict[str, Any]:
+        return json.loads(self.record.get("error") or "{}")
+
+
+@process_local
+def get_redis() -> redis.Redis:
+    return redis.Redis.from_url(get_settings().state_redis_url, decode_responses=True, health_check_interval=30)
+
+
+class IdempotencyStore:
+    def __init__(self, client: redis.Redis, ttl: int, stale_after: float) -> None:
+        self.redis = client
+        self.ttl = ttl
+        self.stale_after = stale_after
+        self._begin = client.register_script(_BEGIN)
+
+    def begin(self, key: str, owner: str) -> Claim:
+        state, raw = self._begin(keys=[PREFIX + key], args=[owner, time.time(), self.stale_after, self.ttl])
+        return Claim(state, json.loads(raw) if raw != "{}" else {})
+
+    def release(self, key: str, attempts: int) -> None:
+        """Back to `pending`: the API definitely did not accept it, a later delivery may send."""
+        self._set(key, state="pending", attempts=attempts)
+
+    def sent(self, key: str, attempts: int, wamid: str, wa_id: str | None, to: str) -> None:
+        self._set(key, state="sent", attempts=attempts, wamid=wamid, wa_id=wa_id or "", to=to, finished=time.time())
+
+    def failed(self, key: str, attempts: int, error: dict[str, Any]) -> None:
+        self._set(key, state="failed", attempts=attempts, error=json.dumps(error), finished=time.time())
+
+    def get(self, key: str) -> dict[str, Any]:
+        return self.redis.hgetall(PREFIX + key)
+
+    def _set(self, key: str, **fields: Any) -> None:
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(PREFIX + key, mapping=fields)
+        pipe.expire(PREFIX + key, self.ttl)
+        pipe.execute()
+
+
+@process_local
+def get_store() -> IdempotencyStore:
+    settings = get_settings()
+    # A send can take connect + read timeout per inline attempt plus the inline waits between them.
+    longest_send = settings.inline_attempts * (settings.connect_timeout + settings.read_timeout + settings.inline_max_wait)
+    return IdempotencyStore(get_redis(), settings.idempotency_ttl, stale_after=longest_send + 5)

@@ -1,0 +1,97 @@
+"""structlog JSON lines for the worker and for Celery's own records, with secrets and phone numbers masked.
+
+Masking happens in the processor chain, so no call site can forget it: keys that name a
+secret are dropped to "[redacted]", the configured token is scrubbed from every string,
+and anything that looks like a phone number keeps only its country prefix and last four digits.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+from worker.settings import get_settings
+
+_PHONE = re.compile(r"\+?\d[\d ()-]{8,17}\d")
+_SECRET_KEYS = ("token", "secret", "password", "authorization")
+_IDS = frozenset({"wamid", "task_id", "timestamp", "fbtrace_id"})  # opaque ids that may hold digit runs
+
+
+def mask_phone(number: str) -> str:
+    """'+919999595313' -> '+91******5313': enough to tell recipients apart, not enough to call them."""
+    digits = re.sub(r"\D", "", number)
+    if len(digits) < 8:
+        return "*" * len(digits)
+    return f"+{digits[:2]}{'*' * (len(digits) - 6)}{digits[-4:]}"
+
+
+def mask_text(text: str) -> str:
+    return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
+
+
+def _scrub(value: Any, token: str | None) -> Any:
+    if isinstance(value, str):
+        if token and token in value:
+            value = value.replace(token, "[redacted]")
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: _scrub_item(k, v, token) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v, token) for v in value]
+    return value
+
+
+def _scrub_item(key: str, value: Any, token: str | None) -> Any:
+    if any(s in str(key).lower() for s in _SECRET_KEYS):
+        return "[redacted]"
+    if key in _IDS:
+        return value
+    return _scrub(value, token)
+
+
+def redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+    """structlog processor: the last line of defence before a record leaves the process."""
+    secret = get_settings().access_token
+    token = secret.get_secret_value() if secret else None
+    return {k: _scrub_item(k, v, token) for k, v in event.items()}
+
+
+_SHARED = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+
+def configure(level: str | None = None) -> None:
+    """Route structlog and stdlib logging (Celery's included) to one JSON-lines stream on stderr."""
+    level = (level or get_settings().log_level).upper()
+    structlog.configure(
+        processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_SHARED,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            redact,
+            structlog.processors.JSONRenderer(sort_keys=False),
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def get_logger(name: str = "whatsapp_dispatch") -> structlog.stdlib.BoundLogger:
+    return structlog.get_logger(name)

@@ -1,0 +1,32 @@
+"""Intent -> the exact JSON body the Cloud API expects. Pure functions, no I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.intents import MessageIntent, ReadReceipt
+
+
+def _dump(obj: Any) -> Any:
+    if isinstance(obj, list):
+        return [_dump(item) for item in obj]
+    return obj.model_dump(mode="json", exclude_none=True)
+
+
+def message_payload(intent: MessageIntent) -> dict[str, Any]:
+    """The spec's message object: messaging_product, recipient_type, to, type, <type>, and context for replies."""
+    payload: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "recipient_type": intent.recipient_type,
+        "to": intent.to,
+        "type": intent.type,
+    }
+    if intent.context is not None:
+        payload["context"] = _dump(intent.context)
+    payload[intent.type] = _dump(intent.content)
+    return payload
+
+
+def read_payload(receipt: ReadReceipt) -> dict[str, Any]:
+    """Mark-as-read: a POST to the same /messages route (the spec's curl says GET by mistake)."""
+    return {"messaging_product": "whatsapp", "status": "read", "message_id": receipt.message_id}

@@ -1,0 +1,270 @@
+"""A local Interakt-compatible API for tests, demos and benchmarks: `python -m worker.sandbox --port 8089`.
+
+It answers POST {base}/{phone_number_id}/messages like the real API (Meta-shaped success and
+error bodies, `wamid.` ids), checks headers and the message object on its own terms (it does
+not reuse the worker's validation, so it can catch the worker's mistakes), records every
+request, and injects faults on demand through `/_sandbox/faults`:
+
+    {"latency": 0.05, "rules": [
+      {"status": 500, "rate": 0.3},                       # 30 % of sends answer HTTP 500
+      {"status": 429, "code": 130429, "retry_after": 2, "times": 5},
+      {"code": 131047, "to": "+919999595313"},            # a Meta error for one recipient
+      {"drop": true, "times": 1},                         # close the connection, no answer
+      {"sleep": 3, "accept": true, "times": 2},           # accept, then answer too late
+    ]}
+
+A rule matches when its `to`/`type` filters match, its `rate` draws true and it has `times`
+left; the first matching rule applies. `accept: true` records the message as accepted
+before the fault, which is what makes a timeout ambiguous in real life.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import random
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+MESSAGE_TYPES = {
+    "text", "image", "video", "audio", "document", "sticker",
+    "reaction", "location", "contacts", "interactive", "template",
+}  # fmt: skip
+_ROUTE = re.compile(r"^/(?:api/)?v\d+\.\d+/(?P<pnid>[^/]+)/messages/?$")
+_TITLES = {500: "Internal server error", 429: "Rate limit hit", 400: "Invalid parameter"}
+
+
+class SandboxState:
+    def __init__(self, token: str | None, latency: float) -> None:
+        self.token = token
+        self.latency = latency
+        self.lock = threading.Lock()
+        self.rules: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []
+
+    def reset(self) -> None:
+        with self.lock:
+            self.rules = []
+            self.requests = []
+
+    def pick_fault(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        with self.lock:
+            for rule in self.rules:
+                if rule.get("to") not in (None, body.get("to")) or rule.get("type") not in (None, body.get("type")):
+                    continue
+                if rule.get("times") is not None and rule["times"] <= 0:
+                    continue
+                if random.random() >= float(rule.get("rate", 1.0)):
+                    continue
+                if rule.get("times") is not None:
+                    rule["times"] -= 1
+                return rule
+        return None
+
+    def record(self, entry: dict[str, Any]) -> None:
+        with self.lock:
+            self.requests.append(entry)
+
+
+def new_wamid(to: str) -> str:
+    raw = b"\x1c\x18\x0c" + to.lstrip("+").encode() + b"\x15\x02\x00\x11\x18\x12" + os.urandom(9)
+    return "wamid." + base64.b64encode(raw).decode()
+
+
+def _error(status: int, code: int, message: str, details: str | None = None) -> tuple[int, dict[str, Any]]:
+    err: dict[str, Any] = {
+        "message": message,
+        "type": "OAuthException",
+        "code": code,
+        "fbtrace_id": base64.b32encode(os.urandom(10)).decode().rstrip("="),
+    }
+    if details:
+        err["error_data"] = {"messaging_product": "whatsapp", "details": details}
+    return status, {"error": err}
+
+
+def check_message(body: Any) -> str | None:
+    """The sandbox's own reading of the spec; returns what is wrong, or None."""
+    if not isinstance(body, dict):
+        return "the request body must be a JSON object"
+    if body.get("messaging_product") != "whatsapp":
+        return "messaging_product must be 'whatsapp'"
+    if body.get("status") == "read":
+        return None if isinstance(body.get("message_id"), str) and body["message_id"] else "message_id is required"
+    if not re.fullmatch(r"\+?\d{8,15}", str(body.get("to", ""))):
+        return "to must be a phone number or wa_id"
+    if body.get("recipient_type", "individual") != "individual":
+        return "recipient_type must be 'individual'"
+    kind = body.get("type")
+    if kind not in MESSAGE_TYPES:
+        return f"unknown message type {kind!r}"
+    content = body.get(kind)
+    if kind == "contacts" and not (isinstance(content, list) and content):
+        return "contacts must be a non-empty array"
+    if kind != "contacts" and not isinstance(content, dict):
+        return f"the '{kind}' object is required"
+    others = MESSAGE_TYPES & set(body) - {kind}
+    if others:
+        return f"unexpected objects for type {kind}: {sorted(others)}"
+    if "context" in body and not (isinstance(body["context"], dict) and body["context"].get("message_id")):
+        return "context.message_id is required"
+    return None
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: "SandboxServer"
+
+    def log_message(self, *_: Any) -> None:  # the recorded requests are the log
+        pass
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Any:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            return json.loads(raw or b"null")
+        except ValueError:
+            return None
+
+    def do_GET(self) -> None:
+        state = self.server.state
+        if self.path == "/_sandbox/health":
+            return self._send(200, {"ok": True})
+        if self.path.startswith("/_sandbox/requests"):
+            with state.lock:
+                return self._send(200, {"requests": list(state.requests)})
+        if self.path == "/_sandbox/faults":
+            with state.lock:
+                return self._send(200, {"latency": state.latency, "rules": state.rules})
+        if _ROUTE.match(self.path):  # the spec's curl for mark-as-read says GET; the API wants POST
+            return self._send(*_error(400, 100, "Unsupported get request.", "use POST for /messages"))
+        self._send(404, {"error": {"message": "not found", "code": 100}})
+
+    def do_DELETE(self) -> None:
+        if self.path == "/_sandbox/faults":
+            with self.server.state.lock:
+                self.server.state.rules = []
+            return self._send(200, {"ok": True})
+        self._send(404, {"error": {"message": "not found", "code": 100}})
+
+    def do_POST(self) -> None:
+        state = self.server.state
+        body = self._body()
+        if self.path == "/_sandbox/faults":
+            with state.lock:
+                state.rules = list((body or {}).get("rules", []))
+                state.latency = float((body or {}).get("latency", state.latency))
+            return self._send(200, {"ok": True})
+        if self.path == "/_sandbox/reset":
+            state.reset()
+            return self._send(200, {"ok": True})
+        match = _ROUTE.match(self.path)
+        if not match:
+            return self._send(404, {"error": {"message": "Unknown path components", "code": 2500}})
+        self._message(state, match.group("pnid"), body)
+
+    def _message(self, state: SandboxState, pnid: str, body: Any) -> None:
+        entry: dict[str, Any] = {
+            "time": time.time(),
+            "phone_number_id": pnid,
+            "headers": {k.lower(): v for k, v in self.headers.items()},
+            "body": body,
+        }
+        if state.latency:
+            time.sleep(state.latency)
+        status, answer, headers = self._answer(state, body, entry)
+        entry["status"] = status
+        state.record(entry)
+        if status == 0:  # dropped: close without a response
+            self.close_connection = True
+            return
+        self._send(status, answer, headers)
+
+    def _answer(
+        self, state: SandboxState, body: Any, entry: dict[str, Any]
+    ) -> tuple[int, Any, dict[str, str] | None]:
+        token = self.headers.get("x-access-token")
+        if not token or (state.token and token != state.token):
+            return (*_error(401, 190, "Invalid OAuth access token - Cannot parse access token"), None)
+        if not self.headers.get("x-waba-id"):
+            return (*_error(400, 100, "(#100) The parameter x-waba-id is required."), None)
+        if not (self.headers.get("Content-Type") or "").startswith("application/json"):
+            return (*_error(400, 100, "(#100) Content-Type must be application/json"), None)
+        problem = check_message(body)
+        if problem:
+            return (*_error(400, 100, "(#100) Invalid parameter", problem), None)
+        rule = state.pick_fault(body) or {}
+        entry["fault"] = rule or None
+        accepted = not rule or rule.get("accept", False)
+        if accepted and body.get("status") != "read":
+            entry["wamid"] = new_wamid(body["to"])
+        if rule.get("sleep"):
+            time.sleep(float(rule["sleep"]))
+        if rule.get("drop"):
+            return 0, None, None
+        if rule.get("status") or rule.get("code"):
+            status = int(rule.get("status") or 400)
+            code = rule.get("code")
+            headers = {"Retry-After": str(rule["retry_after"])} if rule.get("retry_after") is not None else None
+            if code is None:
+                return status, {"error": {"message": _TITLES.get(status, "error"), "type": "HTTP"}}, headers
+            status, err = _error(status, int(code), rule.get("message", f"sandbox fault {code}"), rule.get("details"))
+            return status, err, headers
+        if body.get("status") == "read":
+            return 200, {"success": True}, None
+        to = body["to"]
+        return 200, {
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
+            "messages": [{"id": entry["wamid"]}],
+        }, None
+
+
+class SandboxServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 1024
+
+    def __init__(self, address: tuple[str, int], state: SandboxState) -> None:
+        super().__init__(address, Handler)
+        self.state = state
+
+
+def serve(host: str = "127.0.0.1", port: int = 8089, token: str | None = None, latency: float = 0.0) -> None:
+    server = SandboxServer((host, port), SandboxState(token, latency))
+    print(json.dumps({"event": "sandbox listening", "url": f"http://{host}:{server.server_port}/api/v17.0"}), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Local Interakt-compatible WhatsApp API (a sandbox: sends nothing)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8089)
+    parser.add_argument("--token", default=None, help="accept only this x-access-token (default: any)")
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait before each answer")
+    args = parser.parse_args(argv)
+    serve(args.host, args.port, args.token, args.latency)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,89 @@
+"""Configuration from the environment (and an optional `.env` file).
+
+The variable names are a public contract (see README "Configuration"); the
+defaults are chosen for production, tests tighten the timings through the same
+variables.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_API_URL = "https://amped-express.interakt.ai/api/v17.0"
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    # Interakt / WhatsApp Cloud API
+    api_url: str = Field(DEFAULT_API_URL, validation_alias="INTERAKT_API_URL")
+    access_token: SecretStr | None = Field(None, validation_alias="INTERAKT_ACCESS_TOKEN")
+    access_token_file: Path | None = Field(None, validation_alias="INTERAKT_ACCESS_TOKEN_FILE")
+    waba_id: str = Field("", validation_alias="INTERAKT_WABA_ID")
+    phone_number_id: str = Field("", validation_alias="INTERAKT_PHONE_NUMBER_ID")
+
+    # Redis: one URL for both unless the Celery-specific ones override it.
+    redis_url: str = Field(DEFAULT_REDIS_URL, validation_alias="REDIS_URL")
+    broker_url: str | None = Field(None, validation_alias="CELERY_BROKER_URL")
+    result_backend: str | None = Field(None, validation_alias="CELERY_RESULT_BACKEND")
+
+    # HTTP timeouts (seconds). A read timeout is ambiguous: the message may have gone out.
+    connect_timeout: float = Field(5.0, validation_alias="DISPATCH_CONNECT_TIMEOUT")
+    read_timeout: float = Field(20.0, validation_alias="DISPATCH_READ_TIMEOUT")
+    http_pool_size: int = Field(64, validation_alias="DISPATCH_HTTP_POOL_SIZE")
+
+    # Retry policy: quick retries inside the task, longer waits handed back to the queue.
+    inline_attempts: int = Field(3, validation_alias="DISPATCH_INLINE_ATTEMPTS")
+    inline_backoff: float = Field(0.5, validation_alias="DISPATCH_INLINE_BACKOFF")
+    inline_max_wait: float = Field(5.0, validation_alias="DISPATCH_INLINE_MAX_WAIT")
+    requeue_backoff: float = Field(30.0, validation_alias="DISPATCH_REQUEUE_BACKOFF")
+    requeue_max_wait: float = Field(600.0, validation_alias="DISPATCH_REQUEUE_MAX_WAIT")
+    max_attempts: int = Field(12, validation_alias="DISPATCH_MAX_ATTEMPTS")
+    max_age: float = Field(3600.0, validation_alias="DISPATCH_MAX_AGE")
+
+    # Delivery guarantees
+    at_least_once: bool = Field(False, validation_alias="DISPATCH_AT_LEAST_ONCE")
+    idempotency_ttl: int = Field(30 * 24 * 3600, validation_alias="DISPATCH_IDEMPOTENCY_TTL")
+    result_expires: int = Field(7 * 24 * 3600, validation_alias="DISPATCH_RESULT_EXPIRES")
+    visibility_timeout: int = Field(7200, validation_alias="DISPATCH_VISIBILITY_TIMEOUT")
+
+    log_level: str = Field("INFO", validation_alias="DISPATCH_LOG_LEVEL")
+
+    @model_validator(mode="after")
+    def _token_from_file(self) -> "Settings":
+        """A mounted secret file (Kubernetes, Docker secrets) wins over nothing, never over the env."""
+        if self.access_token is None and self.access_token_file is not None:
+            self.access_token = SecretStr(self.access_token_file.read_text().strip())
+        return self
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def celery_result_backend(self) -> str:
+        return self.result_backend or self.redis_url
+
+    @property
+    def state_redis_url(self) -> str:
+        """Idempotency records, limits and dead letters live beside the results."""
+        backend = self.celery_result_backend
+        return backend if backend.startswith(("redis://", "rediss://", "unix://")) else self.redis_url
+
+    @property
+    def messages_url(self) -> str:
+        return f"{self.api_url.rstrip('/')}/{self.phone_number_id}/messages"
+
+    @property
+    def has_credentials(self) -> bool:
+        return bool(self.access_token and self.access_token.get_secret_value() and self.phone_number_id)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

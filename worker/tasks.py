@@ -1,0 +1,45 @@
+"""Celery tasks: glue between a task message and `worker.delivery`. Names are a public contract."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from celery import Task
+from celery.result import AsyncResult
+
+from worker.app import app
+from worker.delivery import Requeue, deliver_message, deliver_read
+from worker.intents import parse_intent, parse_read
+from worker.logging import get_logger, mask_text
+
+log = get_logger("whatsapp_dispatch.enqueue")
+
+
+class ValidatedTask(Task):
+    """Refuses a bad intent before anything reaches Redis, and shows Flower masked arguments."""
+
+    validator: Callable[[dict[str, Any]], Any]
+
+    def apply_async(self, args: Any = None, kwargs: dict[str, Any] | None = None, **options: Any) -> AsyncResult:
+        if args:
+            raise TypeError(f"{self.name} takes keyword arguments only")
+        kwargs = kwargs or {}
+        type(self).validator(kwargs)
+        options.setdefault("kwargsrepr", mask_text(repr(kwargs)))
+        result = super().apply_async(args, kwargs, **options)
+        log.info("enqueued", task_id=result.id, task=self.name, to=kwargs.get("to"), type=kwargs.get("type"))
+        return result
+
+
+@app.task(bind=True, base=ValidatedTask, validator=parse_intent, name="worker.tasks.send_message", max_retries=None)
+def send_message(self: Task, **intent: Any) -> dict[str, Any]:
+    try:
+        return deliver_message(intent, task_id=self.request.id, requeues=self.request.retries)
+    except Requeue as requeue:
+        raise self.retry(countdown=requeue.countdown, exc=requeue.cause, max_retries=None) from None
+
+
+@app.task(bind=True, base=ValidatedTask, validator=parse_read, name="worker.tasks.mark_read")
+def mark_read(self: Task, **receipt: Any) -> dict[str, Any]:
+    return deliver_read(receipt, task_id=self.request.id)
