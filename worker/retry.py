@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
-from tenacity.wait import wait_exponential_jitter
+from tenacity.wait import wait_exponential, wait_random
 
 from worker.errors import TransientError
 from worker.settings import Settings
@@ -27,8 +27,8 @@ def _retry_after(state: RetryCallState) -> float | None:
 
 def call_with_retry(call: Callable[[], T], settings: Settings) -> T:
     """Run `call`, retrying TransientError with exponential backoff and jitter, Retry-After first."""
-    backoff = wait_exponential_jitter(
-        initial=settings.inline_backoff, max=settings.inline_max_wait, jitter=settings.inline_backoff
+    backoff = wait_exponential(multiplier=settings.inline_backoff, max=settings.inline_max_wait) + wait_random(
+        0, settings.inline_backoff
     )
 
     def wait(state: RetryCallState) -> float:

@@ -185,11 +185,11 @@ class Handler(BaseHTTPRequestHandler):
             "headers": {k.lower(): v for k, v in self.headers.items()},
             "body": body,
         }
+        state.record(entry)  # at arrival: a request the API never answers was still received
         if state.latency:
             time.sleep(state.latency)
         status, answer, headers = self._answer(state, body, entry)
         entry["status"] = status
-        state.record(entry)
         if status == 0:  # dropped: close without a response
             self.close_connection = True
             return

@@ -11,7 +11,7 @@ from celery.result import AsyncResult
 from worker.app import app
 from worker.delivery import Requeue, deliver_message, deliver_read
 from worker.intents import parse_intent, parse_read
-from worker.logging import get_logger, mask_text
+from worker.logging import get_logger, mask_phone, mask_text
 
 log = get_logger("whatsapp_dispatch.enqueue")
 
@@ -28,7 +28,8 @@ class ValidatedTask(Task):
         type(self).validator(kwargs)
         options.setdefault("kwargsrepr", mask_text(repr(kwargs)))
         result = super().apply_async(args, kwargs, **options)
-        log.info("enqueued", task_id=result.id, task=self.name, to=kwargs.get("to"), type=kwargs.get("type"))
+        fields = {"to": mask_phone(kwargs["to"]), "type": kwargs.get("type")} if "to" in kwargs else {}
+        log.info("enqueued", task_id=result.id, task=self.name, **fields)
         return result
 
 
