@@ -20,9 +20,24 @@ from worker.tasks import mark_read as _mark_read
 from worker.tasks import send_message
 
 __all__ = [
-    "send", "send_text", "send_image", "send_video", "send_audio", "send_document", "send_sticker",
-    "send_reaction", "send_location", "send_contacts", "send_interactive", "send_buttons", "send_list",
-    "send_product", "send_product_list", "send_catalog", "send_template", "mark_read",
+    "mark_read",
+    "send",
+    "send_audio",
+    "send_buttons",
+    "send_catalog",
+    "send_contacts",
+    "send_document",
+    "send_image",
+    "send_interactive",
+    "send_list",
+    "send_location",
+    "send_product",
+    "send_product_list",
+    "send_reaction",
+    "send_sticker",
+    "send_template",
+    "send_text",
+    "send_video",
 ]  # fmt: skip
 
 

@@ -92,7 +92,7 @@ class RedisServer(Process):
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.workdir = workdir
 
-    def start(self) -> "RedisServer":
+    def start(self) -> RedisServer:
         self.spawn(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                     "--appendonly", "no", "--dir", str(self.workdir)])  # fmt: skip
         wait_for(lambda: self.client().ping(), 10, "redis-server")
@@ -110,7 +110,7 @@ class Sandbox(Process):
         self.api_url = f"{self.base}/api/v17.0"
         self.latency = latency
 
-    def start(self) -> "Sandbox":
+    def start(self) -> Sandbox:
         self.spawn([sys.executable, "-m", "worker.sandbox", "--port", str(self.port), "--token", TOKEN,
                     "--latency", str(self.latency)])  # fmt: skip
         wait_for(lambda: self._call("GET", "/_sandbox/health")["ok"], 10, "sandbox")
@@ -172,7 +172,7 @@ class Worker(Process):
         self.pool = pool
         self.concurrency = concurrency
 
-    def start(self) -> "Worker":
+    def start(self) -> Worker:
         self.spawn([str(BIN / "celery"), "-A", "worker", "worker", "--pool", self.pool,
                     "--concurrency", str(self.concurrency), "--loglevel", "INFO", "--without-gossip",
                     "--without-mingle", "--hostname", f"{self.name}-{os.getpid()}@%h"], env=self.env)  # fmt: skip

@@ -92,12 +92,12 @@ OTHERS = {
     "reaction": {"message_id": "wamid.PREVIOUS", "emoji": "\U0001f44d"},
     "location": {"latitude": 19.076, "longitude": 72.8777, "name": "Office", "address": "Mumbai"},
     "contacts": [{"name": {"formatted_name": "Asha Rao", "first_name": "Asha"},
-                  "phones": [{"phone": "+919876543210", "type": "WORK"}]}],  # fmt: skip
+                  "phones": [{"phone": "+919876543210", "type": "WORK"}]}],
     "interactive": {
         "type": "button",
         "body": {"text": "Confirm your slot?"},
         "action": {"buttons": [{"type": "reply", "reply": {"id": "yes", "title": "Yes"}},
-                               {"type": "reply", "reply": {"id": "no", "title": "No"}}]},  # fmt: skip
+                               {"type": "reply", "reply": {"id": "no", "title": "No"}}]},
     },
     "template": {
         "name": "order_update",

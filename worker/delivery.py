@@ -158,7 +158,8 @@ def deliver_message(kwargs: dict[str, Any], task_id: str, requeues: int) -> dict
     except TransientError as exc:
         attempts += counter[0]
         if attempts >= settings.max_attempts:
-            raise _fail(RetriesExhausted(f"gave up after {attempts} attempts: {exc.message}", exc.info), key, attempts)
+            exhausted = RetriesExhausted(f"gave up after {attempts} attempts: {exc.message}", exc.info)
+            raise _fail(exhausted, key, attempts) from None
         store.release(key, attempts)
         countdown = requeue_countdown(exc, requeues, settings)
         log.warning("outcome", outcome="requeued", countdown=round(countdown, 2), error_code=exc.code)

@@ -107,7 +107,7 @@ class InvalidIntent(DispatchError, ValueError):
     kind = "invalid"
 
     @classmethod
-    def from_fields(cls, errors: list[tuple[str, str]]) -> "InvalidIntent":
+    def from_fields(cls, errors: list[tuple[str, str]]) -> InvalidIntent:
         text = "; ".join(f"{field}: {reason}" for field, reason in errors)
         return cls(f"invalid message intent: {text}", {"errors": [{"field": f, "reason": r} for f, r in errors]})
 

@@ -8,7 +8,7 @@ Unknown fields are refused: a typo should fail at enqueue, not at Meta.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlparse
 
 import phonenumbers
@@ -97,7 +97,7 @@ class Media(ApiObject):
         return link
 
     @model_validator(mode="after")
-    def _one_source(self) -> "Media":
+    def _one_source(self) -> Media:
         if (self.id is None) == (self.link is None):
             raise ValueError("exactly one of 'id' or 'link' is required")
         if self.link:
@@ -152,7 +152,7 @@ class Header(ApiObject):
     document: Document | None = None
 
     @model_validator(mode="after")
-    def _matching_object(self) -> "Header":
+    def _matching_object(self) -> Header:
         if getattr(self, self.type) is None:
             raise ValueError(f"header of type '{self.type}' needs a '{self.type}' object")
         return self
@@ -177,7 +177,7 @@ class ButtonAction(ApiObject):
     buttons: Annotated[list[ReplyButton], Field(min_length=1, max_length=3)]
 
     @model_validator(mode="after")
-    def _unique(self) -> "ButtonAction":
+    def _unique(self) -> ButtonAction:
         for attr in ("id", "title"):
             values = [getattr(b.reply, attr) for b in self.buttons]
             if len(set(values)) != len(values):
@@ -201,7 +201,7 @@ class ListAction(ApiObject):
     sections: Annotated[list[ListSection], Field(min_length=1, max_length=10)]
 
     @model_validator(mode="after")
-    def _rows(self) -> "ListAction":
+    def _rows(self) -> ListAction:
         rows = [row.id for s in self.sections for row in s.rows]
         if len(rows) > 10:
             raise ValueError(f"a list message has at most 10 rows in all (got {len(rows)})")
@@ -231,7 +231,7 @@ class ProductListAction(ApiObject):
     sections: Annotated[list[ProductSection], Field(min_length=1, max_length=10)]
 
     @model_validator(mode="after")
-    def _products(self) -> "ProductListAction":
+    def _products(self) -> ProductListAction:
         count = sum(len(s.product_items) for s in self.sections)
         if count > 30:
             raise ValueError(f"a product list has at most 30 products in all (got {count})")
@@ -288,7 +288,7 @@ class CatalogMessage(ApiObject):
 
 
 Interactive = Annotated[
-    Union[ButtonMessage, ListMessage, ProductMessage, ProductListMessage, CatalogMessage],
+    ButtonMessage | ListMessage | ProductMessage | ProductListMessage | CatalogMessage,
     Field(discriminator="type"),
 ]
 
@@ -319,7 +319,7 @@ class TemplateParameter(ApiObject):
     location: Location | None = None
 
     @model_validator(mode="after")
-    def _value_present(self) -> "TemplateParameter":
+    def _value_present(self) -> TemplateParameter:
         if getattr(self, self.type) is None:
             raise ValueError(f"a '{self.type}' parameter needs a '{self.type}' value")
         return self
@@ -332,7 +332,7 @@ class TemplateComponent(ApiObject):
     parameters: list[TemplateParameter] | None = None
 
     @model_validator(mode="after")
-    def _button_fields(self) -> "TemplateComponent":
+    def _button_fields(self) -> TemplateComponent:
         if self.type == "button" and (self.sub_type is None or self.index is None):
             raise ValueError("a button component needs 'sub_type' and 'index'")
         return self
@@ -383,7 +383,7 @@ class MessageIntent(ApiObject):
         return normalize_phone(to)
 
     @model_validator(mode="after")
-    def _one_object(self) -> "MessageIntent":
+    def _one_object(self) -> MessageIntent:
         if getattr(self, self.type) is None:
             raise ValueError(f"type '{self.type}' needs a '{self.type}' object")
         extra = [t for t in MESSAGE_TYPES if t != self.type and getattr(self, t) is not None]

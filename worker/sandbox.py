@@ -118,7 +118,7 @@ def check_message(body: Any) -> str | None:
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "SandboxServer"
+    server: SandboxServer
 
     def log_message(self, *_: Any) -> None:  # the recorded requests are the log
         pass

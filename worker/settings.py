@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", validation_alias="DISPATCH_LOG_LEVEL")
 
     @model_validator(mode="after")
-    def _token_from_file(self) -> "Settings":
+    def _token_from_file(self) -> Settings:
         """A mounted secret file (Kubernetes, Docker secrets) wins over nothing, never over the env."""
         if self.access_token is None and self.access_token_file is not None:
             self.access_token = SecretStr(self.access_token_file.read_text().strip())

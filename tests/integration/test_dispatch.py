@@ -43,7 +43,7 @@ def test_every_message_type_reaches_the_api_exactly_as_the_spec_shows(api) -> No
     received = api.requests()
     assert len(received) == len(SPEC_BODIES)
     by_wamid = {r["wamid"]: r for r in received}
-    for body, outcome in zip(SPEC_BODIES, outcomes):
+    for body, outcome in zip(SPEC_BODIES, outcomes, strict=True):
         assert outcome["wamid"].startswith("wamid.")
         assert outcome["wa_id"] == "919999595313" and outcome["to"] == spec.TO and outcome["attempts"] == 1
         request = by_wamid[outcome["wamid"]]
@@ -63,10 +63,10 @@ def test_producer_helpers_build_the_same_intents(api) -> None:
         producers.send_text(spec.TO, "your-text-message-content", reply_to="wamid.PREVIOUS"),
         producers.send_catalog(spec.TO, spec.CATALOG["interactive"]["body"]["text"], "2lc20305pt"),
         producers.send_product(spec.TO, "CATALOG_ID", "ID_TEST_ITEM_1", body="optional body text",
-                               footer="optional footer text"),  # fmt: skip
+                               footer="optional footer text"),
         producers.send_product_list(spec.TO, "CATALOG_ID", {"section-title": ["sku-1", "sku-2"],
                                     "section-title-2": ["sku-3", "sku-4"]}, header="header-content",
-                                    body="body-content", footer="footer-content"),  # fmt: skip
+                                    body="body-content", footer="footer-content"),
     ]
     for r in results:
         r.get(timeout=TIMEOUT)

@@ -1,0 +1,177 @@
+"""`make run`: the whole pipeline on a fresh machine, one message of each type, each wamid or failure shown.
+
+Starts what is missing: a redis-server when none answers at REDIS_URL (local URLs only), the
+sandbox API when INTERAKT_ACCESS_TOKEN is not set (and says so loudly), and a celery worker.
+With real credentials it sends for real, to DEMO_TO, which must then be set.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+from urllib.parse import urlparse
+
+import redis
+from celery.result import AsyncResult
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+import producers
+from worker import app
+from worker import logging as wa_logging
+from worker.settings import get_settings
+
+console = Console()
+SANDBOX_TOKEN = "sandbox-token"
+_children: list[subprocess.Popen[bytes]] = []
+
+
+def _spawn(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    _children.append(proc)
+    return proc
+
+
+@atexit.register
+def _stop_children() -> None:
+    for proc in reversed(_children):
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _wait(check: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: BLE001 - still starting
+            pass
+        time.sleep(0.2)
+    sys.exit(f"{what} did not start within {seconds:.0f}s")
+
+
+def ensure_redis(url: str) -> None:
+    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    try:
+        client.ping()
+        console.print(f"Redis answers at {urlparse(url).hostname}:{urlparse(url).port or 6379}")
+        return
+    except redis.RedisError:
+        pass
+    parsed = urlparse(url)
+    if parsed.hostname not in ("localhost", "127.0.0.1", "::1"):
+        sys.exit(f"No Redis answers at {parsed.hostname}:{parsed.port}; start it or set REDIS_URL")
+    port = parsed.port or 6379
+    console.print(f"No Redis at port {port}: starting a private redis-server there")
+    _spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+    _wait(client.ping, 10, "redis-server")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_sandbox() -> dict[str, str]:
+    port = _free_port()
+    _spawn([sys.executable, "-m", "worker.sandbox", "--port", str(port)])
+    _wait(lambda: socket.create_connection(("127.0.0.1", port), 0.5).close() is None, 10, "sandbox")
+    console.print(Panel.fit(
+        "[bold yellow]SANDBOX MODE[/]: INTERAKT_ACCESS_TOKEN is not set, so messages go to a local\n"
+        f"Interakt-compatible sandbox on 127.0.0.1:{port}. Nothing is sent to WhatsApp.\n"
+        "Set INTERAKT_ACCESS_TOKEN, INTERAKT_WABA_ID, INTERAKT_PHONE_NUMBER_ID and DEMO_TO to send for real.",
+        border_style="yellow",
+    ))  # fmt: skip
+    return {
+        "INTERAKT_API_URL": f"http://127.0.0.1:{port}/api/v17.0",
+        "INTERAKT_ACCESS_TOKEN": SANDBOX_TOKEN,
+        "INTERAKT_WABA_ID": "sandbox-waba",
+        "INTERAKT_PHONE_NUMBER_ID": "sandbox-phone-number-id",
+    }
+
+
+def start_worker(env: dict[str, str]) -> None:
+    hostname = f"demo-{os.getpid()}@%h"
+    celery = os.path.join(os.path.dirname(sys.executable), "celery")
+    _spawn([celery, "-A", "worker", "worker", "--pool", "threads", "--concurrency", "8",
+            "--without-gossip", "--without-mingle", "--hostname", hostname], env=env)  # fmt: skip
+    name = hostname.replace("%h", socket.gethostname())
+    _wait(lambda: app.control.ping(destination=[name], timeout=0.5), 30, "celery worker")
+    console.print(f"Worker {name} is up")
+
+
+def one_of_each(to: str) -> dict[str, AsyncResult]:
+    return {
+        "text": producers.send_text(to, "Hello from whatsapp-dispatch"),
+        "reply": producers.send_text(to, "A reply", reply_to="wamid.HBgMOTE5OTk5NTk1MzEzFQIAERgSQUMwM0Y5RjNE"),
+        "image": producers.send_image(to, link="https://www.w3.org/Graphics/PNG/nurbcup2si.png", caption="A cup"),
+        "video": producers.send_video(to, link="https://www.w3schools.com/html/mov_bbb.mp4"),
+        "audio": producers.send_audio(to, link="https://www.w3schools.com/html/horse.mp3"),
+        "document": producers.send_document(to, link="https://www.w3.org/WAI/ER/tests/xhtml/testfiles/resources/pdf/dummy.pdf",
+                                            filename="dummy.pdf"),
+        "sticker": producers.send_sticker(to, link="https://www.gstatic.com/webp/gallery/1.webp"),
+        "location": producers.send_location(to, 19.0760, 72.8777, name="Gateway", address="Mumbai"),
+        "contacts": producers.send_contacts(to, [{"name": {"formatted_name": "Asha Rao", "first_name": "Asha"},
+                                                  "phones": [{"phone": "+919876543210", "type": "WORK"}]}]),
+        "reaction": producers.send_reaction(to, "wamid.HBgMOTE5OTk5NTk1MzEzFQIAERgSQUMwM0Y5RjNE", "\U0001f44d"),
+        "buttons": producers.send_buttons(to, "Confirm your slot?", {"yes": "Yes", "no": "No"}),
+        "list": producers.send_list(to, "Pick a dish", "Menu", [{"title": "Mains", "rows": [
+            {"id": "biryani", "title": "Biryani", "description": "Spicy"}]}]),
+        "product": producers.send_product(to, "CATALOG_ID", "ID_TEST_ITEM_1", body="Our pick for you"),
+        "product_list": producers.send_product_list(to, "CATALOG_ID", {"Best sellers": ["sku-1", "sku-2"]},
+                                                    header="Deals", body="This week only"),
+        "catalog": producers.send_catalog(to, "Browse our catalog", "2lc20305pt"),
+        "template": producers.send_template(to, "hello_world", "en_US"),
+        "mark_read": producers.mark_read("wamid.HBgMOTE5OTk5NTk1MzEzFQIAERgSQUMwM0Y5RjNE"),
+    }
+
+
+def main() -> None:
+    settings = get_settings()
+    wa_logging.configure("WARNING")  # the table below is the output; the worker logs its own JSON
+    ensure_redis(settings.celery_broker_url)
+    env = dict(os.environ)
+    if settings.access_token:
+        to = os.environ.get("DEMO_TO")
+        if not to:
+            sys.exit("Real credentials are set: name the recipient of the demo messages with DEMO_TO=+<number>")
+        console.print(f"[bold red]LIVE[/]: sending through {settings.api_url} to {to}")
+    else:
+        to = "+919999595313"
+        env.update(start_sandbox())
+    start_worker(env)
+
+    table = Table(title="One message of each type")
+    table.add_column("message")
+    table.add_column("task id", no_wrap=True)
+    table.add_column("state")
+    table.add_column("wamid or failure", overflow="fold")
+    failures = 0
+    for label, result in one_of_each(to).items():
+        try:
+            outcome = result.get(timeout=60, propagate=True)
+            detail = outcome.get("wamid") or f"success={outcome.get('success')}"
+        except Exception as exc:  # noqa: BLE001 - each failure is shown, not raised
+            failures += 1
+            detail = f"[red]{type(exc).__name__}: {exc}[/]"
+        table.add_row(label, result.id, result.state, detail)
+    console.print(table)
+    if failures and not settings.access_token:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
