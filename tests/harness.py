@@ -157,6 +157,11 @@ def worker_env(redis_url: str, api_url: str, **overrides: str) -> dict[str, str]
         "DISPATCH_REQUEUE_BACKOFF": "0.5",
         "DISPATCH_REQUEUE_MAX_WAIT": "5",
         "DISPATCH_MAX_ATTEMPTS": "6",
+        "DISPATCH_RATE_LIMIT": "1000",
+        "DISPATCH_PAIR_BURST": "100000",
+        "DISPATCH_BREAKER_PROBE_INTERVAL": "1",
+        "DISPATCH_VISIBILITY_TIMEOUT": "20",
+        "DISPATCH_RESTORE_INTERVAL": "1",
         "DISPATCH_LOG_LEVEL": "INFO",
         "PYTHONUNBUFFERED": "1",
     })  # fmt: skip

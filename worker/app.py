@@ -30,9 +30,25 @@ def make_app() -> Celery:
         task_track_started=False,
         # Must exceed the longest countdown a task can be given (DISPATCH_REQUEUE_MAX_WAIT), or Redis
         # re-delivers the waiting message while the first copy still sits in a worker.
-        broker_transport_options={"visibility_timeout": settings.visibility_timeout},
-        result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
+        broker_transport_options={
+            "visibility_timeout": settings.visibility_timeout,
+            # Sweep for messages of dead workers every DISPATCH_RESTORE_INTERVAL seconds.
+            "unacked_restore_interval": settings.restore_interval,
+            "unacked_restore_throttle": 1,
+            "socket_timeout": 30,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 10,
+        },
         broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,  # a worker waits for Redis to come back, however long
+        # A producer retries a publish for about 15 s, then raises EnqueueError: never a silent drop.
+        task_publish_retry=True,
+        task_publish_retry_policy={
+            "max_retries": settings.publish_max_retries,
+            "interval_start": 0.2,
+            "interval_step": 0.5,
+            "interval_max": 2.0,
+        },
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
         task_send_sent_event=True,

@@ -1,8 +1,9 @@
-"""Sending one intent: claim its idempotency key, call the API with retries, keep the outcome.
+"""Sending one intent, start to end: claim its key, take a rate-limit slot, call the API, keep the outcome.
 
-The Celery tasks are thin glue around `deliver_message` and `deliver_read`; all decisions
-(send or not, retry now, requeue later, fail for good) are made here, so they can be read
-in one place and the task stays a function of its arguments.
+The Celery tasks are thin glue around `deliver_message` and `deliver_read`; every decision
+(send or not, retry now, requeue later, pause the number, fail for good) is made here so it
+reads in one place. `Requeue` is the only way back to the queue; every final failure is kept
+both in the idempotency record and in the dead letters.
 """
 
 from __future__ import annotations
@@ -13,22 +14,30 @@ from typing import Any
 
 import structlog
 
-from worker.client import ApiResponse, get_client
+from worker.breaker import Breaker
+from worker.client import ApiResponse, InteraktClient, get_client
+from worker.deadletters import DeadLetters
 from worker.errors import (
+    THROTTLE_CODES,
+    AccountError,
     AmbiguousError,
     ApiError,
     DispatchError,
     ExpiredError,
     InvalidIntent,
+    PairRateLimited,
     RetriesExhausted,
     TransientError,
 )
-from worker.idempotency import Claim, get_store
-from worker.intents import parse_intent, parse_read
+from worker.idempotency import Claim, IdempotencyStore
+from worker.intents import MessageIntent, parse_intent, parse_read
 from worker.logging import get_logger, mask_phone
 from worker.payloads import message_payload, read_payload
+from worker.process_local import process_local
+from worker.ratelimit import RateLimiter
+from worker.redis_conn import get_redis
 from worker.retry import call_with_retry, requeue_countdown
-from worker.settings import get_settings
+from worker.settings import Settings, get_settings
 
 log = get_logger("whatsapp_dispatch.delivery")
 
@@ -40,6 +49,15 @@ class Requeue(Exception):
         super().__init__(countdown, cause)
         self.countdown = countdown
         self.cause = cause
+
+
+class NoSlot(Exception):
+    """The rate limiter or the breaker says: not within DISPATCH_INLINE_MAX_WAIT."""
+
+    def __init__(self, verdict: str, wait: float) -> None:
+        super().__init__(verdict, wait)
+        self.verdict = verdict
+        self.wait = wait
 
 
 @dataclass(frozen=True)
@@ -56,143 +74,203 @@ class SendResult:
         return asdict(self)
 
 
-def _attempting(call: Any) -> tuple[Any, list[int]]:
-    """Wrap an API call so each try is logged and counted."""
-    counter = [0]
+@dataclass(frozen=True)
+class Services:
+    """The per-process collaborators of a delivery."""
 
-    def attempt() -> ApiResponse:
-        counter[0] += 1
-        structlog.contextvars.bind_contextvars(attempt=counter[0])
-        started = time.perf_counter()
-        try:
-            resp = call()
-        except DispatchError as exc:
-            log.warning(
-                "attempt",
-                outcome=exc.kind,
-                http_status=exc.info.get("http_status"),
-                error_code=exc.code,
-                latency_ms=round((time.perf_counter() - started) * 1000, 1),
-                error=exc.message,
-            )
-            raise
-        log.info("attempt", outcome="ok", http_status=resp.http_status, latency_ms=round(resp.latency_ms, 1))
-        return resp
-
-    return attempt, counter
+    settings: Settings
+    client: InteraktClient
+    store: IdempotencyStore
+    limiter: RateLimiter
+    breaker: Breaker
+    dead: DeadLetters
 
 
-def _fail(exc: DispatchError, key: str, attempts: int) -> DispatchError:
-    get_store().failed(key, attempts, {"error": exc.message, **exc.info})
-    log.error("outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, attempts=attempts)
-    return exc
+@process_local
+def services() -> Services:
+    settings = get_settings()
+    client = get_redis()
+    # A send can take connect + read timeout per inline attempt plus the waits between them.
+    longest = settings.inline_attempts * (settings.connect_timeout + settings.read_timeout + settings.inline_max_wait)
+    return Services(
+        settings=settings,
+        client=get_client(),
+        store=IdempotencyStore(client, settings.idempotency_ttl, stale_after=longest + 5),
+        limiter=RateLimiter(client, settings),
+        breaker=Breaker(client, settings.phone_number_id, settings.breaker_probe_interval),
+        dead=DeadLetters(client, settings.dead_letter_ttl),
+    )
 
 
-def _replay(claim: Claim, key: str, intent_to: str, intent_type: str, task_id: str) -> dict[str, Any]:
-    """A key already finished: return its kept outcome without calling the API."""
-    if claim.state == "sent":
-        result = SendResult(
-            wamid=claim.record["wamid"],
-            wa_id=claim.record.get("wa_id") or None,
-            to=intent_to,
-            type=intent_type,
-            attempts=claim.attempts,
-            idempotency_key=key,
-            duplicate=True,
-        )
-        log.info("outcome", outcome="duplicate", wamid=result.wamid)
-        return result.as_dict()
-    error = claim.error
-    log.info("outcome", outcome="duplicate_failure", error_code=error.get("code"))
-    raise _rebuild(error)
+def _bind(task_id: str, task: str) -> None:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=task)
 
 
 def _rebuild(error: dict[str, Any]) -> DispatchError:
-    kinds = {cls.kind: cls for cls in _all_subclasses(DispatchError)}
+    """The exception a kept failure was, from its stored data."""
+    classes = [DispatchError]
+    for cls in classes:
+        classes.extend(cls.__subclasses__())
+    by_kind = {cls.kind: cls for cls in classes}
     info = {k: v for k, v in error.items() if k != "error"}
-    return kinds.get(info.get("kind"), DispatchError)(error.get("error", "failed"), info)
+    return by_kind.get(info.get("kind"), DispatchError)(error.get("error", "failed"), info)
 
 
-def _all_subclasses(cls: type) -> list[type]:
-    return [cls] + [s for sub in cls.__subclasses__() for s in _all_subclasses(sub)]
+class MessageDelivery:
+    """One delivery of one send_message task message."""
+
+    def __init__(self, kwargs: dict[str, Any], task_id: str, requeues: int) -> None:
+        self.s = services()
+        self.kwargs = kwargs
+        self.task_id = task_id
+        self.requeues = requeues
+        self.key = task_id
+        self.attempts = 0
+        self.probe = False
+        self.intent: MessageIntent | None = None
+
+    # --- outcomes -------------------------------------------------------------------------------
+
+    def fail(self, exc: DispatchError) -> DispatchError:
+        error = {"error": exc.message, **exc.info}
+        if self.intent is not None:
+            self.s.store.failed(self.key, self.attempts, error)
+        self.s.dead.add(self.key, self.kwargs, error, self.attempts, self.task_id)
+        log.error("outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, attempts=self.attempts)
+        return exc
+
+    def requeue(self, countdown: float, cause: DispatchError, outcome: str) -> Requeue:
+        self.s.store.release(self.key, self.attempts)
+        log.warning("outcome", outcome=outcome, countdown=round(countdown, 2), error_code=cause.code)
+        return Requeue(countdown, cause)
+
+    def replay(self, claim: Claim, intent: MessageIntent) -> dict[str, Any]:
+        """The key already finished: return its kept outcome without calling the API."""
+        if claim.state == "failed":
+            log.info("outcome", outcome="duplicate_failure", error_code=claim.error.get("code"))
+            raise _rebuild(claim.error)
+        result = SendResult(claim.record["wamid"], claim.record.get("wa_id") or None, intent.to, intent.type,
+                            claim.attempts, self.key, duplicate=True)  # fmt: skip
+        log.info("outcome", outcome="duplicate", wamid=result.wamid)
+        return result.as_dict()
+
+    # --- one HTTP attempt -----------------------------------------------------------------------
+
+    def attempt(self, to: str, payload: dict[str, Any]) -> ApiResponse:
+        slot = self.s.limiter.acquire(to)
+        if not slot.granted:
+            raise NoSlot(slot.verdict, slot.wait)
+        self.probe = self.probe or slot.verdict == "probe"
+        if slot.wait > 0:
+            time.sleep(slot.wait)
+        self.attempts += 1
+        structlog.contextvars.bind_contextvars(attempt=self.attempts)
+        started = time.perf_counter()
+        try:
+            resp = self.s.client.post(payload)
+        except DispatchError as exc:
+            log.warning("attempt", outcome=exc.kind, http_status=exc.info.get("http_status"), error_code=exc.code,
+                        latency_ms=round((time.perf_counter() - started) * 1000, 1), error=exc.message,
+                        slot_wait_ms=round(slot.wait * 1000, 1))  # fmt: skip
+            self.feedback(exc, to)
+            raise
+        log.info("attempt", outcome="ok", http_status=resp.http_status, latency_ms=round(resp.latency_ms, 1),
+                 slot_wait_ms=round(slot.wait * 1000, 1))  # fmt: skip
+        return resp
+
+    def feedback(self, exc: DispatchError, to: str) -> None:
+        """Tell the shared limiter what the API said, so every worker slows down, not just this one."""
+        if isinstance(exc, PairRateLimited):
+            self.s.limiter.block_pair(to, exc.retry_after)
+        elif isinstance(exc, TransientError) and (
+            exc.code in THROTTLE_CODES or (exc.code is None and exc.info.get("http_status") == 429)
+        ):
+            factor = self.s.limiter.slow_down(exc.retry_after)
+            log.warning("throttled", error_code=exc.code, retry_after=exc.retry_after, rate_factor=round(factor, 3))
+
+    # --- the whole delivery ---------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        settings = self.s.settings
+        try:
+            intent = parse_intent(self.kwargs)
+        except InvalidIntent as exc:  # apps that enqueue by name skip the enqueue-time check
+            raise self.fail(exc) from None
+        self.key = intent.idempotency_key or self.task_id
+        structlog.contextvars.bind_contextvars(to=mask_phone(intent.to), type=intent.type, idempotency_key=self.key)
+
+        claim = self.s.store.begin(self.key, self.task_id, take_over_stale=settings.at_least_once)
+        self.intent = intent
+        self.attempts = claim.attempts
+        if claim.state in ("sent", "failed"):
+            return self.replay(claim, intent)
+        if claim.state == "busy":
+            log.info("outcome", outcome="in_flight_elsewhere")
+            raise Requeue(self.s.store.stale_after / 4, DispatchError("in flight in another delivery", {"kind": "busy"}))
+        if claim.state == "stale":
+            lost = AmbiguousError("a worker stopped while this message was being sent: it may have been delivered",
+                                  {"code": None, "title": "worker lost mid-request"})  # fmt: skip
+            raise self.fail(lost)
+        if time.time() - claim.created > settings.max_age:
+            raise self.fail(ExpiredError(f"not sent within DISPATCH_MAX_AGE={settings.max_age:g}s", {}))
+
+        payload = message_payload(intent)
+        try:
+            resp = call_with_retry(lambda: self.attempt(intent.to, payload), settings)
+        except NoSlot as exc:
+            paused = exc.verdict == "paused"
+            cause = DispatchError("sending paused for this number" if paused else "rate limited", {"kind": exc.verdict})
+            raise self.requeue(exc.wait, cause, "paused" if paused else "rate_limited") from None
+        except AccountError as exc:
+            if self.s.breaker.trip(exc.code, exc.message):
+                log.critical("breaker_open", error_code=exc.code, error=exc.message,
+                             probe_interval=settings.breaker_probe_interval)  # fmt: skip
+            raise self.requeue(settings.breaker_probe_interval, exc, "paused") from None
+        except TransientError as exc:
+            if self.attempts >= settings.max_attempts:
+                exhausted = RetriesExhausted(f"gave up after {self.attempts} attempts: {exc.message}", exc.info)
+                raise self.fail(exhausted) from None
+            raise self.requeue(requeue_countdown(exc, self.requeues, settings), exc, "requeued") from None
+        except AmbiguousError as exc:
+            if settings.at_least_once:
+                raise self.requeue(settings.requeue_backoff, exc, "requeued_ambiguous") from None
+            raise self.fail(exc) from None
+        except ApiError as exc:
+            raise self.fail(exc) from None
+        return self.succeed(resp, intent)
+
+    def succeed(self, resp: ApiResponse, intent: MessageIntent) -> dict[str, Any]:
+        if not resp.wamid:
+            raise self.fail(AmbiguousError("the API answered 2xx without a wamid", {"body": resp.body}))
+        self.s.store.sent(self.key, self.attempts, resp.wamid, resp.wa_id, intent.to)
+        if self.probe and self.s.breaker.close():
+            log.warning("breaker_closed", wamid=resp.wamid)
+        log.info("outcome", outcome="sent", wamid=resp.wamid, attempts=self.attempts)
+        return SendResult(resp.wamid, resp.wa_id, intent.to, intent.type, self.attempts, self.key).as_dict()
 
 
 def deliver_message(kwargs: dict[str, Any], task_id: str, requeues: int) -> dict[str, Any]:
     """Send one message intent; return the SendResult dict, raise DispatchError or Requeue."""
-    settings = get_settings()
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(task_id=task_id, task="send_message")
-    try:
-        intent = parse_intent(kwargs)
-    except InvalidIntent as exc:  # apps that enqueue by name skip the enqueue-time check
-        log.error("outcome", outcome=exc.kind, error=exc.message)
-        raise
-    key = intent.idempotency_key or task_id
-    structlog.contextvars.bind_contextvars(to=mask_phone(intent.to), type=intent.type, idempotency_key=key)
-
-    store = get_store()
-    claim = store.begin(key, task_id)
-    if claim.state in ("sent", "failed"):
-        return _replay(claim, key, intent.to, intent.type, task_id)
-    if claim.state == "busy":
-        # Another delivery of this key is mid-request: look again once it must have finished.
-        log.info("outcome", outcome="in_flight_elsewhere")
-        raise Requeue(store.stale_after / 4, DispatchError("in flight in another delivery", {"kind": "busy"}))
-    if claim.state == "stale" and not settings.at_least_once:
-        raise _fail(
-            AmbiguousError(
-                "a worker stopped while this message was being sent: it may have been delivered",
-                {"code": None, "title": "worker lost mid-request"},
-            ),
-            key,
-            claim.attempts,
-        )
-    attempts = claim.attempts
-    if time.time() - claim.created > settings.max_age:
-        raise _fail(ExpiredError(f"not sent within DISPATCH_MAX_AGE={settings.max_age:g}s", {}), key, attempts)
-
-    payload = message_payload(intent)
-    attempt, counter = _attempting(lambda: get_client().post(payload))
-    try:
-        resp = call_with_retry(attempt, settings)
-    except TransientError as exc:
-        attempts += counter[0]
-        if attempts >= settings.max_attempts:
-            exhausted = RetriesExhausted(f"gave up after {attempts} attempts: {exc.message}", exc.info)
-            raise _fail(exhausted, key, attempts) from None
-        store.release(key, attempts)
-        countdown = requeue_countdown(exc, requeues, settings)
-        log.warning("outcome", outcome="requeued", countdown=round(countdown, 2), error_code=exc.code)
-        raise Requeue(countdown, exc) from None
-    except AmbiguousError as exc:
-        attempts += counter[0]
-        if settings.at_least_once:
-            store.release(key, attempts)
-            log.warning("outcome", outcome="requeued_ambiguous")
-            raise Requeue(settings.requeue_backoff, exc) from None
-        raise _fail(exc, key, attempts) from None
-    except ApiError as exc:
-        raise _fail(exc, key, attempts + counter[0]) from None
-    attempts += counter[0]
-    if not resp.wamid:
-        raise _fail(AmbiguousError("the API answered 2xx without a wamid", {"body": resp.body}), key, attempts)
-    store.sent(key, attempts, resp.wamid, resp.wa_id, intent.to)
-    result = SendResult(resp.wamid, resp.wa_id, intent.to, intent.type, attempts, key)
-    log.info("outcome", outcome="sent", wamid=resp.wamid, attempts=attempts)
-    return result.as_dict()
+    _bind(task_id, "send_message")
+    return MessageDelivery(kwargs, task_id, requeues).run()
 
 
 def deliver_read(kwargs: dict[str, Any], task_id: str) -> dict[str, Any]:
-    """Mark an incoming message as read; idempotent on Meta's side, so no record is kept."""
-    settings = get_settings()
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(task_id=task_id, task="mark_read")
+    """Mark an incoming message as read; harmless to repeat, so no idempotency record is kept."""
+    _bind(task_id, "mark_read")
+    s = services()
     receipt = parse_read(kwargs)
-    attempt, counter = _attempting(lambda: get_client().post(read_payload(receipt)))
+    attempts = [0]
+
+    def attempt() -> ApiResponse:
+        attempts[0] += 1
+        return s.client.post(read_payload(receipt))
+
     try:
-        resp = call_with_retry(attempt, settings)
+        resp = call_with_retry(attempt, s.settings)
     except DispatchError as exc:
-        log.error("outcome", outcome=exc.kind, error_code=exc.code, error=exc.message)
+        log.error("outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, attempts=attempts[0])
         raise
-    log.info("outcome", outcome="read", message_id=receipt.message_id)
-    return {"success": bool(resp.body.get("success")), "message_id": receipt.message_id, "attempts": counter[0]}
+    log.info("outcome", outcome="read", message_id=receipt.message_id, attempts=attempts[0])
+    return {"success": bool(resp.body.get("success")), "message_id": receipt.message_id, "attempts": attempts[0]}

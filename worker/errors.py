@@ -156,6 +156,12 @@ class ExpiredError(DispatchError):
     kind = "expired"
 
 
+class EnqueueError(DispatchError):
+    """The broker could not be reached within the publish retry bound: the intent was not enqueued."""
+
+    kind = "not_enqueued"
+
+
 def classify(code: int | None, http_status: int) -> type[ApiError]:
     """Which exception a response maps to: by Meta code first, by status only when there is no code."""
     if code is not None:

@@ -16,14 +16,12 @@ from typing import Any
 
 import redis
 
-from worker.process_local import process_local
-from worker.settings import get_settings
-
 PREFIX = "wa:idem:"
 
 _BEGIN = """
 local k = KEYS[1]
 local owner, now, stale_after, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local take_over_stale = ARGV[5] == '1'
 local rec = redis.call('HGETALL', k)
 local state = nil
 local h = {}
@@ -31,8 +29,8 @@ for i = 1, #rec, 2 do h[rec[i]] = rec[i + 1] end
 state = h['state']
 if state == 'sent' or state == 'failed' then return {state, cjson.encode(h)} end
 if state == 'sending' then
-  if now - tonumber(h['since']) > stale_after then return {'stale', cjson.encode(h)} end
-  return {'busy', cjson.encode(h)}
+  if now - tonumber(h['since']) <= stale_after then return {'busy', cjson.encode(h)} end
+  if not take_over_stale then return {'stale', cjson.encode(h)} end
 end
 if not state then
   redis.call('HSET', k, 'created', ARGV[2], 'attempts', 0)
@@ -64,11 +62,6 @@ class Claim:
         return json.loads(self.record.get("error") or "{}")
 
 
-@process_local
-def get_redis() -> redis.Redis:
-    return redis.Redis.from_url(get_settings().state_redis_url, decode_responses=True, health_check_interval=30)
-
-
 class IdempotencyStore:
     def __init__(self, client: redis.Redis, ttl: int, stale_after: float) -> None:
         self.redis = client
@@ -76,8 +69,11 @@ class IdempotencyStore:
         self.stale_after = stale_after
         self._begin = client.register_script(_BEGIN)
 
-    def begin(self, key: str, owner: str) -> Claim:
-        state, raw = self._begin(keys=[PREFIX + key], args=[owner, time.time(), self.stale_after, self.ttl])
+    def begin(self, key: str, owner: str, take_over_stale: bool = False) -> Claim:
+        """Claim `key` for sending. A stale `sending` record is reported, or with `take_over_stale`
+        (at-least-once mode) claimed again."""
+        args = [owner, time.time(), self.stale_after, self.ttl, int(take_over_stale)]
+        state, raw = self._begin(keys=[PREFIX + key], args=args)
         return Claim(state, json.loads(raw) if raw != "{}" else {})
 
     def release(self, key: str, attempts: int) -> None:
@@ -98,11 +94,3 @@ class IdempotencyStore:
         pipe.hset(PREFIX + key, mapping=fields)
         pipe.expire(PREFIX + key, self.ttl)
         pipe.execute()
-
-
-@process_local
-def get_store() -> IdempotencyStore:
-    settings = get_settings()
-    # A send can take connect + read timeout per inline attempt plus the inline waits between them.
-    longest_send = settings.inline_attempts * (settings.connect_timeout + settings.read_timeout + settings.inline_max_wait)
-    return IdempotencyStore(get_redis(), settings.idempotency_ttl, stale_after=longest_send + 5)

@@ -43,14 +43,24 @@ class Settings(BaseSettings):
     inline_max_wait: float = Field(5.0, validation_alias="DISPATCH_INLINE_MAX_WAIT")
     requeue_backoff: float = Field(30.0, validation_alias="DISPATCH_REQUEUE_BACKOFF")
     requeue_max_wait: float = Field(600.0, validation_alias="DISPATCH_REQUEUE_MAX_WAIT")
-    max_attempts: int = Field(12, validation_alias="DISPATCH_MAX_ATTEMPTS")
+    max_attempts: int = Field(40, validation_alias="DISPATCH_MAX_ATTEMPTS")
     max_age: float = Field(3600.0, validation_alias="DISPATCH_MAX_AGE")
+
+    # Rate limits (Meta "Throughput" and "Pair rate limits") and the account circuit breaker
+    rate_limit: float = Field(80.0, gt=0, le=1000, validation_alias="DISPATCH_RATE_LIMIT")
+    pair_interval: float = Field(6.0, ge=0, validation_alias="DISPATCH_PAIR_INTERVAL")
+    pair_burst: int = Field(45, ge=1, validation_alias="DISPATCH_PAIR_BURST")
+    rate_recovery: float = Field(0.05, gt=0, validation_alias="DISPATCH_RATE_RECOVERY")
+    breaker_probe_interval: float = Field(30.0, gt=0, validation_alias="DISPATCH_BREAKER_PROBE_INTERVAL")
 
     # Delivery guarantees
     at_least_once: bool = Field(False, validation_alias="DISPATCH_AT_LEAST_ONCE")
     idempotency_ttl: int = Field(30 * 24 * 3600, validation_alias="DISPATCH_IDEMPOTENCY_TTL")
     result_expires: int = Field(7 * 24 * 3600, validation_alias="DISPATCH_RESULT_EXPIRES")
     visibility_timeout: int = Field(7200, validation_alias="DISPATCH_VISIBILITY_TIMEOUT")
+    restore_interval: int = Field(10, ge=1, validation_alias="DISPATCH_RESTORE_INTERVAL")
+    dead_letter_ttl: int = Field(30 * 24 * 3600, validation_alias="DISPATCH_DEAD_LETTER_TTL")
+    publish_max_retries: int = Field(10, ge=0, validation_alias="DISPATCH_PUBLISH_MAX_RETRIES")
 
     log_level: str = Field("INFO", validation_alias="DISPATCH_LOG_LEVEL")
 

@@ -6,10 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from celery import Task
+from celery.exceptions import Reject
 from celery.result import AsyncResult
+from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
 from worker.app import app
 from worker.delivery import Requeue, deliver_message, deliver_read
+from worker.errors import EnqueueError
 from worker.intents import parse_intent, parse_read
 from worker.logging import get_logger, mask_phone, mask_text
 
@@ -27,7 +31,11 @@ class ValidatedTask(Task):
         kwargs = kwargs or {}
         type(self).validator(kwargs)
         options.setdefault("kwargsrepr", mask_text(repr(kwargs)))
-        result = super().apply_async(args, kwargs, **options)
+        try:
+            result = super().apply_async(args, kwargs, **options)
+        except (OperationalError, RedisError) as exc:
+            raise EnqueueError(f"not enqueued: the broker did not answer ({type(exc).__name__}: {exc})",
+                               {"code": None}) from None
         fields = {"to": mask_phone(kwargs["to"]), "type": kwargs.get("type")} if "to" in kwargs else {}
         log.info("enqueued", task_id=result.id, task=self.name, **fields)
         return result
@@ -39,6 +47,9 @@ def send_message(self: Task, **intent: Any) -> dict[str, Any]:
         return deliver_message(intent, task_id=self.request.id, requeues=self.request.retries)
     except Requeue as requeue:
         raise self.retry(countdown=requeue.countdown, exc=requeue.cause, max_retries=None) from None
+    except RedisError as exc:
+        # Our state store is unreachable: leave the message to the broker rather than lose it.
+        raise Reject(f"redis unavailable: {exc}", requeue=True) from None
 
 
 @app.task(bind=True, base=ValidatedTask, validator=parse_read, name="worker.tasks.mark_read")

@@ -14,7 +14,7 @@ from celery.result import AsyncResult
 import producers
 from tests import spec_examples as spec
 from tests.harness import PHONE_NUMBER_ID, TOKEN, WABA_ID
-from worker.errors import AccountError, AmbiguousError, InvalidIntent, PermanentError, RetriesExhausted
+from worker.errors import AmbiguousError, InvalidIntent, PermanentError, RetriesExhausted
 from worker.tasks import mark_read, send_message
 
 pytestmark = pytest.mark.integration
@@ -137,12 +137,17 @@ def test_same_code_means_the_same_thing_whatever_the_status(api) -> None:
     assert len(api.requests()) == 1
 
 
-def test_account_error_is_not_retried(api) -> None:
-    api.faults({"status": 401, "code": 190, "message": "Error validating access token: Session has expired"})
-    exc = failure(producers.send_text(spec.TO, "token expired"))
-    assert isinstance(exc, AccountError) and exc.code == 190
-    assert TOKEN not in str(exc) and TOKEN not in json.dumps(exc.info)
-    assert len(api.requests()) == 1
+def test_account_error_pauses_the_number_then_a_probe_resumes_it(stack, api) -> None:
+    api.faults({"status": 401, "code": 190, "message": "Error validating access token: Session has expired",
+                "times": 1})  # fmt: skip
+    outcome = producers.send_text(spec.TO, "token expired, then renewed").get(timeout=TIMEOUT)
+    first, second = api.requests()
+    assert first["status"] == 401 and second["status"] == 200
+    assert second["time"] - first["time"] >= 1.0  # DISPATCH_BREAKER_PROBE_INTERVAL in the tests
+    assert outcome["attempts"] == 2
+    assert not stack.redis.client().exists("wa:breaker:" + PHONE_NUMBER_ID)
+    events = [line.get("event") for line in stack.worker.log_lines()]
+    assert "breaker_open" in events and "breaker_closed" in events
 
 
 def test_retry_after_is_honoured_in_process(api) -> None:

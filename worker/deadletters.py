@@ -1,0 +1,70 @@
+"""Dead letters: every intent that ended in failure, kept past the result backend's expiry for re-drive.
+
+Stored as one Redis hash (idempotency key -> JSON entry) plus a sorted set by failure time, so
+listing is newest-first and old entries are trimmed after DISPATCH_DEAD_LETTER_TTL. An entry
+holds the intent (intents never carry secrets), the error's kind, code and message, attempts,
+the task id and the time. Re-driving enqueues the same intent with the same idempotency key:
+a key that was in fact sent returns its kept wamid and calls nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from worker.idempotency import PREFIX as IDEM_PREFIX
+
+ENTRIES = "wa:dead"
+INDEX = "wa:dead:index"
+
+# Only a failed key goes back to pending; a sent or in-flight one is left alone.
+_REOPEN = """
+if redis.call('HGET', KEYS[1], 'state') == 'failed' then
+  redis.call('HSET', KEYS[1], 'state', 'pending')
+  redis.call('HDEL', KEYS[1], 'error')
+  return 1
+end
+return 0
+"""
+
+
+class DeadLetters:
+    def __init__(self, client: redis.Redis, ttl: int) -> None:
+        self.redis = client
+        self.ttl = ttl
+        self._reopen = client.register_script(_REOPEN)
+
+    def add(self, key: str, intent: dict[str, Any], error: dict[str, Any], attempts: int, task_id: str) -> None:
+        now = time.time()
+        entry = {"idempotency_key": key, "task_id": task_id, "failed_at": now, "attempts": attempts,
+                 "kind": error.get("kind"), "code": error.get("code"), "error": error.get("error"),
+                 "details": error.get("details"), "intent": intent}  # fmt: skip
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hset(ENTRIES, key, json.dumps(entry))
+        pipe.zadd(INDEX, {key: now})
+        old = self.redis.zrangebyscore(INDEX, 0, now - self.ttl)
+        if old:
+            pipe.hdel(ENTRIES, *old)
+            pipe.zrem(INDEX, *old)
+        pipe.execute()
+
+    def list(self, code: int | None = None, kind: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        keys = self.redis.zrevrange(INDEX, 0, -1)
+        entries = [json.loads(raw) for raw in self.redis.hmget(ENTRIES, keys) if raw] if keys else []
+        chosen = [e for e in entries if (code is None or e["code"] == code) and (kind is None or e["kind"] == kind)]
+        return chosen[:limit]
+
+    def take(self, key: str) -> dict[str, Any] | None:
+        """Remove an entry for re-drive and reopen its idempotency record; None when unknown."""
+        raw = self.redis.hget(ENTRIES, key)
+        if raw is None:
+            return None
+        self._reopen(keys=[IDEM_PREFIX + key])
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hdel(ENTRIES, key)
+        pipe.zrem(INDEX, key)
+        pipe.execute()
+        return json.loads(raw)

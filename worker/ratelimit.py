@@ -1,0 +1,135 @@
+"""Rate limits shared by every worker, kept in Redis and taken in one atomic Lua call per send.
+
+Two limits from Meta's Cloud API "Throughput" and "Pair rate limits" docs:
+- per sending phone number: DISPATCH_RATE_LIMIT messages/s (80 by default, up to 1,000 at
+  Meta's top tier), spaced evenly (GCRA without burst), so no one-second window carries
+  more than the limit plus one;
+- per (business number, recipient) pair: one message per DISPATCH_PAIR_INTERVAL seconds with
+  bursts of DISPATCH_PAIR_BURST (Meta: 1 per 6 s, bursts up to 45).
+
+A caller reserves the next free slot and sleeps until it (no polling). A slot further away than
+DISPATCH_INLINE_MAX_WAIT is not reserved; the caller hands the intent back to the queue. The
+same call honours the account circuit breaker (worker.breaker) so a paused number costs one
+round trip, and lets exactly one probe through when a probe is due.
+
+When the API still throttles (4, 80007, 130429), `slow_down` halves the shared rate and stops
+every worker for the Retry-After; the rate recovers by DISPATCH_RATE_RECOVERY per second.
+A pair limit hit (131056) blocks only that recipient.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis
+
+from worker.settings import Settings
+
+_ACQUIRE = """
+local nkey, pkey, bkey = KEYS[1], KEYS[2], KEYS[3]
+local rate, pair_interval, pair_burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local max_wait, recovery, probe_interval = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function f6(x) return string.format('%.6f', x) end
+local probe = false
+
+local b = redis.call('HMGET', bkey, 'state', 'next_probe', 'manual')
+if b[1] == 'open' then
+  local next_probe = tonumber(b[2] or '0')
+  if b[3] == '1' or now < next_probe then
+    return {'paused', f6(math.max(next_probe - now, probe_interval))}
+  end
+  redis.call('HSET', bkey, 'next_probe', f6(now + probe_interval))
+  probe = true
+end
+
+local n = redis.call('HMGET', nkey, 'tat', 'factor', 'factor_at')
+local factor = math.min(1, tonumber(n[2] or '1') + (now - tonumber(n[3] or '0')) * recovery)
+local p = redis.call('HMGET', pkey, 'tat', 'blocked_until')
+local p_tat = tonumber(p[1] or '0')
+local at = math.max(now, tonumber(n[1] or '0'), p_tat - pair_interval * (pair_burst - 1), tonumber(p[2] or '0'))
+local wait = at - now
+if wait > max_wait then
+  if probe then redis.call('HSET', bkey, 'next_probe', f6(now)) end
+  return {'later', f6(wait)}
+end
+redis.call('HSET', nkey, 'tat', f6(at + 1 / (rate * factor)))
+redis.call('EXPIRE', nkey, 3600)
+redis.call('HSET', pkey, 'tat', f6(math.max(p_tat, at) + pair_interval))
+redis.call('EXPIRE', pkey, math.ceil(pair_interval * pair_burst + 60))
+if probe then return {'probe', f6(wait)} end
+return {'ok', f6(wait)}
+"""
+
+_SLOW_DOWN = """
+local nkey = KEYS[1]
+local pause, recovery, floor = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local n = redis.call('HMGET', nkey, 'tat', 'factor', 'factor_at')
+local factor = math.min(1, tonumber(n[2] or '1') + (now - tonumber(n[3] or '0')) * recovery)
+factor = math.max(floor, factor / 2)
+local tat = math.max(tonumber(n[1] or '0'), now + pause)
+redis.call('HSET', nkey, 'tat', string.format('%.6f', tat), 'factor', string.format('%.6f', factor),
+           'factor_at', string.format('%.6f', now))
+redis.call('EXPIRE', nkey, 3600)
+return string.format('%.6f', factor)
+"""
+
+_BLOCK_PAIR = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+redis.call('HSET', KEYS[1], 'blocked_until', string.format('%.6f', now + tonumber(ARGV[1])))
+redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) + 60))
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Slot:
+    """`ok`/`probe`: sleep `wait` seconds, then send. `later`/`paused`: requeue for `wait` seconds."""
+
+    verdict: str
+    wait: float
+
+    @property
+    def granted(self) -> bool:
+        return self.verdict in ("ok", "probe")
+
+
+def number_key(phone_number_id: str) -> str:
+    return f"wa:rl:{phone_number_id}"
+
+
+def breaker_key(phone_number_id: str) -> str:
+    return f"wa:breaker:{phone_number_id}"
+
+
+class RateLimiter:
+    def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.settings = settings
+        self.pnid = settings.phone_number_id
+        self._acquire = client.register_script(_ACQUIRE)
+        self._slow_down = client.register_script(_SLOW_DOWN)
+        self._block_pair = client.register_script(_BLOCK_PAIR)
+
+    def _pair_key(self, to: str) -> str:
+        return f"{number_key(self.pnid)}:pair:{to}"
+
+    def acquire(self, to: str) -> Slot:
+        s = self.settings
+        verdict, wait = self._acquire(
+            keys=[number_key(self.pnid), self._pair_key(to), breaker_key(self.pnid)],
+            args=[s.rate_limit, s.pair_interval, s.pair_burst, s.inline_max_wait, s.rate_recovery,
+                  s.breaker_probe_interval],  # fmt: skip
+        )
+        return Slot(verdict, float(wait))
+
+    def slow_down(self, retry_after: float | None) -> float:
+        """Halve the shared rate and hold every worker for `retry_after`; returns the new factor."""
+        pause = retry_after if retry_after is not None else 1.0
+        return float(self._slow_down(keys=[number_key(self.pnid)], args=[pause, self.settings.rate_recovery, 0.05]))
+
+    def block_pair(self, to: str, retry_after: float | None) -> None:
+        self._block_pair(keys=[self._pair_key(to)], args=[max(retry_after or 0, self.settings.pair_interval)])

@@ -1,0 +1,27 @@
+"""The Redis client for the worker's own state (idempotency, limits, breaker, dead letters).
+
+It retries a dropped connection with backoff for about 20 seconds, so a Redis restart or
+fail-over pauses a send instead of failing it.
+"""
+
+from __future__ import annotations
+
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from worker.process_local import process_local
+from worker.settings import get_settings
+
+
+@process_local
+def get_redis() -> redis.Redis:
+    return redis.Redis.from_url(
+        get_settings().state_redis_url,
+        decode_responses=True,
+        socket_timeout=10,
+        socket_connect_timeout=2,
+        health_check_interval=30,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=25),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )
