@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from celery import Celery
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -178,10 +179,15 @@ class Worker(Process):
         self.concurrency = concurrency
 
     def start(self) -> Worker:
+        hostname = f"{self.name}-{os.getpid()}@{socket.gethostname()}"
         self.spawn([str(BIN / "celery"), "-A", "worker", "worker", "--pool", self.pool,
                     "--concurrency", str(self.concurrency), "--loglevel", "INFO", "--without-gossip",
-                    "--without-mingle", "--hostname", f"{self.name}-{os.getpid()}@%h"], env=self.env)  # fmt: skip
-        wait_for(lambda: "ready" in self.output(), 30, f"celery {self.name}", interval=0.1)
+                    "--without-mingle", "--hostname", hostname], env=self.env)  # fmt: skip
+        control = Celery(broker=self.env["REDIS_URL"]).control
+        try:
+            wait_for(lambda: control.ping(destination=[hostname], timeout=0.5), 30, f"celery {self.name}", 0.1)
+        finally:
+            control.app.close()
         return self
 
     def log_lines(self) -> list[dict[str, Any]]:

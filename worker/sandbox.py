@@ -11,10 +11,11 @@ request, and injects faults on demand through `/_sandbox/faults`:
       {"code": 131047, "to": "+919999595313"},            # a Meta error for one recipient
       {"drop": true, "times": 1},                         # close the connection, no answer
       {"sleep": 3, "accept": true, "times": 2},           # accept, then answer too late
+      {"code": 190, "status": 401, "for": 60},            # token expired for the next minute
     ]}
 
-A rule matches when its `to`/`type` filters match, its `rate` draws true and it has `times`
-left; the first matching rule applies. `accept: true` records the message as accepted
+A rule matches when its `to`/`type` filters match, its `rate` draws true, it has `times`
+left and its `for` seconds (counted from when the rules were set) have not run out; the first matching rule applies. `accept: true` records the message as accepted
 before the fault, which is what makes a timeout ambiguous in real life.
 """
 
@@ -58,6 +59,8 @@ class SandboxState:
                 if rule.get("to") not in (None, body.get("to")) or rule.get("type") not in (None, body.get("type")):
                     continue
                 if rule.get("times") is not None and rule["times"] <= 0:
+                    continue
+                if rule.get("until") is not None and time.time() > rule["until"]:
                     continue
                 if random.random() >= float(rule.get("rate", 1.0)):
                     continue
@@ -166,8 +169,10 @@ class Handler(BaseHTTPRequestHandler):
         state = self.server.state
         body = self._body()
         if self.path == "/_sandbox/faults":
+            now = time.time()
+            rules = [{**r, "until": now + r["for"]} if "for" in r else r for r in (body or {}).get("rules", [])]
             with state.lock:
-                state.rules = list((body or {}).get("rules", []))
+                state.rules = rules
                 state.latency = float((body or {}).get("latency", state.latency))
             return self._send(200, {"ok": True})
         if self.path == "/_sandbox/reset":

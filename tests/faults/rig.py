@@ -1,0 +1,142 @@
+"""A private deployment for one fault test: redis-server, sandbox, N workers, and an app-side Celery client."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery.result import AsyncResult
+
+from tests.harness import RedisServer, Sandbox, Worker, wait_for, worker_env
+from worker.errors import DispatchError
+
+BATCH = 500
+RATE_LIMIT = 100  # messages/s for the sending number in these tests
+
+
+def recipient(i: int) -> str:
+    return f"+91987{i:07d}"
+
+
+def body_of(request: dict[str, Any]) -> str:
+    return request["body"]["text"]["body"]
+
+
+@dataclass
+class Report:
+    sent: int = 0
+    failed_kinds: Counter = field(default_factory=Counter)
+    attempts: list[int] = field(default_factory=list)
+    received_per_intent: Counter = field(default_factory=Counter)
+
+
+class PersistentRedis(RedisServer):
+    """Append-only file, fsync on every write: what production runs (see deploy/)."""
+
+    def start(self) -> PersistentRedis:
+        self.spawn(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                    "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)])  # fmt: skip
+        wait_for(lambda: self.client().ping(), 10, "redis-server")
+        return self
+
+
+class Rig:
+    def __init__(self, workdir: Path, workers: int, persistent_redis: bool, latency: float,
+                 probe_interval: float, **env: str) -> None:  # fmt: skip
+        self.redis = (PersistentRedis if persistent_redis else RedisServer)(workdir).start()
+        self.sandbox = Sandbox(workdir, latency=latency).start()
+        overrides = {
+            "DISPATCH_RATE_LIMIT": str(RATE_LIMIT),
+            "DISPATCH_READ_TIMEOUT": "1",
+            "DISPATCH_CONNECT_TIMEOUT": "0.5",
+            "DISPATCH_INLINE_ATTEMPTS": "2",
+            "DISPATCH_INLINE_MAX_WAIT": "1",
+            "DISPATCH_REQUEUE_BACKOFF": "0.3",
+            "DISPATCH_REQUEUE_MAX_WAIT": "2",
+            "DISPATCH_MAX_ATTEMPTS": "10",
+            "DISPATCH_VISIBILITY_TIMEOUT": "6",
+            "DISPATCH_BREAKER_PROBE_INTERVAL": str(probe_interval),
+            "DISPATCH_LOG_LEVEL": "WARNING",
+            **env,
+        }
+        worker_environment = worker_env(self.redis.url, self.sandbox.api_url, **overrides)
+        self.workers = [Worker(workdir, worker_environment, name=f"worker{i}", concurrency=16).start()
+                        for i in range(workers)]  # fmt: skip
+        self.client = Celery("app", broker=self.redis.url, backend=self.redis.url)
+        self.client.conf.update(
+            task_default_queue="whatsapp",
+            task_publish_retry_policy={"max_retries": 20, "interval_start": 0.2, "interval_step": 0.5,
+                                       "interval_max": 1.0},  # fmt: skip
+            broker_connection_retry_on_startup=True,
+        )
+
+    def enqueue(self, n: int, key: Callable[[int], str] | None = None, pace: float = 0.0) -> list[str]:
+        ids = []
+        for i in range(n):
+            intent: dict[str, Any] = {"to": recipient(i), "type": "text", "text": {"body": f"intent-{i}"}}
+            if key:
+                intent["idempotency_key"] = key(i)
+            ids.append(self.client.send_task("worker.tasks.send_message", kwargs=intent).id)
+            if pace:
+                time.sleep(pace)
+        return ids
+
+    def wait_accepted(self, n: int) -> None:
+        wait_for(lambda: len(self.sandbox.accepted()) >= n, 60, f"{n} accepted messages", interval=0.02)
+
+    def collect(self, ids: list[str], timeout: float) -> dict[str, Any]:
+        """Each task's final value: its result dict, or the exception it failed with."""
+        deadline = time.monotonic() + timeout
+        outcomes: dict[str, Any] = {}
+        for task_id in ids:
+            while task_id not in outcomes:
+                left = deadline - time.monotonic()
+                assert left > 0, f"{len(ids) - len(outcomes)} intents not accounted for after {timeout}s"
+                try:
+                    result = AsyncResult(task_id, app=self.client)
+                    value = result.get(timeout=min(left, 10), propagate=False)
+                    if result.state in ("SUCCESS", "FAILURE"):
+                        outcomes[task_id] = value
+                except Exception:  # noqa: BLE001 - Redis restarting, or not finished yet: ask again
+                    time.sleep(0.2)
+        return outcomes
+
+    def check(self, outcomes: dict[str, Any], at_least_once: bool = False) -> Report:
+        requests = [r for r in self.sandbox.requests() if isinstance(r.get("body"), dict)]
+        accepted = Counter(body_of(r) for r in requests if r.get("wamid"))
+        wamids = {r["wamid"]: body_of(r) for r in requests if r.get("wamid")}
+        report = Report(received_per_intent=Counter(body_of(r) for r in requests))
+        for task_id, value in outcomes.items():
+            if isinstance(value, dict):
+                assert value["wamid"] in wamids, f"{task_id}: wamid {value['wamid']} was never issued"
+                report.sent += 1
+                report.attempts.append(value["attempts"])
+            else:
+                assert isinstance(value, DispatchError) and value.info.get("kind"), f"{task_id}: {value!r}"
+                report.failed_kinds[value.info["kind"]] += 1
+        if not at_least_once:
+            twice = {body: n for body, n in accepted.items() if n > 1}
+            assert not twice, f"accepted more than once: {twice}"
+        times = sorted(r["time"] for r in requests)
+        worst = max((_in_window(times, i) for i in range(len(times))), default=0)
+        assert worst <= RATE_LIMIT * 1.05, f"{worst} requests in one second (limit {RATE_LIMIT})"
+        return report
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+        self.sandbox.stop()
+        self.redis.kill()
+
+
+def _in_window(times: list[float], start: int) -> int:
+    """How many requests arrived within one second of request `start`."""
+    end = start
+    while end < len(times) and times[end] - times[start] < 1.0:
+        end += 1
+    return end - start
