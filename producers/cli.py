@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from worker import logging as wa_logging
 from worker.errors import DispatchError
 from worker.settings import get_settings
 
@@ -20,6 +21,12 @@ failed_app = typer.Typer(help="Dead letters: intents that ended in failure.", no
 app.add_typer(failed_app, name="failed")
 console = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@app.callback()
+def _setup() -> None:
+    """Logs go to stderr as JSON lines; stdout is for results."""
+    wa_logging.configure()
 
 
 def _emit(data: Any, as_json: bool, table: Table | None = None) -> None:

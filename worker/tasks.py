@@ -33,8 +33,12 @@ class ValidatedTask(Task):
         options.setdefault("kwargsrepr", mask_text(repr(kwargs)))
         try:
             result = super().apply_async(args, kwargs, **options)
-        except (OperationalError, RedisError) as exc:
-            raise EnqueueError(f"not enqueued: the broker did not answer ({type(exc).__name__}: {exc})",
+        except (OperationalError, RedisError, RuntimeError) as exc:
+            # RuntimeError: Celery's Redis result consumer gave up reconnecting before the publish.
+            if isinstance(exc, RuntimeError) and "result store" not in str(exc):
+                raise
+            reason = " ".join(str(exc).split())
+            raise EnqueueError(f"not enqueued: the broker did not answer ({type(exc).__name__}: {reason})",
                                {"code": None}) from None
         fields = {"to": mask_phone(kwargs["to"]), "type": kwargs.get("type")} if "to" in kwargs else {}
         log.info("enqueued", task_id=result.id, task=self.name, **fields)

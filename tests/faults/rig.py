@@ -16,7 +16,7 @@ from tests.harness import RedisServer, Sandbox, Worker, wait_for, worker_env
 from worker.errors import DispatchError
 
 BATCH = 500
-RATE_LIMIT = 100  # messages/s for the sending number in these tests
+RATE_LIMIT = 100  # messages/s for the sending number in these tests, unless a test sets its own
 
 
 def recipient(i: int) -> str:
@@ -33,6 +33,7 @@ class Report:
     failed_kinds: Counter = field(default_factory=Counter)
     attempts: list[int] = field(default_factory=list)
     received_per_intent: Counter = field(default_factory=Counter)
+    worst_second: int = 0
 
 
 class PersistentRedis(RedisServer):
@@ -47,11 +48,12 @@ class PersistentRedis(RedisServer):
 
 class Rig:
     def __init__(self, workdir: Path, workers: int, persistent_redis: bool, latency: float,
-                 probe_interval: float, **env: str) -> None:  # fmt: skip
+                 probe_interval: float, rate_limit: int = RATE_LIMIT, **env: str) -> None:  # fmt: skip
+        self.rate_limit = rate_limit
         self.redis = (PersistentRedis if persistent_redis else RedisServer)(workdir).start()
         self.sandbox = Sandbox(workdir, latency=latency).start()
         overrides = {
-            "DISPATCH_RATE_LIMIT": str(RATE_LIMIT),
+            "DISPATCH_RATE_LIMIT": str(rate_limit),
             "DISPATCH_READ_TIMEOUT": "1",
             "DISPATCH_CONNECT_TIMEOUT": "0.5",
             "DISPATCH_INLINE_ATTEMPTS": "2",
@@ -75,10 +77,11 @@ class Rig:
             broker_connection_retry_on_startup=True,
         )
 
-    def enqueue(self, n: int, key: Callable[[int], str] | None = None, pace: float = 0.0) -> list[str]:
+    def enqueue(self, n: int, key: Callable[[int], str] | None = None, pace: float = 0.0,
+                to: Callable[[int], str] = recipient, first: int = 0) -> list[str]:  # fmt: skip
         ids = []
-        for i in range(n):
-            intent: dict[str, Any] = {"to": recipient(i), "type": "text", "text": {"body": f"intent-{i}"}}
+        for i in range(first, first + n):
+            intent: dict[str, Any] = {"to": to(i), "type": "text", "text": {"body": f"intent-{i}"}}
             if key:
                 intent["idempotency_key"] = key(i)
             ids.append(self.client.send_task("worker.tasks.send_message", kwargs=intent).id)
@@ -124,7 +127,8 @@ class Rig:
             assert not twice, f"accepted more than once: {twice}"
         times = sorted(r["time"] for r in requests)
         worst = max((_in_window(times, i) for i in range(len(times))), default=0)
-        assert worst <= RATE_LIMIT * 1.05, f"{worst} requests in one second (limit {RATE_LIMIT})"
+        assert worst <= self.rate_limit * 1.05, f"{worst} requests in one second (limit {self.rate_limit})"
+        report.worst_second = worst
         return report
 
     def stop(self) -> None:
