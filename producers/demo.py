@@ -9,12 +9,7 @@ from __future__ import annotations
 
 import atexit
 import os
-import signal
-import socket
-import subprocess
 import sys
-import time
-from typing import Any
 from urllib.parse import urlparse
 
 import redis
@@ -24,118 +19,75 @@ from rich.panel import Panel
 from rich.table import Table
 
 import producers
-from worker import app
 from worker import logging as wa_logging
+from worker.localstack import Process, RedisServer, Sandbox, Worker, tmpdir
 from worker.settings import get_settings
 
 console = Console()
-SANDBOX_TOKEN = "sandbox-token"
-_children: list[subprocess.Popen[bytes]] = []
-
-
-def _spawn(cmd: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    _children.append(proc)
-    return proc
+WAMID = "wamid.HBgMOTE5OTk5NTk1MzEzFQIAERgSQUMwM0Y5RjNE"
+_started: list[Process] = []
 
 
 @atexit.register
-def _stop_children() -> None:
-    for proc in reversed(_children):
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-
-
-def _wait(check: Any, seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception:  # noqa: BLE001 - still starting
-            pass
-        time.sleep(0.2)
-    sys.exit(f"{what} did not start within {seconds:.0f}s")
+def _stop_started() -> None:
+    for process in reversed(_started):
+        process.stop()
 
 
 def ensure_redis(url: str) -> None:
-    client = redis.Redis.from_url(url, socket_connect_timeout=1)
+    parsed = urlparse(url)
     try:
-        client.ping()
-        console.print(f"Redis answers at {urlparse(url).hostname}:{urlparse(url).port or 6379}")
+        redis.Redis.from_url(url, socket_connect_timeout=1).ping()
+        console.print(f"Redis answers at {parsed.hostname}:{parsed.port or 6379}")
         return
     except redis.RedisError:
         pass
-    parsed = urlparse(url)
     if parsed.hostname not in ("localhost", "127.0.0.1", "::1"):
         sys.exit(f"No Redis answers at {parsed.hostname}:{parsed.port}; start it or set REDIS_URL")
-    port = parsed.port or 6379
-    console.print(f"No Redis at port {port}: starting a private redis-server there")
-    _spawn(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-    _wait(client.ping, 10, "redis-server")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    console.print(f"No Redis at port {parsed.port or 6379}: starting a private redis-server there")
+    _started.append(RedisServer(tmpdir("wa-run-"), parsed.port or 6379).start())
 
 
 def start_sandbox() -> dict[str, str]:
-    port = _free_port()
-    _spawn([sys.executable, "-m", "worker.sandbox", "--port", str(port)])
-    _wait(lambda: socket.create_connection(("127.0.0.1", port), 0.5).close() is None, 10, "sandbox")
+    sandbox = Sandbox(tmpdir("wa-run-")).start()
+    _started.append(sandbox)
     console.print(Panel.fit(
         "[bold yellow]SANDBOX MODE[/]: INTERAKT_ACCESS_TOKEN is not set, so messages go to a local\n"
-        f"Interakt-compatible sandbox on 127.0.0.1:{port}. Nothing is sent to WhatsApp.\n"
+        f"Interakt-compatible sandbox at {sandbox.api_url}. Nothing is sent to WhatsApp.\n"
         "Set INTERAKT_ACCESS_TOKEN, INTERAKT_WABA_ID, INTERAKT_PHONE_NUMBER_ID and DEMO_TO to send for real.",
         border_style="yellow",
     ))  # fmt: skip
     return {
-        "INTERAKT_API_URL": f"http://127.0.0.1:{port}/api/v17.0",
-        "INTERAKT_ACCESS_TOKEN": SANDBOX_TOKEN,
+        "INTERAKT_API_URL": sandbox.api_url,
+        "INTERAKT_ACCESS_TOKEN": "sandbox-token",
         "INTERAKT_WABA_ID": "sandbox-waba",
         "INTERAKT_PHONE_NUMBER_ID": "sandbox-phone-number-id",
     }
 
 
-def start_worker(env: dict[str, str]) -> None:
-    hostname = f"demo-{os.getpid()}@%h"
-    celery = os.path.join(os.path.dirname(sys.executable), "celery")
-    _spawn([celery, "-A", "worker", "worker", "--pool", "threads", "--concurrency", "8",
-            "--without-gossip", "--without-mingle", "--hostname", hostname], env=env)  # fmt: skip
-    name = hostname.replace("%h", socket.gethostname())
-    _wait(lambda: app.control.ping(destination=[name], timeout=0.5), 30, "celery worker")
-    console.print(f"Worker {name} is up")
-
-
 def one_of_each(to: str) -> dict[str, AsyncResult]:
     return {
         "text": producers.send_text(to, "Hello from whatsapp-dispatch"),
-        "reply": producers.send_text(to, "A reply", reply_to="wamid.HBgMOTE5OTk5NTk1MzEzFQIAERgSQUMwM0Y5RjNE"),
+        "reply": producers.send_text(to, "A reply", reply_to=WAMID),
         "image": producers.send_image(to, link="https://www.w3.org/Graphics/PNG/nurbcup2si.png", caption="A cup"),
         "video": producers.send_video(to, link="https://www.w3schools.com/html/mov_bbb.mp4"),
         "audio": producers.send_audio(to, link="https://www.w3schools.com/html/horse.mp3"),
         "document": producers.send_document(to, link="https://www.w3.org/WAI/ER/tests/xhtml/testfiles/resources/pdf/dummy.pdf",
-                                            filename="dummy.pdf"),
+                                            filename="dummy.pdf"),  # fmt: skip
         "sticker": producers.send_sticker(to, link="https://www.gstatic.com/webp/gallery/1.webp"),
         "location": producers.send_location(to, 19.0760, 72.8777, name="Gateway", address="Mumbai"),
         "contacts": producers.send_contacts(to, [{"name": {"formatted_name": "Asha Rao", "first_name": "Asha"},
-                                                  "phones": [{"phone": "+919876543210", "type": "WORK"}]}]),
-        "reaction": producers.send_reaction(to, "wamid.HBgMOTE5OTk5NTk1MzEzFQIAERgSQUMwM0Y5RjNE", "\U0001f44d"),
+                                                  "phones": [{"phone": "+919876543210", "type": "WORK"}]}]),  # fmt: skip
+        "reaction": producers.send_reaction(to, WAMID, "\U0001f44d"),
         "buttons": producers.send_buttons(to, "Confirm your slot?", {"yes": "Yes", "no": "No"}),
         "list": producers.send_list(to, "Pick a dish", "Menu", [{"title": "Mains", "rows": [
-            {"id": "biryani", "title": "Biryani", "description": "Spicy"}]}]),
+            {"id": "biryani", "title": "Biryani", "description": "Spicy"}]}]),  # fmt: skip
         "product": producers.send_product(to, "CATALOG_ID", "ID_TEST_ITEM_1", body="Our pick for you"),
         "product_list": producers.send_product_list(to, "CATALOG_ID", {"Best sellers": ["sku-1", "sku-2"]},
-                                                    header="Deals", body="This week only"),
+                                                    header="Deals", body="This week only"),  # fmt: skip
         "catalog": producers.send_catalog(to, "Browse our catalog", "2lc20305pt"),
         "template": producers.send_template(to, "hello_world", "en_US"),
-        "mark_read": producers.mark_read("wamid.HBgMOTE5OTk5NTk1MzEzFQIAERgSQUMwM0Y5RjNE"),
+        "mark_read": producers.mark_read(WAMID),
     }
 
 
@@ -152,7 +104,9 @@ def main() -> None:
     else:
         to = "+919999595313"
         env.update(start_sandbox())
-    start_worker(env)
+    worker = Worker(tmpdir("wa-run-"), env, name="demo").start()
+    _started.append(worker)
+    console.print(f"Worker {worker.hostname} is up (log: {worker.log_path})")
 
     table = Table(title="One message of each type")
     table.add_column("message")
@@ -162,7 +116,7 @@ def main() -> None:
     failures = 0
     for label, result in one_of_each(to).items():
         try:
-            outcome = result.get(timeout=60, propagate=True)
+            outcome = result.get(timeout=60)
             detail = outcome.get("wamid") or f"success={outcome.get('success')}"
         except Exception as exc:  # noqa: BLE001 - each failure is shown, not raised
             failures += 1

@@ -16,7 +16,7 @@ import structlog
 
 from worker.settings import get_settings
 
-_PHONE = re.compile(r"\+?\d[\d ()-]{8,17}\d")
+_PHONE = re.compile(r"(?<![\d.])\+?\d[\d ()-]{8,17}\d")
 _SECRET_KEYS = ("token", "secret", "password", "authorization")
 _IDS = frozenset({"wamid", "task_id", "timestamp", "fbtrace_id"})  # opaque ids that may hold digit runs
 

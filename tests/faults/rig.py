@@ -12,7 +12,7 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult
 
-from tests.harness import RedisServer, Sandbox, Worker, wait_for, worker_env
+from tests.harness import TOKEN, RedisServer, Sandbox, Worker, wait_for, worker_env
 from worker.errors import DispatchError
 
 BATCH = 500
@@ -36,22 +36,12 @@ class Report:
     worst_second: int = 0
 
 
-class PersistentRedis(RedisServer):
-    """Append-only file, fsync on every write: what production runs (see deploy/)."""
-
-    def start(self) -> PersistentRedis:
-        self.spawn(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                    "--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.workdir)])  # fmt: skip
-        wait_for(lambda: self.client().ping(), 10, "redis-server")
-        return self
-
-
 class Rig:
     def __init__(self, workdir: Path, workers: int, persistent_redis: bool, latency: float,
                  probe_interval: float, rate_limit: int = RATE_LIMIT, **env: str) -> None:  # fmt: skip
         self.rate_limit = rate_limit
-        self.redis = (PersistentRedis if persistent_redis else RedisServer)(workdir).start()
-        self.sandbox = Sandbox(workdir, latency=latency).start()
+        self.redis = RedisServer(workdir, persistent=persistent_redis).start()
+        self.sandbox = Sandbox(workdir, latency=latency, token=TOKEN).start()
         overrides = {
             "DISPATCH_RATE_LIMIT": str(rate_limit),
             "DISPATCH_READ_TIMEOUT": "1",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.harness import RedisServer, Sandbox, Worker, tmpdir, worker_env
+from tests.harness import TOKEN, RedisServer, Sandbox, Worker, tmpdir, worker_env
 
 
 @dataclass
@@ -21,7 +21,7 @@ def stack() -> Iterator[Stack]:
     workdir = tmpdir("wa-it-")
     port = int(os.environ["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
     redis_server = RedisServer(workdir, port).start()
-    sandbox = Sandbox(workdir).start()
+    sandbox = Sandbox(workdir, token=TOKEN).start()
     worker = Worker(workdir, worker_env(redis_server.url, sandbox.api_url)).start()
     yield Stack(redis_server, sandbox, worker)
     worker.stop()
