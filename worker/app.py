@@ -22,7 +22,6 @@ def make_app() -> Celery:
         accept_content=["json"],
         result_accept_content=["json"],
         result_expires=settings.result_expires,
-        result_extended=True,
         # At-least-once delivery of the task message; the idempotency record makes the send at-most-once.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
@@ -50,8 +49,9 @@ def make_app() -> Celery:
             "interval_max": 2.0,
         },
         worker_hijack_root_logger=False,
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Task events cost a Redis publish each; Flower turns them on at run time (`enable_events`).
+        worker_send_task_events=False,
+        task_send_sent_event=False,
         enable_utc=True,
     )
     return app

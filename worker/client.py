@@ -66,6 +66,9 @@ class InteraktClient:
         self.url = settings.messages_url
         self.timeout = (settings.connect_timeout, settings.read_timeout)
         self.session = requests.Session()
+        # Proxies from the environment, read once: with trust_env every request re-scans os.environ.
+        self.session.proxies.update(requests.utils.get_environ_proxies(self.url))
+        self.session.trust_env = False
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=settings.http_pool_size, max_retries=0)
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)

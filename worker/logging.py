@@ -72,7 +72,7 @@ def configure(level: str | None = None) -> None:
     """Route structlog and stdlib logging (Celery's included) to one JSON-lines stream on stderr."""
     level = (level or get_settings().log_level).upper()
     structlog.configure(
-        processors=[*_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[structlog.stdlib.filter_by_level, *_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
