@@ -19,6 +19,11 @@ app = typer.Typer(help="Send WhatsApp messages through Interakt, and operate the
                   no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
 failed_app = typer.Typer(help="Dead letters: intents that ended in failure.", no_args_is_help=True)
 app.add_typer(failed_app, name="failed")
+campaign_app = typer.Typer(help="Scheduled campaigns: validate, preview, load, run, status, report.",
+                           no_args_is_help=True)  # fmt: skip
+app.add_typer(campaign_app, name="campaign")
+optout_app = typer.Typer(help="Numbers that never receive campaign messages.", no_args_is_help=True)
+app.add_typer(optout_app, name="optout")
 console = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -167,6 +172,193 @@ def failed_redrive(
                 done.append({"idempotency_key": key, "task_id": send_message.apply_async(kwargs=intent).id})
             progress.advance(task)
     _emit(done, True)
+
+
+def _load(path: Path) -> Any:
+    from worker.campaigns import CampaignError, load_campaign
+
+    try:
+        return load_campaign(path)
+    except CampaignError as exc:
+        typer.echo(f"invalid campaign: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@campaign_app.command("validate")
+def campaign_validate(files: list[Path], as_json: JsonFlag = False) -> None:
+    """Check campaign files: syntax (with line numbers), fields, audience, and the message once filled in.
+
+    Example: wa-dispatch campaign validate campaigns/friday-sale.toml
+    """
+    summaries = []
+    for path in files:
+        c = _load(path)
+        summaries.append({"file": str(path), "name": c.name, "schedule": c.schedule.model_dump(exclude_none=True, mode="json"),
+                          "timezone": c.timezone, "recipients": len(c.rows)})  # fmt: skip
+    _emit(summaries, True)
+
+
+@campaign_app.command("preview")
+def campaign_preview(file: Path, limit: int = 5, run_id: str = "preview", as_json: JsonFlag = False) -> None:
+    """Show the first intents a run would send, and every row that would be skipped.
+
+    Example: wa-dispatch campaign preview campaigns/friday-sale.toml --limit 3
+    """
+    from worker.campaigns import BadRow, intent_for
+
+    campaign = _load(file)
+    intents, bad = [], []
+    for number, row in enumerate(campaign.rows, start=1):
+        try:
+            intents.append(intent_for(campaign, row, run_id))
+        except BadRow as exc:
+            bad.append({"row": number, "reason": str(exc)})
+    _emit({"recipients": len(campaign.rows), "sendable": len(intents), "intents": intents[:limit], "bad_rows": bad}, True)
+
+
+@campaign_app.command("load")
+def campaign_load(paths: list[Path], as_json: JsonFlag = False) -> None:
+    """Load (or reload) campaign files or directories into beat's schedule; no restart needed.
+
+    Example: wa-dispatch campaign load campaigns/
+    """
+    from worker import app as celery_app
+    from worker.campaigns import CampaignError
+    from worker.scheduling import load_paths
+
+    try:
+        loaded = load_paths(celery_app, paths)
+    except CampaignError as exc:
+        typer.echo(f"invalid campaign: {exc}", err=True)
+        raise typer.Exit(1) from None
+    _emit([{"name": c.name, "recipients": len(c.rows)} for c in loaded], True)
+
+
+@campaign_app.command("remove")
+def campaign_remove(name: str) -> None:
+    """Unschedule a campaign and forget its definition (run reports stay)."""
+    from worker import app as celery_app
+    from worker.scheduling import remove
+
+    remove(celery_app, name)
+
+
+@campaign_app.command("run")
+def campaign_run(
+    name_or_file: Annotated[str, typer.Argument(help="A loaded campaign's name, or a file to load and run.")],
+    run_id: Annotated[str | None, typer.Option(help="Run id; the same id never messages anybody twice.")] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the run with a progress bar until it is done.")] = True,
+    timeout: float = 3600,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run a campaign now, outside its schedule.
+
+    Example: wa-dispatch campaign run campaigns/friday-sale.toml --run-id manual-1
+    """
+    from worker import app as celery_app
+    from worker.scheduling import save
+    from worker.tasks import run_campaign
+
+    name = name_or_file
+    if name_or_file.endswith(".toml") or Path(name_or_file).is_file():
+        campaign = _load(Path(name_or_file))
+        save(celery_app, campaign)
+        name = campaign.name
+    started = run_campaign.apply_async(kwargs={"name": name, "run_id": run_id}).get(timeout=60)
+    if wait:
+        _follow(name, started["run_id"], timeout, quiet=as_json)
+    _emit(_services().runs.counts(name, started["run_id"]) | {"chunks": started["chunks"]}, True)
+    if _services().runs.counts(name, started["run_id"])["failed"]:
+        raise typer.Exit(1)
+
+
+def _follow(name: str, run_id: str, timeout: float, quiet: bool) -> None:
+    import time
+
+    runs = _services().runs
+    columns = [TextColumn(f"{name} {run_id}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
+               TimeElapsedColumn()]  # fmt: skip
+    deadline = time.monotonic() + timeout
+    with Progress(*columns, console=Console(stderr=True), disable=quiet) as progress:
+        bar = progress.add_task("run", total=None, detail="")
+        started = time.monotonic()
+        while time.monotonic() < deadline:
+            c = runs.counts(name, run_id)
+            rate = c["sent"] / max(time.monotonic() - started, 1e-3)
+            progress.update(bar, total=c["total"] or None, completed=c["sent"] + c["failed"] + c["skipped"],
+                            detail=f"sent {c['sent']}  failed {c['failed']}  skipped {c['skipped']}  {rate:.0f}/s")  # fmt: skip
+            if c["done"]:
+                return
+            time.sleep(0.5)
+
+
+@campaign_app.command("status")
+def campaign_status(name: str, run_id: Annotated[str | None, typer.Argument()] = None, as_json: JsonFlag = False) -> None:
+    """Counters of a run (the latest when no run id is given): queued, sent, failed by code, skipped.
+
+    Example: wa-dispatch campaign status friday-sale
+    """
+    runs = _services().runs
+    run_id = run_id or next(iter(runs.runs(name)), None)
+    if run_id is None:
+        typer.echo(f"no runs of {name!r}", err=True)
+        raise typer.Exit(1)
+    _emit(runs.counts(name, run_id), True)
+
+
+@campaign_app.command("report")
+def campaign_report(
+    name: str,
+    run_id: Annotated[str | None, typer.Argument()] = None,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the report as CSV to this file.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Each recipient of a run with its wamid or failure, or why it was skipped.
+
+    Example: wa-dispatch campaign report friday-sale --csv report.csv
+    """
+    import csv
+
+    runs = _services().runs
+    run_id = run_id or next(iter(runs.runs(name)), None)
+    if run_id is None:
+        typer.echo(f"no runs of {name!r}", err=True)
+        raise typer.Exit(1)
+    rows = runs.report(name, run_id)
+    if csv_file:
+        with csv_file.open("w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["to", "status", "wamid", "error_code", "error", "reason", "task_id"])
+            writer.writeheader()
+            writer.writerows(rows)
+    table = Table(title=f"{name} run {run_id}: {len(rows)} recipients")
+    for column in ("to", "status", "wamid or error", "reason"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        table.add_row(r["to"], r["status"], r["wamid"] or (f"({r['error_code']}) {r['error']}" if r["error"] else ""),
+                      r["reason"] or "")  # fmt: skip
+    _emit({"campaign": name, "run_id": run_id, "recipients": rows}, as_json, table)
+
+
+@optout_app.command("add")
+def optout_add(numbers: list[str]) -> None:
+    """Never send campaign messages to these numbers.  Example: wa-dispatch optout add +919999595313"""
+    from worker.intents import normalize_phone
+
+    typer.echo(json.dumps({"added": _services().runs.opt_out(*[normalize_phone(n) for n in numbers])}))
+
+
+@optout_app.command("remove")
+def optout_remove(numbers: list[str]) -> None:
+    """Let these numbers receive campaign messages again."""
+    from worker.intents import normalize_phone
+
+    typer.echo(json.dumps({"removed": _services().runs.opt_in(*[normalize_phone(n) for n in numbers])}))
+
+
+@optout_app.command("list")
+def optout_list() -> None:
+    """Every opted-out number."""
+    typer.echo(json.dumps(_services().runs.opt_outs()))
 
 
 @app.command()

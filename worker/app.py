@@ -4,19 +4,26 @@ from __future__ import annotations
 
 from celery import Celery
 from celery.signals import setup_logging
+from kombu import Queue
 
 from worker import logging as wa_logging
 from worker.settings import get_settings
 
-QUEUE = "whatsapp"
+QUEUE = "whatsapp"  # messages apps enqueue one by one: served first
+CAMPAIGN_QUEUE = "campaign"  # campaign runs and their chunks
 
 
 def make_app() -> Celery:
     settings = get_settings()
     app = Celery("worker", broker=settings.celery_broker_url, backend=settings.celery_result_backend)
     app.conf.update(
-        include=["worker.tasks"],
+        include=["worker.tasks", "worker.scheduling"],
         task_default_queue=QUEUE,
+        task_queues=(Queue(QUEUE), Queue(CAMPAIGN_QUEUE)),
+        task_routes={
+            "worker.tasks.run_campaign": {"queue": CAMPAIGN_QUEUE},
+            "worker.tasks.send_campaign_chunk": {"queue": CAMPAIGN_QUEUE},
+        },
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
@@ -37,6 +44,8 @@ def make_app() -> Celery:
             "socket_timeout": 30,
             "socket_connect_timeout": 5,
             "health_check_interval": 10,
+            # Workers read the queues in the order above, so transactional messages go first.
+            "queue_order_strategy": "priority",
         },
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,  # a worker waits for Redis to come back, however long
@@ -53,6 +62,12 @@ def make_app() -> Celery:
         worker_send_task_events=False,
         task_send_sent_event=False,
         enable_utc=True,
+        # celery beat: schedules and its lock in Redis, so a second beat never fires a run twice.
+        beat_scheduler="redbeat.RedBeatScheduler",
+        redbeat_redis_url=settings.state_redis_url,
+        redbeat_key_prefix="wa:redbeat:",
+        beat_max_loop_interval=settings.beat_interval,
+        redbeat_lock_timeout=max(30, int(settings.beat_interval * 5)),
     )
     return app
 

@@ -15,6 +15,7 @@ from typing import Any
 import structlog
 
 from worker.breaker import Breaker
+from worker.campaign_runs import CampaignRuns, lane_of, tally_key
 from worker.client import ApiResponse, InteraktClient, get_client
 from worker.deadletters import DeadLetters
 from worker.errors import (
@@ -84,6 +85,7 @@ class Services:
     limiter: RateLimiter
     breaker: Breaker
     dead: DeadLetters
+    runs: CampaignRuns
 
 
 @process_local
@@ -99,6 +101,7 @@ def services() -> Services:
         limiter=RateLimiter(client, settings),
         breaker=Breaker(client, settings.phone_number_id, settings.breaker_probe_interval),
         dead=DeadLetters(client, settings.dead_letter_ttl),
+        runs=CampaignRuns(client, settings.dead_letter_ttl),
     )
 
 
@@ -135,7 +138,7 @@ class MessageDelivery:
     def fail(self, exc: DispatchError) -> DispatchError:
         error = {"error": exc.message, **exc.info}
         if self.intent is not None:
-            self.s.store.failed(self.key, self.attempts, error)
+            self.s.store.failed(self.key, self.attempts, error, tally=tally_key(self.key))
         self.s.dead.add(self.key, self.kwargs, error, self.attempts, self.task_id)
         log.error("outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, attempts=self.attempts)
         return exc
@@ -158,7 +161,8 @@ class MessageDelivery:
     # --- one HTTP attempt -----------------------------------------------------------------------
 
     def attempt(self, to: str, payload: dict[str, Any]) -> ApiResponse:
-        slot = self.s.limiter.acquire(to)
+        lane = lane_of(self.key)
+        slot = self.s.limiter.acquire(to, lane, self.s.runs.lane_rate(lane) if lane else 0.0)
         if not slot.granted:
             raise NoSlot(slot.verdict, slot.wait)
         self.probe = self.probe or slot.verdict == "probe"
@@ -243,7 +247,7 @@ class MessageDelivery:
     def succeed(self, resp: ApiResponse, intent: MessageIntent) -> dict[str, Any]:
         if not resp.wamid:
             raise self.fail(AmbiguousError("the API answered 2xx without a wamid", {"body": resp.body}))
-        self.s.store.sent(self.key, self.attempts, resp.wamid, resp.wa_id, intent.to)
+        self.s.store.sent(self.key, self.attempts, resp.wamid, resp.wa_id, intent.to, tally=tally_key(self.key))
         if self.probe and self.s.breaker.close():
             log.warning("breaker_closed", wamid=resp.wamid)
         log.info("outcome", outcome="sent", wamid=resp.wamid, attempts=self.attempts)

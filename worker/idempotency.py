@@ -78,19 +78,26 @@ class IdempotencyStore:
 
     def release(self, key: str, attempts: int) -> None:
         """Back to `pending`: the API definitely did not accept it, a later delivery may send."""
-        self._set(key, state="pending", attempts=attempts)
+        self._set(key, {}, None, state="pending", attempts=attempts)
 
-    def sent(self, key: str, attempts: int, wamid: str, wa_id: str | None, to: str) -> None:
-        self._set(key, state="sent", attempts=attempts, wamid=wamid, wa_id=wa_id or "", to=to, finished=time.time())
+    def sent(self, key: str, attempts: int, wamid: str, wa_id: str | None, to: str, tally: str | None = None) -> None:
+        """Keep the wamid; `tally` names a counters hash (a campaign run's) to count it in."""
+        counters = {"sent": 1} if tally else {}
+        self._set(key, counters, tally, state="sent", attempts=attempts, wamid=wamid, wa_id=wa_id or "", to=to,
+                  finished=time.time())  # fmt: skip
 
-    def failed(self, key: str, attempts: int, error: dict[str, Any]) -> None:
-        self._set(key, state="failed", attempts=attempts, error=json.dumps(error), finished=time.time())
+    def failed(self, key: str, attempts: int, error: dict[str, Any], tally: str | None = None) -> None:
+        counters = {"failed": 1, f"failed:{error.get('code') or error.get('kind')}": 1} if tally else {}
+        self._set(key, counters, tally, state="failed", attempts=attempts, error=json.dumps(error),
+                  finished=time.time())  # fmt: skip
 
     def get(self, key: str) -> dict[str, Any]:
         return self.redis.hgetall(PREFIX + key)
 
-    def _set(self, key: str, **fields: Any) -> None:
+    def _set(self, key: str, counters: dict[str, int], tally: str | None, **fields: Any) -> None:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(PREFIX + key, mapping=fields)
         pipe.expire(PREFIX + key, self.ttl)
+        for counter, step in counters.items():
+            pipe.hincrby(tally, counter, step)
         pipe.execute()

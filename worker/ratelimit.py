@@ -7,6 +7,8 @@ Two limits from Meta's Cloud API "Throughput" and "Pair rate limits" docs:
 - per (business number, recipient) pair: one message per DISPATCH_PAIR_INTERVAL seconds with
   bursts of DISPATCH_PAIR_BURST (Meta: 1 per 6 s, bursts up to 45).
 
+Slots are reserved at (1 - DISPATCH_RATE_HEADROOM) of the limit, so scheduling jitter between
+the reservation and the request reaching Meta does not push a one-second window over it.
 A caller reserves the next free slot and sleeps until it (no polling). A slot further away than
 DISPATCH_INLINE_MAX_WAIT is not reserved; the caller hands the intent back to the queue. The
 same call honours the account circuit breaker (worker.breaker) so a paused number costs one
@@ -15,6 +17,10 @@ round trip, and lets exactly one probe through when a probe is due.
 When the API still throttles (4, 80007, 130429), `slow_down` halves the shared rate and stops
 every worker for the Retry-After; the rate recovers by DISPATCH_RATE_RECOVERY per second.
 A pair limit hit (131056) blocks only that recipient.
+
+Campaign sends also take a slot in their campaign's lane: at most DISPATCH_CAMPAIGN_SHARE of the
+number's rate (or the campaign's throttle), reserved at most DISPATCH_LANE_MAX_AHEAD seconds
+ahead. Transactional messages have no lane, so they always find a slot within that horizon.
 """
 
 from __future__ import annotations
@@ -26,9 +32,10 @@ import redis
 from worker.settings import Settings
 
 _ACQUIRE = """
-local nkey, pkey, bkey = KEYS[1], KEYS[2], KEYS[3]
+local nkey, pkey, bkey, lkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local rate, pair_interval, pair_burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_wait, recovery, probe_interval = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local lane_rate = tonumber(ARGV[7])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local function f6(x) return string.format('%.6f', x) end
@@ -49,6 +56,11 @@ local factor = math.min(1, tonumber(n[2] or '1') + (now - tonumber(n[3] or '0'))
 local p = redis.call('HMGET', pkey, 'tat', 'blocked_until')
 local p_tat = tonumber(p[1] or '0')
 local at = math.max(now, tonumber(n[1] or '0'), p_tat - pair_interval * (pair_burst - 1), tonumber(p[2] or '0'))
+local lane_tat = 0
+if lane_rate > 0 then
+  lane_tat = tonumber(redis.call('GET', lkey) or '0')
+  at = math.max(at, lane_tat)
+end
 local wait = at - now
 if wait > max_wait then
   if probe then redis.call('HSET', bkey, 'next_probe', f6(now)) end
@@ -56,6 +68,7 @@ if wait > max_wait then
 end
 redis.call('HSET', nkey, 'tat', f6(at + 1 / (rate * factor)))
 redis.call('EXPIRE', nkey, 3600)
+if lane_rate > 0 then redis.call('SET', lkey, f6(at + 1 / (lane_rate * factor)), 'EX', 3600) end
 redis.call('HSET', pkey, 'tat', f6(math.max(p_tat, at) + pair_interval))
 redis.call('EXPIRE', pkey, math.ceil(pair_interval * pair_burst + 60))
 if probe then return {'probe', f6(wait)} end
@@ -117,12 +130,16 @@ class RateLimiter:
     def _pair_key(self, to: str) -> str:
         return f"{number_key(self.pnid)}:pair:{to}"
 
-    def acquire(self, to: str) -> Slot:
+    def acquire(self, to: str, lane: str | None = None, lane_rate: float = 0.0) -> Slot:
+        """A slot for one message to `to`. A campaign passes its `lane` and `lane_rate` (below the
+        number's rate, leaving headroom for transactional messages, and never reserving far ahead)."""
         s = self.settings
+        lane_key = f"{number_key(self.pnid)}:lane:{lane}" if lane else ""
+        max_wait = min(s.inline_max_wait, s.lane_max_ahead) if lane else s.inline_max_wait
         verdict, wait = self._acquire(
-            keys=[number_key(self.pnid), self._pair_key(to), breaker_key(self.pnid)],
-            args=[s.rate_limit, s.pair_interval, s.pair_burst, s.inline_max_wait, s.rate_recovery,
-                  s.breaker_probe_interval],  # fmt: skip
+            keys=[number_key(self.pnid), self._pair_key(to), breaker_key(self.pnid), lane_key],
+            args=[s.rate_limit * (1 - s.rate_headroom), s.pair_interval, s.pair_burst, max_wait, s.rate_recovery,
+                  s.breaker_probe_interval, lane_rate if lane else 0],  # fmt: skip
         )
         return Slot(verdict, float(wait))
 

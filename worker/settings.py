@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     rate_limit: float = Field(80.0, gt=0, le=1000, validation_alias="DISPATCH_RATE_LIMIT")
     pair_interval: float = Field(6.0, ge=0, validation_alias="DISPATCH_PAIR_INTERVAL")
     pair_burst: int = Field(45, ge=1, validation_alias="DISPATCH_PAIR_BURST")
+    rate_headroom: float = Field(0.03, ge=0, lt=0.5, validation_alias="DISPATCH_RATE_HEADROOM")
+    campaign_share: float = Field(0.9, gt=0, le=1, validation_alias="DISPATCH_CAMPAIGN_SHARE")
+    lane_max_ahead: float = Field(0.25, gt=0, validation_alias="DISPATCH_LANE_MAX_AHEAD")
+    campaign_chunk: int = Field(100, ge=1, le=10000, validation_alias="DISPATCH_CAMPAIGN_CHUNK")
+    campaign_threads: int = Field(32, ge=1, validation_alias="DISPATCH_CAMPAIGN_THREADS")
     rate_recovery: float = Field(0.05, gt=0, validation_alias="DISPATCH_RATE_RECOVERY")
     breaker_probe_interval: float = Field(30.0, gt=0, validation_alias="DISPATCH_BREAKER_PROBE_INTERVAL")
 
@@ -61,6 +66,8 @@ class Settings(BaseSettings):
     restore_interval: int = Field(10, ge=1, validation_alias="DISPATCH_RESTORE_INTERVAL")
     dead_letter_ttl: int = Field(30 * 24 * 3600, validation_alias="DISPATCH_DEAD_LETTER_TTL")
     publish_max_retries: int = Field(10, ge=0, validation_alias="DISPATCH_PUBLISH_MAX_RETRIES")
+
+    beat_interval: float = Field(5.0, gt=0, validation_alias="DISPATCH_BEAT_INTERVAL")
 
     log_level: str = Field("INFO", validation_alias="DISPATCH_LOG_LEVEL")
 

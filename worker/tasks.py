@@ -11,9 +11,10 @@ from celery.result import AsyncResult
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from worker.app import app
+from worker.app import CAMPAIGN_QUEUE, app
 from worker.delivery import Requeue, deliver_message, deliver_read
 from worker.errors import EnqueueError
+from worker.fanout import send_chunk, start_run
 from worker.intents import parse_intent, parse_read
 from worker.logging import get_logger, mask_phone, mask_text
 
@@ -59,3 +60,17 @@ def send_message(self: Task, **intent: Any) -> dict[str, Any]:
 @app.task(bind=True, base=ValidatedTask, validator=parse_read, name="worker.tasks.mark_read")
 def mark_read(self: Task, **receipt: Any) -> dict[str, Any]:
     return deliver_read(receipt, task_id=self.request.id)
+
+
+@app.task(name="worker.tasks.run_campaign")
+def run_campaign(name: str, run_id: str | None = None) -> dict[str, Any]:
+    """Fired by beat (or `wa-dispatch campaign run`): enqueue the run's chunks."""
+    return start_run(name, run_id, lambda **chunk: send_campaign_chunk.apply_async(kwargs=chunk))
+
+
+@app.task(name="worker.tasks.send_campaign_chunk")
+def send_campaign_chunk(name: str, run_id: str, start: int, stop: int) -> dict[str, int]:
+    def later(intent: dict[str, Any], task_id: str, countdown: float) -> None:
+        send_message.apply_async(kwargs=intent, task_id=task_id, countdown=countdown, queue=CAMPAIGN_QUEUE)
+
+    return send_chunk(app, name, run_id, start, stop, requeue=later)

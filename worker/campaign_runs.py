@@ -1,0 +1,135 @@
+"""The Redis side of campaign runs: opt-outs, lanes, per-run counters and the per-recipient report.
+
+A run's report is a hash recipient -> JSON ({"status": "queued" | "skipped", ...}); written with
+HSETNX, so a re-fired or resumed run counts each recipient once. Sent and failed counts are
+tallied by the idempotency store when a campaign key (`campaign:NAME:RUN:TO`) finishes; the
+wamid or error of each recipient is read back from that key's record.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+OPTOUT = "wa:optout"
+LANES = "wa:campaign:lanes"
+
+_RECORD = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
+  redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
+  if ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[4], 1) end
+  return 1
+end
+return 0
+"""
+
+
+def run_prefix(name: str, run_id: str) -> str:
+    return f"wa:run:{name}:{run_id}"
+
+
+def tally_key(idempotency_key: str) -> str | None:
+    """The counters hash of the run a campaign key belongs to; None for other keys."""
+    if not idempotency_key.startswith("campaign:"):
+        return None
+    _, name, run_id, _to = idempotency_key.split(":", 3)
+    return run_prefix(name, run_id) + ":counts"
+
+
+def lane_of(idempotency_key: str) -> str | None:
+    return idempotency_key.split(":", 2)[1] if idempotency_key.startswith("campaign:") else None
+
+
+class CampaignRuns:
+    def __init__(self, client: redis.Redis, ttl: int) -> None:
+        self.redis = client
+        self.ttl = ttl
+        self._record = client.register_script(_RECORD)
+        self._lane_cache: dict[str, tuple[float, float]] = {}
+
+    # --- opt-outs -------------------------------------------------------------------------------
+
+    def opt_out(self, *numbers: str) -> int:
+        return self.redis.sadd(OPTOUT, *numbers) if numbers else 0
+
+    def opt_in(self, *numbers: str) -> int:
+        return self.redis.srem(OPTOUT, *numbers) if numbers else 0
+
+    def opted_out(self, numbers: list[str]) -> set[str]:
+        if not numbers:
+            return set()
+        flags = self.redis.smismember(OPTOUT, numbers)
+        return {n for n, flag in zip(numbers, flags, strict=True) if flag}
+
+    def opt_outs(self) -> list[str]:
+        return sorted(self.redis.smembers(OPTOUT))
+
+    # --- lanes ----------------------------------------------------------------------------------
+
+    def set_lane(self, name: str, rate: float) -> None:
+        self.redis.hset(LANES, name, rate)
+
+    def lane_rate(self, name: str) -> float:
+        """The campaign's share of the number's rate; cached for 10 s per process."""
+        cached = self._lane_cache.get(name)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        rate = float(self.redis.hget(LANES, name) or 0)
+        self._lane_cache[name] = (rate, time.monotonic() + 10)
+        return rate
+
+    # --- runs -----------------------------------------------------------------------------------
+
+    def start(self, name: str, run_id: str, total: int) -> bool:
+        """Register a run; False when it was already started (a re-fired or resumed run)."""
+        prefix = run_prefix(name, run_id)
+        fresh = self.redis.hsetnx(prefix, "started", time.time())
+        pipe = self.redis.pipeline()
+        pipe.hset(prefix, mapping={"campaign": name, "run_id": run_id, "total": total})
+        pipe.zadd(f"wa:runs:{name}", {run_id: time.time()}, nx=True)
+        for key in (prefix, prefix + ":counts", prefix + ":report"):
+            pipe.expire(key, self.ttl)
+        pipe.execute()
+        return bool(fresh)
+
+    def record(self, name: str, run_id: str, to: str, entry: dict[str, Any], code_counter: str = "") -> bool:
+        prefix = run_prefix(name, run_id)
+        return bool(self._record(keys=[prefix + ":report", prefix + ":counts"],
+                                 args=[to, json.dumps(entry), entry["status"], code_counter]))  # fmt: skip
+
+    def counts(self, name: str, run_id: str) -> dict[str, Any]:
+        prefix = run_prefix(name, run_id)
+        meta = self.redis.hgetall(prefix)
+        counts = {k: int(v) for k, v in self.redis.hgetall(prefix + ":counts").items()}
+        failed_by_code = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("failed:")}
+        total = int(meta.get("total", 0))
+        done = counts.get("sent", 0) + counts.get("failed", 0) + counts.get("skipped", 0)
+        return {"campaign": name, "run_id": run_id, "total": total, "queued": counts.get("queued", 0),
+                "sent": counts.get("sent", 0), "failed": counts.get("failed", 0), "skipped": counts.get("skipped", 0),
+                "failed_by_code": failed_by_code, "done": total > 0 and done >= total,
+                "started": float(meta["started"]) if meta.get("started") else None}  # fmt: skip
+
+    def runs(self, name: str) -> list[str]:
+        return self.redis.zrevrange(f"wa:runs:{name}", 0, -1)
+
+    def report(self, name: str, run_id: str) -> list[dict[str, Any]]:
+        """One row per recipient: status, wamid or error, reason for skips."""
+        entries = self.redis.hgetall(run_prefix(name, run_id) + ":report")
+        queued = [(to, json.loads(raw)) for to, raw in entries.items()]
+        pipe = self.redis.pipeline()
+        for _, entry in queued:
+            pipe.hgetall("wa:idem:" + entry["key"]) if entry.get("key") else pipe.echo("")
+        rows = []
+        for (to, entry), record in zip(queued, pipe.execute(), strict=True):
+            row = {"to": to, "status": entry["status"], "reason": entry.get("reason"), "task_id": entry.get("task_id"),
+                   "wamid": None, "error_code": None, "error": None}  # fmt: skip
+            if isinstance(record, dict) and record.get("state") in ("sent", "failed"):
+                row["status"] = record["state"]
+                row["wamid"] = record.get("wamid") or None
+                error = json.loads(record.get("error") or "{}")
+                row["error_code"], row["error"] = error.get("code"), error.get("error")
+            rows.append(row)
+        return sorted(rows, key=lambda r: r["to"])
