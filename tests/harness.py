@@ -5,9 +5,20 @@ from __future__ import annotations
 
 import os
 
-from worker.localstack import BIN, ROOT, Process, RedisServer, Sandbox, Worker, free_port, tmpdir, wait_for
+from worker.localstack import (
+    BIN,
+    ROOT,
+    Beat,
+    Process,
+    RedisServer,
+    Sandbox,
+    Worker,
+    free_port,
+    tmpdir,
+    wait_for,
+)
 
-__all__ = ["BIN", "ROOT", "Process", "RedisServer", "Sandbox", "Worker", "free_port", "tmpdir", "wait_for",
+__all__ = ["BIN", "ROOT", "Beat", "Process", "RedisServer", "Sandbox", "Worker", "free_port", "tmpdir", "wait_for",
            "worker_env", "TOKEN", "WABA_ID", "PHONE_NUMBER_ID"]  # fmt: skip
 
 TOKEN = "test-token-SECRET-5f2c9a"

@@ -23,6 +23,10 @@ def make_app() -> Celery:
         task_routes={
             "worker.tasks.run_campaign": {"queue": CAMPAIGN_QUEUE},
             "worker.tasks.send_campaign_chunk": {"queue": CAMPAIGN_QUEUE},
+            "worker.tasks.sweep_campaign_runs": {"queue": CAMPAIGN_QUEUE},
+        },
+        beat_schedule={
+            "sweep-campaign-runs": {"task": "worker.tasks.sweep_campaign_runs", "schedule": settings.sweep_interval},
         },
         task_serializer="json",
         result_serializer="json",

@@ -95,6 +95,35 @@ class CampaignRuns:
         pipe.execute()
         return bool(fresh)
 
+    def claim_chunk(self, name: str, run_id: str, start: int) -> bool:
+        """True the first time a run's chunk at `start` is enqueued (marker `queued:<time>`)."""
+        return bool(self.redis.set(f"{run_prefix(name, run_id)}:chunk:{start}", f"queued:{time.time()}",
+                                   nx=True, ex=self.ttl))  # fmt: skip
+
+    def chunk_started(self, name: str, run_id: str, start: int) -> None:
+        self.redis.set(f"{run_prefix(name, run_id)}:chunk:{start}", "started", ex=self.ttl)
+
+    def stalled_chunks(self, name: str, run_id: str, older_than: float) -> list[int]:
+        """Chunks enqueued long ago that no worker ever started: their message was lost."""
+        prefix = f"{run_prefix(name, run_id)}:chunk:"
+        keys = list(self.redis.scan_iter(prefix + "*", count=1000))
+        stalled = []
+        for key, value in zip(keys, self.redis.mget(keys) if keys else [], strict=True):
+            if value and value.startswith("queued:") and float(value.split(":", 1)[1]) < time.time() - older_than:
+                self.redis.set(key, f"queued:{time.time()}", ex=self.ttl)
+                stalled.append(int(key.rsplit(":", 1)[1]))
+        return sorted(stalled)
+
+    def active_runs(self) -> list[tuple[str, str]]:
+        """(campaign, run id) of recent runs that are not done."""
+        found = []
+        for key in self.redis.scan_iter("wa:runs:*", count=1000):
+            name = key.split(":", 2)[2]
+            for run_id in self.redis.zrevrange(key, 0, 4):
+                if not self.counts(name, run_id)["done"]:
+                    found.append((name, run_id))
+        return found
+
     def record(self, name: str, run_id: str, to: str, entry: dict[str, Any], code_counter: str = "") -> bool:
         prefix = run_prefix(name, run_id)
         return bool(self._record(keys=[prefix + ":report", prefix + ":counts"],

@@ -35,7 +35,7 @@ from worker.intents import MessageIntent, parse_intent, parse_read
 from worker.logging import get_logger, mask_phone
 from worker.payloads import message_payload, read_payload
 from worker.process_local import process_local
-from worker.ratelimit import RateLimiter
+from worker.ratelimit import RateLimiter, Slot
 from worker.redis_conn import get_redis
 from worker.retry import call_with_retry, requeue_countdown
 from worker.settings import Settings, get_settings
@@ -160,14 +160,26 @@ class MessageDelivery:
 
     # --- one HTTP attempt -----------------------------------------------------------------------
 
-    def attempt(self, to: str, payload: dict[str, Any]) -> ApiResponse:
+    def slot(self, to: str) -> Slot:
+        """A rate-limit slot. A campaign lane reserves only a short way ahead (leaving the rest for
+        transactional messages), so its sends wait here for their turn, up to DISPATCH_INLINE_MAX_WAIT."""
         lane = lane_of(self.key)
-        slot = self.s.limiter.acquire(to, lane, self.s.runs.lane_rate(lane) if lane else 0.0)
+        lane_rate = self.s.runs.lane_rate(lane) if lane else 0.0
+        deadline = time.monotonic() + self.s.settings.inline_max_wait
+        slot = self.s.limiter.acquire(to, lane, lane_rate)
+        while lane and slot.verdict == "later" and time.monotonic() + slot.wait < deadline:
+            time.sleep(max(0.0, slot.wait - self.s.settings.lane_max_ahead / 2))
+            slot = self.s.limiter.acquire(to, lane, lane_rate)
         if not slot.granted:
             raise NoSlot(slot.verdict, slot.wait)
+        return slot
+
+    def attempt(self, to: str, payload: dict[str, Any]) -> ApiResponse:
+        slot = self.slot(to)
         self.probe = self.probe or slot.verdict == "probe"
         if slot.wait > 0:
             time.sleep(slot.wait)
+        self.s.store.sending(self.key)
         self.attempts += 1
         structlog.contextvars.bind_contextvars(attempt=self.attempts)
         started = time.perf_counter()

@@ -1,7 +1,9 @@
 """A campaign run: the audience cut into chunks, each chunk's intents sent concurrently, one result each.
 
-`start_run` registers the run and enqueues one chunk task per DISPATCH_CAMPAIGN_CHUNK recipients
-(never one giant task or message). `send_chunk` turns its rows into intents (bad rows, opt-outs
+`start_run` registers the run and enqueues its first chunk of DISPATCH_CAMPAIGN_CHUNK recipients;
+each chunk enqueues the next one, timed for when the campaign's lane will have slots for it
+(never one giant task or message, and never a queue of long ETAs). A Redis marker per chunk
+keeps a re-delivered chunk from starting a second chain. `send_chunk` turns its rows into intents (bad rows, opt-outs
 and recipients outside the send window are reported as skipped, and the run goes on), then sends
 them through the same `MessageDelivery` as single messages, on a per-process thread pool: same
 idempotency keys (`campaign:NAME:RUN:TO`), same rate limits (in the campaign's lane), same
@@ -62,10 +64,38 @@ def start_run(name: str, run_id: str | None, enqueue_chunk: ChunkEnqueuer) -> di
     fresh = s.runs.start(name, run_id, len(campaign.rows))
     share = s.settings.rate_limit * (1 - s.settings.rate_headroom) * s.settings.campaign_share
     s.runs.set_lane(name, min(share, campaign.throttle or share))
-    step = s.settings.campaign_chunk
-    chunks = [enqueue_chunk(name=name, run_id=run_id, start=i, stop=min(i + step, len(campaign.rows)))
-              for i in range(0, len(campaign.rows), step)]  # fmt: skip
-    return {"campaign": name, "run_id": run_id, "total": len(campaign.rows), "chunks": len(chunks), "resumed": not fresh}
+    chunks = -(-len(campaign.rows) // s.settings.campaign_chunk)
+    if chunks:
+        _chain(name, run_id, 0, 0.0, enqueue_chunk)
+    return {"campaign": name, "run_id": run_id, "total": len(campaign.rows), "chunks": chunks, "resumed": not fresh}
+
+
+def _chain(name: str, run_id: str, start: int, countdown: float, enqueue_chunk: ChunkEnqueuer) -> None:
+    """Enqueue the chunk starting at `start`, once per run whatever is re-delivered."""
+    s = services()
+    total = len(_campaign(name).rows)
+    if start >= total or not s.runs.claim_chunk(name, run_id, start):
+        return
+    enqueue_chunk(name=name, run_id=run_id, start=start, stop=min(start + s.settings.campaign_chunk, total),
+                  countdown=countdown)  # fmt: skip
+
+
+def resume_stalled(enqueue_chunk: ChunkEnqueuer) -> list[dict[str, Any]]:
+    """Re-enqueue chunks whose message never reached a worker.
+
+    Kombu's Redis transport pops a message before recording it as unacknowledged; a worker killed
+    in between loses it. For a campaign that would silently end the chain, so beat runs this sweep.
+    Sends stay exactly-once: a chunk sent twice finds its keys already sent.
+    """
+    s = services()
+    resumed = []
+    for name, run_id in s.runs.active_runs():
+        total = len(_campaign(name).rows)
+        for start in s.runs.stalled_chunks(name, run_id, older_than=s.settings.chunk_resume_after):
+            enqueue_chunk(name=name, run_id=run_id, start=start, stop=min(start + s.settings.campaign_chunk, total),
+                          countdown=0.0)  # fmt: skip
+            resumed.append({"campaign": name, "run_id": run_id, "start": start})
+    return resumed
 
 
 def _expand(campaign: Campaign, run_id: str, start: int, stop: int) -> list[dict[str, Any]]:
@@ -98,8 +128,12 @@ def _expand(campaign: Campaign, run_id: str, start: int, stop: int) -> list[dict
     return chosen
 
 
-def send_chunk(app: Celery, name: str, run_id: str, start: int, stop: int, requeue: Requeuer) -> dict[str, int]:
+def send_chunk(app: Celery, name: str, run_id: str, start: int, stop: int, requeue: Requeuer,
+               enqueue_chunk: ChunkEnqueuer) -> dict[str, int]:  # fmt: skip
     campaign = _campaign(name)
+    services().runs.chunk_started(name, run_id, start)
+    lane_rate = services().runs.lane_rate(name) or services().settings.rate_limit
+    _chain(name, run_id, stop, 0.9 * (stop - start) / lane_rate, enqueue_chunk)  # due a little before its slots
     intents = _expand(campaign, run_id, start, stop)
 
     def deliver(intent: dict[str, Any]) -> str:

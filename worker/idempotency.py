@@ -1,9 +1,10 @@
 """One Redis record per idempotency key, so no intent is sent twice.
 
-States: `pending` (known not sent, safe to send), `sending` (a worker is between the
-claim and the API's answer), `sent` (wamid kept), `failed` (final error kept). Every
-transition is one Lua script, so two workers can never both move a key to `sending`.
-A `sending` record older than the longest a send can take means the worker died
+States: `pending` (known not sent, safe to send), `claimed` (a worker owns the key and has
+not called the API yet), `sending` (a request is on its way; set just before each HTTP
+attempt), `sent` (wamid kept), `failed` (final error kept). The claim is one Lua script, so
+two workers can never both own a key. A stale `claimed` record (its worker died before
+calling the API) is safely claimed again; a stale `sending` one means the worker died
 mid-request: the outcome is unknown, which the caller treats as ambiguous.
 """
 
@@ -23,20 +24,19 @@ local k = KEYS[1]
 local owner, now, stale_after, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local take_over_stale = ARGV[5] == '1'
 local rec = redis.call('HGETALL', k)
-local state = nil
 local h = {}
 for i = 1, #rec, 2 do h[rec[i]] = rec[i + 1] end
-state = h['state']
+local state = h['state']
 if state == 'sent' or state == 'failed' then return {state, cjson.encode(h)} end
-if state == 'sending' then
+if state == 'claimed' or state == 'sending' then
   if now - tonumber(h['since']) <= stale_after then return {'busy', cjson.encode(h)} end
-  if not take_over_stale then return {'stale', cjson.encode(h)} end
+  if state == 'sending' and not take_over_stale then return {'stale', cjson.encode(h)} end
 end
 if not state then
   redis.call('HSET', k, 'created', ARGV[2], 'attempts', 0)
   h['created'] = ARGV[2]; h['attempts'] = '0'
 end
-redis.call('HSET', k, 'state', 'sending', 'owner', owner, 'since', ARGV[2])
+redis.call('HSET', k, 'state', 'claimed', 'owner', owner, 'since', ARGV[2])
 redis.call('EXPIRE', k, ttl)
 return {'claimed', cjson.encode(h)}
 """
@@ -75,6 +75,10 @@ class IdempotencyStore:
         args = [owner, time.time(), self.stale_after, self.ttl, int(take_over_stale)]
         state, raw = self._begin(keys=[PREFIX + key], args=args)
         return Claim(state, json.loads(raw) if raw != "{}" else {})
+
+    def sending(self, key: str) -> None:
+        """A request is about to leave: from now on a lost worker makes the outcome ambiguous."""
+        self.redis.hset(PREFIX + key, mapping={"state": "sending", "since": time.time()})
 
     def release(self, key: str, attempts: int) -> None:
         """Back to `pending`: the API definitely did not accept it, a later delivery may send."""

@@ -179,3 +179,19 @@ class Worker(Process):
 
 def tmpdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+class Beat(Process):
+    """celery beat with the project's RedBeat scheduler."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], name: str = "beat") -> None:
+        super().__init__(name, workdir)
+        self.env = env
+        self.workdir = workdir
+
+    def start(self) -> Beat:
+        self.spawn([str(BIN / "celery"), "-A", "worker", "beat", "--loglevel", "INFO",
+                    "--pidfile", str(self.workdir / f"{self.name}.pid")], env=self.env)  # fmt: skip
+        # The banner is printed whatever the log level; the scheduler starts right after it.
+        wait_for(lambda: "maxinterval" in self.output(), 30, f"celery {self.name}", 0.1)
+        return self

@@ -16,7 +16,8 @@ import structlog
 
 from worker.settings import get_settings
 
-_PHONE = re.compile(r"(?<![\d.])\+?\d[\d ()-]{8,17}\d")
+# E.164 (+ and 8-15 digits) or a bare wa_id of 10-15 digits; not digits inside ids or decimals.
+_PHONE = re.compile(r"(?<![\w.+-])(?:\+\d{8,15}|\d{10,15})(?![\w.])")
 _SECRET_KEYS = ("token", "secret", "password", "authorization")
 _IDS = frozenset({"wamid", "task_id", "timestamp", "fbtrace_id"})  # opaque ids that may hold digit runs
 

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     campaign_share: float = Field(0.9, gt=0, le=1, validation_alias="DISPATCH_CAMPAIGN_SHARE")
     lane_max_ahead: float = Field(0.25, gt=0, validation_alias="DISPATCH_LANE_MAX_AHEAD")
     campaign_chunk: int = Field(100, ge=1, le=10000, validation_alias="DISPATCH_CAMPAIGN_CHUNK")
+    chunk_resume_after: float = Field(120.0, gt=0, validation_alias="DISPATCH_CHUNK_RESUME_AFTER")
+    sweep_interval: float = Field(30.0, gt=0, validation_alias="DISPATCH_SWEEP_INTERVAL")
     campaign_threads: int = Field(32, ge=1, validation_alias="DISPATCH_CAMPAIGN_THREADS")
     rate_recovery: float = Field(0.05, gt=0, validation_alias="DISPATCH_RATE_RECOVERY")
     breaker_probe_interval: float = Field(30.0, gt=0, validation_alias="DISPATCH_BREAKER_PROBE_INTERVAL")

@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from worker.app import CAMPAIGN_QUEUE, app
 from worker.delivery import Requeue, deliver_message, deliver_read
 from worker.errors import EnqueueError
-from worker.fanout import send_chunk, start_run
+from worker.fanout import resume_stalled, send_chunk, start_run
 from worker.intents import parse_intent, parse_read
 from worker.logging import get_logger, mask_phone, mask_text
 
@@ -65,7 +65,11 @@ def mark_read(self: Task, **receipt: Any) -> dict[str, Any]:
 @app.task(name="worker.tasks.run_campaign")
 def run_campaign(name: str, run_id: str | None = None) -> dict[str, Any]:
     """Fired by beat (or `wa-dispatch campaign run`): enqueue the run's chunks."""
-    return start_run(name, run_id, lambda **chunk: send_campaign_chunk.apply_async(kwargs=chunk))
+    return start_run(name, run_id, _enqueue_chunk)
+
+
+def _enqueue_chunk(countdown: float, **chunk: Any) -> None:
+    send_campaign_chunk.apply_async(kwargs=chunk, countdown=countdown or None)
 
 
 @app.task(name="worker.tasks.send_campaign_chunk")
@@ -73,4 +77,10 @@ def send_campaign_chunk(name: str, run_id: str, start: int, stop: int) -> dict[s
     def later(intent: dict[str, Any], task_id: str, countdown: float) -> None:
         send_message.apply_async(kwargs=intent, task_id=task_id, countdown=countdown, queue=CAMPAIGN_QUEUE)
 
-    return send_chunk(app, name, run_id, start, stop, requeue=later)
+    return send_chunk(app, name, run_id, start, stop, requeue=later, enqueue_chunk=_enqueue_chunk)
+
+
+@app.task(name="worker.tasks.sweep_campaign_runs")
+def sweep_campaign_runs() -> list[dict[str, Any]]:
+    """Scheduled by beat every DISPATCH_SWEEP_INTERVAL: resume chunks whose message was lost."""
+    return resume_stalled(_enqueue_chunk)

@@ -12,7 +12,7 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult
 
-from tests.harness import TOKEN, RedisServer, Sandbox, Worker, wait_for, worker_env
+from tests.harness import TOKEN, Beat, RedisServer, Sandbox, Worker, wait_for, worker_env
 from worker.errors import DispatchError
 
 BATCH = 500
@@ -56,9 +56,11 @@ class Rig:
             "DISPATCH_LOG_LEVEL": "WARNING",
             **env,
         }
-        worker_environment = worker_env(self.redis.url, self.sandbox.api_url, **overrides)
+        self.workdir = workdir
+        self.env = worker_environment = worker_env(self.redis.url, self.sandbox.api_url, **overrides)
         self.workers = [Worker(workdir, worker_environment, name=f"worker{i}", concurrency=16).start()
                         for i in range(workers)]  # fmt: skip
+        self.beats: list[Beat] = []
         self.client = Celery("app", broker=self.redis.url, backend=self.redis.url)
         self.client.conf.update(
             task_default_queue="whatsapp",
@@ -122,7 +124,7 @@ class Rig:
         return report
 
     def stop(self) -> None:
-        for worker in self.workers:
+        for worker in self.workers + self.beats:
             worker.kill()
         self.sandbox.stop()
         self.redis.kill()
