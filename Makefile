@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test unit run sandbox worker lint bench redis-server clean
+.PHONY: install test unit run sandbox worker lint bench redis-server chromium clean
 
 install: $(VENV)/.installed
 
@@ -13,14 +13,21 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
-# The tests start private redis-server processes on free ports; make sure the binary exists.
+# The tests start private redis-server processes on free ports, and look at Flower in headless
+# Chromium: make sure both binaries exist (Debian's packages).
 redis-server:
 	@command -v redis-server >/dev/null || { \
 	  echo "redis-server missing: installing Debian's package"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server) >/dev/null; }
 
-test: install redis-server
-	$(BIN)/pytest
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "chromium missing: installing Debian's package"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
+
+test: install redis-server chromium
+	mkdir -p build/artifacts
+	ARTIFACTS=$(CURDIR)/build/artifacts $(BIN)/pytest
 
 unit: install
 	$(BIN)/pytest tests/unit

@@ -362,6 +362,49 @@ def optout_list() -> None:
 
 
 @app.command()
+def health(
+    check: Annotated[list[str] | None, typer.Option(help="Only these: redis, credentials, workers, api, breaker.")] = None,
+) -> None:
+    """Check Redis, credentials, workers and the API host without sending anything; exit 1 if any fails.
+
+    Example (a Kubernetes readiness probe): wa-dispatch health --check redis --check credentials
+    """
+    from worker import health as checks
+
+    results = checks.run(get_settings(), check or list(checks.CHECKS))
+    _emit(results, True)
+    if not all(r["ok"] for r in results.values()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def flower(
+    port: int = 5555,
+    address: str = "0.0.0.0",
+) -> None:
+    """Run Flower, the retry and failure dashboard, with its state kept in FLOWER_DB across restarts.
+
+    Basic auth comes from FLOWER_BASIC_AUTH=user:password (read by Flower from the environment, so it
+    never shows in `ps`); it is required unless INTERAKT_API_URL points at a local sandbox.
+    Example: FLOWER_BASIC_AUTH=ops:s3cret wa-dispatch flower --port 5555
+    """
+    import os
+    import shutil
+    import sys
+    from urllib.parse import urlparse
+
+    local = urlparse(get_settings().api_url).hostname in ("127.0.0.1", "localhost", "::1")
+    if not os.environ.get("FLOWER_BASIC_AUTH") and not local:
+        typer.echo("refusing to start Flower without FLOWER_BASIC_AUTH=user:password outside the sandbox", err=True)
+        raise typer.Exit(2)
+    db = os.environ.get("FLOWER_DB", "flower.db")
+    beside = Path(sys.executable).parent / "celery"  # the celery of this environment, PATH or not
+    celery = str(beside) if beside.exists() else shutil.which("celery") or "celery"
+    os.execv(celery, [celery, "-A", "worker", "flower", f"--port={port}", f"--address={address}",
+                      "--persistent=True", f"--db={db}", "--state_save_interval=10000"])  # fmt: skip
+
+
+@app.command()
 def sandbox(
     port: int = 8089,
     host: str = "127.0.0.1",

@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from worker import metrics
 from worker.breaker import Breaker
 from worker.campaign_runs import CampaignRuns, lane_of, tally_key
 from worker.client import ApiResponse, InteraktClient, get_client
@@ -140,11 +141,13 @@ class MessageDelivery:
         if self.intent is not None:
             self.s.store.failed(self.key, self.attempts, error, tally=tally_key(self.key))
         self.s.dead.add(self.key, self.kwargs, error, self.attempts, self.task_id)
+        metrics.FAILED.labels(self.kwargs.get("type", "?"), exc.kind, str(exc.code or "")).inc()
         log.error("outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, attempts=self.attempts)
         return exc
 
     def requeue(self, countdown: float, cause: DispatchError, outcome: str) -> Requeue:
         self.s.store.release(self.key, self.attempts)
+        metrics.RETRIES.labels(outcome).inc()
         log.warning("outcome", outcome=outcome, countdown=round(countdown, 2), error_code=cause.code)
         return Requeue(countdown, cause)
 
@@ -178,6 +181,7 @@ class MessageDelivery:
         while True:
             slot = self.slot(to)
             due = time.monotonic() + slot.wait
+            metrics.RATE_WAIT.observe(slot.wait)
             if slot.wait > 0:
                 time.sleep(slot.wait)
             self.probe = self.probe or slot.verdict == "probe"
@@ -190,11 +194,13 @@ class MessageDelivery:
         try:
             resp = self.s.client.post(payload)
         except DispatchError as exc:
+            metrics.API_LATENCY.labels(exc.kind).observe(time.perf_counter() - started)
             log.warning("attempt", outcome=exc.kind, http_status=exc.info.get("http_status"), error_code=exc.code,
                         latency_ms=round((time.perf_counter() - started) * 1000, 1), error=exc.message,
                         slot_wait_ms=round(slot.wait * 1000, 1))  # fmt: skip
             self.feedback(exc, to)
             raise
+        metrics.API_LATENCY.labels("ok").observe(resp.latency_ms / 1000)
         log.info("attempt", outcome="ok", http_status=resp.http_status, latency_ms=round(resp.latency_ms, 1),
                  slot_wait_ms=round(slot.wait * 1000, 1))  # fmt: skip
         return resp
@@ -266,6 +272,7 @@ class MessageDelivery:
         self.s.store.sent(self.key, self.attempts, resp.wamid, resp.wa_id, intent.to, tally=tally_key(self.key))
         if self.probe and self.s.breaker.close():
             log.warning("breaker_closed", wamid=resp.wamid)
+        metrics.SENT.labels(intent.type).inc()
         log.info("outcome", outcome="sent", wamid=resp.wamid, attempts=self.attempts)
         return SendResult(resp.wamid, resp.wa_id, intent.to, intent.type, self.attempts, self.key).as_dict()
 

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
 
     beat_interval: float = Field(5.0, gt=0, validation_alias="DISPATCH_BEAT_INTERVAL")
 
+    metrics_port: int = Field(0, ge=0, le=65535, validation_alias="DISPATCH_METRICS_PORT")
+    metrics_addr: str = Field("0.0.0.0", validation_alias="DISPATCH_METRICS_ADDR")
+
     log_level: str = Field("INFO", validation_alias="DISPATCH_LOG_LEVEL")
 
     @model_validator(mode="after")

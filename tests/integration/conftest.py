@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.harness import TOKEN, RedisServer, Sandbox, Worker, tmpdir, worker_env
+from tests.harness import TOKEN, RedisServer, Sandbox, Worker, free_port, tmpdir, worker_env
 
 
 @dataclass
@@ -14,6 +14,7 @@ class Stack:
     redis: RedisServer
     sandbox: Sandbox
     worker: Worker
+    metrics_port: int
 
 
 @pytest.fixture(scope="session")
@@ -22,8 +23,10 @@ def stack() -> Iterator[Stack]:
     port = int(os.environ["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
     redis_server = RedisServer(workdir, port).start()
     sandbox = Sandbox(workdir, token=TOKEN).start()
-    worker = Worker(workdir, worker_env(redis_server.url, sandbox.api_url)).start()
-    yield Stack(redis_server, sandbox, worker)
+    metrics_port = free_port()
+    env = worker_env(redis_server.url, sandbox.api_url, DISPATCH_METRICS_PORT=str(metrics_port))
+    worker = Worker(workdir, env).start()
+    yield Stack(redis_server, sandbox, worker, metrics_port)
     worker.stop()
     sandbox.stop()
     redis_server.stop()

@@ -1,0 +1,183 @@
+"""What an operator relies on: metrics, health, Flower (in a real browser), warm shutdown, and
+the token absent from every output channel."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+import producers
+from tests import spec_examples as spec
+from tests.harness import (
+    BIN,
+    PHONE_NUMBER_ID,
+    TOKEN,
+    Process,
+    Worker,
+    free_port,
+    tmpdir,
+    wait_for,
+    worker_env,
+)
+from worker.errors import PermanentError
+
+pytestmark = pytest.mark.integration
+FLOWER_AUTH = "ops:flower-pass-7d1"
+
+
+def http_get(url: str, auth: str | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url)
+    if auth:
+        request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def send_ok_and_failing(api) -> tuple[str, str]:
+    api.faults({"status": 400, "code": 131047, "message": "Re-engagement message", "to": "+919876500011"})
+    ok = producers.send_text(spec.TO, "metrics ok")
+    bad = producers.send_text("+919876500011", "metrics bad")
+    ok.get(timeout=30)
+    with pytest.raises(PermanentError):
+        bad.get(timeout=30)
+    return ok.id, bad.id
+
+
+def test_metrics_count_sends_failures_and_latency(stack, api) -> None:
+    send_ok_and_failing(api)
+    status, text = http_get(f"http://127.0.0.1:{stack.metrics_port}/metrics")
+    assert status == 200
+    sent = [line for line in text.splitlines() if line.startswith('wa_messages_sent_total{type="text"}')]
+    assert sent and float(sent[0].split()[-1]) >= 1
+    assert 'wa_messages_failed_total{code="131047",kind="permanent",type="text"}' in text
+    assert "wa_api_latency_seconds_bucket" in text and 'wa_queue_depth{queue="whatsapp"}' in text
+    assert TOKEN not in text and "9999595313" not in text
+
+
+def test_health_passes_against_the_stack_and_fails_without_redis(stack) -> None:
+    env = worker_env(stack.redis.url, stack.sandbox.api_url)
+    out = subprocess.run([str(BIN / "wa-dispatch"), "health"], env=env, capture_output=True, text=True, timeout=60)
+    report = json.loads(out.stdout)
+    assert out.returncode == 0, report
+    assert report["workers"]["ok"] and report["api"]["tls"] == "plain http"
+    env["REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    out = subprocess.run([str(BIN / "wa-dispatch"), "health", "--check", "redis"], env=env, capture_output=True,
+                         text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 1 and not json.loads(out.stdout)["redis"]["ok"]
+    assert TOKEN not in out.stdout + out.stderr
+
+
+def test_flower_refuses_to_run_without_auth_outside_the_sandbox(stack) -> None:
+    env = worker_env(stack.redis.url, "https://amped-express.interakt.ai/api/v17.0")
+    out = subprocess.run([str(BIN / "wa-dispatch"), "flower", "--port", str(free_port())], env=env,
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 2 and "FLOWER_BASIC_AUTH" in out.stderr
+
+
+@pytest.fixture
+def flower(stack):
+    workdir = tmpdir("wa-flower-")
+    port = free_port()
+    env = worker_env(stack.redis.url, "https://amped-express.interakt.ai/api/v17.0", FLOWER_BASIC_AUTH=FLOWER_AUTH,
+                     FLOWER_DB=str(workdir / "flower.db"))  # fmt: skip
+    process = Process("flower", workdir)
+    process.spawn([str(BIN / "wa-dispatch"), "flower", "--port", str(port), "--address", "127.0.0.1"], env=env)
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: http_get(base + "/healthcheck")[0] == 200, 30, "flower")
+    seen = stack.worker.output().count("enabled by remote")
+    # Flower asks the workers to send task events every few seconds; wait for a fresh "yes".
+    wait_for(lambda: stack.worker.output().count("enabled by remote") > seen, 30, "task events", 0.2)
+    yield base, process
+    process.stop()
+
+
+def test_flower_shows_tasks_masked_with_api_error_codes_and_needs_auth(stack, api, flower) -> None:
+    base, _ = flower
+    ok_id, bad_id = send_ok_and_failing(api)
+    assert http_get(base + "/tasks")[0] == 401  # no credentials, no dashboard
+    tasks = wait_for(lambda: (lambda t: t if bad_id in t and ok_id in t else None)(
+        json.loads(http_get(base + "/api/tasks", FLOWER_AUTH)[1])), 20, "task events in Flower")  # fmt: skip
+    assert tasks[ok_id]["state"] == "SUCCESS" and tasks[bad_id]["state"] == "FAILURE"
+    assert "131047" in tasks[bad_id]["exception"]
+    assert "+98******0011" in tasks[bad_id]["kwargs"] or "+91******0011" in tasks[bad_id]["kwargs"]
+    dump = json.dumps(tasks)
+    assert TOKEN not in dump and "9876500011" not in dump
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium is not installed (make test installs Debian's package)")
+    user, password = FLOWER_AUTH.split(":")
+    shots = Path(os.environ.get("ARTIFACTS", tmpdir("wa-artifacts-")))
+    for task_id, must in ((bad_id, ["FAILURE", "131047", "+91******0011"]), (ok_id, ["SUCCESS", "wamid."])):
+        url = f"http://{user}:{password}@127.0.0.1:{base.rsplit(':', 1)[1]}/task/{task_id}"
+        args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={tmpdir('wa-chrome-')}", "--virtual-time-budget=5000"]  # fmt: skip
+        page = subprocess.run([*args, "--dump-dom", url], capture_output=True, text=True, timeout=90).stdout
+        for text in must:
+            assert text in page, (text, page[:2000])
+        assert TOKEN not in page and "9876500011" not in page
+        subprocess.run([*args, f"--screenshot={shots / f'flower-{task_id}.png'}", "--window-size=1280,900", url],
+                       capture_output=True, timeout=90)  # fmt: skip
+
+
+def test_warm_shutdown_finishes_sends_in_flight(stack, api, tmp_path) -> None:
+    env = worker_env(stack.redis.url, stack.sandbox.api_url)
+    worker = Worker(tmp_path, env, name="draining", concurrency=8).start()
+    api.faults(latency=0.4)
+    try:
+        results = [producers.send_text(f"+91987650{i:04d}", f"warm {i}") for i in range(40)]
+        wait_for(lambda: len(api.requests()) >= 8, 20, "sends in flight")
+        worker.signal(signal.SIGTERM)  # warm shutdown: no new tasks, running ones finish
+        worker.proc.wait(30)
+        outcomes = [r.get(timeout=60) for r in results]  # the session worker takes what was not started
+    finally:
+        api.faults(latency=0.0)
+        worker.stop()
+    assert all(o["wamid"].startswith("wamid.") for o in outcomes)
+    assert len(api.accepted()) == 40  # nothing lost, nothing twice, nothing left ambiguous
+    assert "Warm shutdown" in worker.output() or "warm" in worker.output().lower()
+
+
+def test_the_token_is_in_no_output_channel(stack, api) -> None:
+    from worker.delivery import services
+
+    send_ok_and_failing(api)
+    channels = {
+        "worker log": stack.worker.output(),
+        "dead letters": json.dumps(services().dead.list(limit=1000)),
+        "redis": "\n".join(str(stack.redis.client().dump(k)) for k in stack.redis.client().scan_iter(count=1000)),
+        "metrics": http_get(f"http://127.0.0.1:{stack.metrics_port}/metrics")[1],
+    }
+    leaks = [name for name, text in channels.items() if TOKEN in text]
+    assert not leaks, leaks
+    assert all(r["headers"]["x-access-token"] == TOKEN for r in api.requests())  # it did reach the API
+    assert PHONE_NUMBER_ID
+
+
+def test_honcho_runs_the_procfile(stack, tmp_path) -> None:
+    port = free_port()
+    env = worker_env(stack.redis.url, stack.sandbox.api_url, FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=FLOWER_AUTH,
+                     FLOWER_DB=str(tmp_path / "flower.db"), WORKER_CONCURRENCY="4",
+                     PATH=f"{BIN}:{os.environ['PATH']}")  # fmt: skip
+    honcho = Process("honcho", tmp_path)
+    honcho.spawn([str(BIN / "honcho"), "start", "-f", str(Path(__file__).resolve().parents[2] / "Procfile")], env=env)
+    try:
+        wait_for(lambda: http_get(f"http://127.0.0.1:{port}/healthcheck")[0] == 200, 40, "flower under honcho")
+        wait_for(lambda: "maxinterval" in honcho.output(), 20, "beat under honcho")  # its banner
+        outcome = producers.send_text(spec.TO, "via honcho").get(timeout=30)
+        assert outcome["wamid"].startswith("wamid.")
+    finally:
+        honcho.stop(timeout=30)
+    assert honcho.proc.returncode is not None

@@ -1,0 +1,64 @@
+"""deploy/ as far as this machine can check it: Kubernetes schemas, the compose spec, systemd
+units, the Dockerfile's promises, and a Procfile whose commands exist."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+BIN = Path(sys.executable).parent
+
+
+def manifests() -> list[dict]:
+    return [doc for path in sorted((DEPLOY / "k8s").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+@pytest.mark.parametrize("doc", manifests(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
+def test_kubernetes_manifests_match_the_schema(doc: dict) -> None:
+    kubernetes_validate.validate(doc, "1.30", strict=True)
+
+
+def test_kubernetes_shape() -> None:
+    docs = {(d["kind"], d["metadata"]["name"]): d for d in manifests()}
+    beat = docs[("Deployment", "wa-dispatch-beat")]["spec"]
+    assert beat["replicas"] == 1 and beat["strategy"]["type"] == "Recreate"
+    worker = docs[("Deployment", "wa-dispatch-worker")]["spec"]["template"]["spec"]["containers"][0]
+    assert "livenessProbe" in worker and "readinessProbe" in worker
+    assert worker["envFrom"] == [{"secretRef": {"name": "wa-dispatch"}}]
+    assert not any(e["name"] == "INTERAKT_ACCESS_TOKEN" for e in worker.get("env", []))
+
+
+def test_compose_file_matches_the_compose_spec() -> None:
+    out = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
+                          str(DEPLOY / "compose.yaml")], capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
+    assert "--appendonly" in compose["services"]["redis"]["command"]
+    assert compose["services"]["sandbox"]["profiles"] == ["sandbox"]
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
+def test_systemd_units_verify() -> None:
+    units = sorted(str(p) for p in (DEPLOY / "systemd").glob("*.service"))
+    out = subprocess.run(["systemd-analyze", "verify", *units], capture_output=True, text=True)
+    assert out.returncode == 0 and not out.stderr.strip(), out.stderr
+
+
+def test_dockerfile_runs_as_non_root_on_a_slim_base_without_secrets() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert "FROM python:3.11-slim" in text
+    assert "\nUSER dispatch" in text
+    assert "INTERAKT_ACCESS_TOKEN=" not in text and "FLOWER_BASIC_AUTH=" not in text
+
+
+def test_procfile_has_worker_beat_and_flower_with_commands_that_exist() -> None:
+    processes = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    assert set(processes) == {"worker", "beat", "flower"}
+    for command in processes.values():
+        assert (BIN / command.split()[0]).exists(), command

@@ -1,0 +1,63 @@
+"""Prometheus metrics from the workers, served on DISPATCH_METRICS_PORT (0: off).
+
+A threads-pool worker is one process and serves its own registry. A prefork worker's children
+write to PROMETHEUS_MULTIPROC_DIR (prometheus_client's multiprocess mode) and the parent serves
+the sum, so a scrape sees every child. Queue depth is read from Redis at scrape time.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from celery.signals import worker_ready
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import REGISTRY, Collector
+
+from worker.settings import get_settings
+
+SENT = Counter("wa_messages_sent_total", "Messages the API accepted (a wamid came back)", ["type"])
+FAILED = Counter("wa_messages_failed_total", "Messages that ended in failure", ["type", "kind", "code"])
+RETRIES = Counter("wa_retries_total", "Intents handed back to the queue", ["reason"])
+RATE_WAIT = Histogram("wa_rate_limit_wait_seconds", "Time spent waiting for a rate-limit slot",
+                      buckets=(0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))  # fmt: skip
+API_LATENCY = Histogram("wa_api_latency_seconds", "Interakt API response time", ["outcome"],
+                        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20))  # fmt: skip
+
+
+class QueueDepth(Collector):
+    """Messages waiting in each queue, read when Prometheus scrapes."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from worker.app import CAMPAIGN_QUEUE, QUEUE
+        from worker.redis_conn import get_redis
+
+        gauge = GaugeMetricFamily("wa_queue_depth", "Messages waiting in the broker queue", labels=["queue"])
+        try:
+            client = get_redis()
+            for queue in (QUEUE, CAMPAIGN_QUEUE):
+                gauge.add_metric([queue], client.llen(queue))
+        except Exception:  # noqa: BLE001 - a scrape must not fail because Redis is away
+            return
+        yield gauge
+
+
+def registry() -> CollectorRegistry:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        merged = CollectorRegistry()
+        multiprocess.MultiProcessCollector(merged)
+        merged.register(QueueDepth())
+        return merged
+    REGISTRY.register(QueueDepth())
+    return REGISTRY
+
+
+@worker_ready.connect
+def _serve(**_: Any) -> None:
+    port = get_settings().metrics_port
+    if port:
+        start_http_server(port, addr=get_settings().metrics_addr, registry=registry())
