@@ -20,7 +20,6 @@ LANES = "wa:campaign:lanes"
 _RECORD = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
   redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
-  if ARGV[4] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[4], 1) end
   return 1
 end
 return 0
@@ -124,10 +123,14 @@ class CampaignRuns:
                     found.append((name, run_id))
         return found
 
-    def record(self, name: str, run_id: str, to: str, entry: dict[str, Any], code_counter: str = "") -> bool:
+    def record(self, name: str, run_id: str, entries: dict[str, dict[str, Any]]) -> None:
+        """Add recipients to the run's report (first write wins) and count them, in one round trip."""
         prefix = run_prefix(name, run_id)
-        return bool(self._record(keys=[prefix + ":report", prefix + ":counts"],
-                                 args=[to, json.dumps(entry), entry["status"], code_counter]))  # fmt: skip
+        pipe = self.redis.pipeline(transaction=False)
+        for to, entry in entries.items():
+            self._record(keys=[prefix + ":report", prefix + ":counts"], args=[to, json.dumps(entry), entry["status"], ""],
+                         client=pipe)  # fmt: skip
+        pipe.execute()
 
     def counts(self, name: str, run_id: str) -> dict[str, Any]:
         prefix = run_prefix(name, run_id)

@@ -31,6 +31,7 @@ from worker.errors import (
     RetriesExhausted,
     TransientError,
 )
+from worker.idempotency import PREFIX as IDEM_PREFIX
 from worker.idempotency import Claim, IdempotencyStore
 from worker.intents import MessageIntent, parse_intent, parse_read
 from worker.logging import get_logger, mask_phone
@@ -169,10 +170,11 @@ class MessageDelivery:
         lane = lane_of(self.key)
         lane_rate = self.s.runs.lane_rate(lane) if lane else 0.0
         deadline = time.monotonic() + self.s.settings.inline_max_wait
-        slot = self.s.limiter.acquire(to, lane, lane_rate)
+        record = IDEM_PREFIX + self.key
+        slot = self.s.limiter.acquire(to, lane, lane_rate, record)
         while lane and slot.verdict == "later" and time.monotonic() + slot.wait < deadline:
             time.sleep(max(0.0, slot.wait - self.s.settings.lane_max_ahead / 2))
-            slot = self.s.limiter.acquire(to, lane, lane_rate)
+            slot = self.s.limiter.acquire(to, lane, lane_rate, record)
         if not slot.granted:
             raise NoSlot(slot.verdict, slot.wait)
         return slot
@@ -185,7 +187,8 @@ class MessageDelivery:
             if slot.wait > 0:
                 time.sleep(slot.wait)
             self.probe = self.probe or slot.verdict == "probe"
-            self.s.store.sending(self.key)
+            if not slot.marked_sending:
+                self.s.store.sending(self.key)
             if time.monotonic() - due < 0.25:
                 break  # else Redis stalled us past our slot (a restart): sending now would overrun the limit
         self.attempts += 1

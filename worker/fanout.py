@@ -102,6 +102,7 @@ def _expand(campaign: Campaign, run_id: str, start: int, stop: int) -> list[dict
     """Rows -> intents to send; every other row is reported as skipped with its reason."""
     runs = services().runs
     now = datetime.now(UTC)
+    report: dict[str, dict[str, Any]] = {}
     intents: list[dict[str, Any]] = []
     for number, row in enumerate(campaign.rows[start:stop], start=start + 1):
         try:
@@ -111,20 +112,20 @@ def _expand(campaign: Campaign, run_id: str, start: int, stop: int) -> list[dict
                 to = recipient_of(campaign, row)
             except BadRow:
                 to = f"row {number}"
-            runs.record(campaign.name, run_id, to, {"status": "skipped", "reason": f"row {number}: {exc}"})
-    opted = services().runs.opted_out([i["to"] for i in intents])
+            report[to] = {"status": "skipped", "reason": f"row {number}: {exc}"}
+    opted = runs.opted_out([i["to"] for i in intents])
     chosen = []
     for intent in intents:
         reason = "opted out" if intent["to"] in opted else None
         if reason is None and not in_window(campaign, intent["to"], now):
             reason = "outside the send window"
         if reason:
-            runs.record(campaign.name, run_id, intent["to"], {"status": "skipped", "reason": reason})
+            report[intent["to"]] = {"status": "skipped", "reason": reason}
             continue
-        task_id = recipient_task_id(intent["idempotency_key"])
-        runs.record(campaign.name, run_id, intent["to"],
-                    {"status": "queued", "key": intent["idempotency_key"], "task_id": task_id})  # fmt: skip
+        key = intent["idempotency_key"]
+        report[intent["to"]] = {"status": "queued", "key": key, "task_id": recipient_task_id(key)}
         chosen.append(intent)
+    runs.record(campaign.name, run_id, report)
     return chosen
 
 

@@ -32,7 +32,7 @@ import redis
 from worker.settings import Settings
 
 _ACQUIRE = """
-local nkey, pkey, bkey, lkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local nkey, pkey, bkey, lkey, ikey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local rate, pair_interval, pair_burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_wait, recovery, probe_interval = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local lane_rate = tonumber(ARGV[7])
@@ -71,8 +71,14 @@ redis.call('EXPIRE', nkey, 3600)
 if lane_rate > 0 then redis.call('SET', lkey, f6(at + 1 / (lane_rate * factor)), 'EX', 3600) end
 redis.call('HSET', pkey, 'tat', f6(math.max(p_tat, at) + pair_interval))
 redis.call('EXPIRE', pkey, math.ceil(pair_interval * pair_burst + 60))
-if probe then return {'probe', f6(wait)} end
-return {'ok', f6(wait)}
+-- A slot due now: mark the idempotency record `sending` here and save the caller a round trip.
+local marked = '0'
+if ikey ~= '' and wait <= 0.001 then
+  redis.call('HSET', ikey, 'state', 'sending', 'since', f6(now))
+  marked = '1'
+end
+if probe then return {'probe', f6(wait), marked} end
+return {'ok', f6(wait), marked}
 """
 
 _SLOW_DOWN = """
@@ -105,6 +111,7 @@ class Slot:
 
     verdict: str
     wait: float
+    marked_sending: bool = False
 
     @property
     def granted(self) -> bool:
@@ -130,18 +137,19 @@ class RateLimiter:
     def _pair_key(self, to: str) -> str:
         return f"{number_key(self.pnid)}:pair:{to}"
 
-    def acquire(self, to: str, lane: str | None = None, lane_rate: float = 0.0) -> Slot:
+    def acquire(self, to: str, lane: str | None = None, lane_rate: float = 0.0, record_key: str = "") -> Slot:
         """A slot for one message to `to`. A campaign passes its `lane` and `lane_rate` (below the
-        number's rate, leaving headroom for transactional messages, and never reserving far ahead)."""
+        number's rate, leaving headroom for transactional messages, and never reserving far ahead).
+        With `record_key` (an idempotency record), a slot due now also marks the record `sending`."""
         s = self.settings
         lane_key = f"{number_key(self.pnid)}:lane:{lane}" if lane else ""
         max_wait = min(s.inline_max_wait, s.lane_max_ahead) if lane else s.inline_max_wait
-        verdict, wait = self._acquire(
-            keys=[number_key(self.pnid), self._pair_key(to), breaker_key(self.pnid), lane_key],
+        verdict, wait, *marked = self._acquire(
+            keys=[number_key(self.pnid), self._pair_key(to), breaker_key(self.pnid), lane_key, record_key],
             args=[s.rate_limit * (1 - s.rate_headroom), s.pair_interval, s.pair_burst, max_wait, s.rate_recovery,
                   s.breaker_probe_interval, lane_rate if lane else 0],  # fmt: skip
         )
-        return Slot(verdict, float(wait))
+        return Slot(verdict, float(wait), marked == ["1"])
 
     def slow_down(self, retry_after: float | None) -> float:
         """Halve the shared rate and hold every worker for `retry_after`; returns the new factor."""
