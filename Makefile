@@ -44,7 +44,7 @@ sandbox: install
 	$(BIN)/python -m worker.sandbox --port 8089
 
 worker: install
-	$(BIN)/celery -A worker worker --pool threads --concurrency 32 --loglevel INFO
+	$(BIN)/celery -A worker worker --pool threads --concurrency 64 --loglevel INFO
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

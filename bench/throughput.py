@@ -42,7 +42,7 @@ CREDS = {"INTERAKT_ACCESS_TOKEN": "bench-token", "INTERAKT_WABA_ID": "bench-waba
 
 
 WORKER_PROCESSES = int(os.environ.get("BENCH_WORKERS", 2))
-WORKER_THREADS = int(os.environ.get("BENCH_THREADS", 32))
+WORKER_THREADS = int(os.environ.get("BENCH_THREADS", 128))
 
 
 def recipient(i: int) -> str:
@@ -155,7 +155,8 @@ def stack(kind: str, latency: float, extra_env: dict[str, str]) -> Iterator[tupl
     redis_server = RedisServer(workdir, REDIS_PORT).start()
     sandbox = Sandbox(workdir, latency=latency).start()
     env = {**os.environ, **CREDS, "INTERAKT_API_URL": sandbox.api_url, "REDIS_URL": redis_server.url,
-           "DISPATCH_LOG_LEVEL": "WARNING", "DISPATCH_PAIR_BURST": "100000", **extra_env}  # fmt: skip
+           "DISPATCH_LOG_LEVEL": "WARNING", "DISPATCH_PAIR_BURST": "100000",
+           "DISPATCH_CAMPAIGN_THREADS": str(WORKER_THREADS), **extra_env}  # fmt: skip
     workers: list[Worker] = []
     try:
         if kind == "naive":

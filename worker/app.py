@@ -70,6 +70,9 @@ def make_app() -> Celery:
         beat_scheduler="redbeat.RedBeatScheduler",
         redbeat_redis_url=settings.state_redis_url,
         redbeat_key_prefix="wa:redbeat:",
+        # Beat rides out a Redis restart of up to a minute instead of exiting.
+        redbeat_redis_options={"retry_period": 60, "socket_timeout": 30, "socket_connect_timeout": 5,
+                               "health_check_interval": 10},  # fmt: skip
         beat_max_loop_interval=settings.beat_interval,
         redbeat_lock_timeout=max(30, int(settings.beat_interval * 5)),
     )

@@ -25,9 +25,11 @@ from celery import Celery
 from worker.campaigns import BadRow, Campaign, CampaignError, in_window, intent_for, recipient_of
 from worker.delivery import MessageDelivery, Requeue, services
 from worker.errors import DispatchError
+from worker.logging import get_logger
 from worker.process_local import process_local
 from worker.scheduling import run_id_now, stored
 
+log = get_logger("whatsapp_dispatch.fanout")
 ChunkEnqueuer = Callable[..., Any]
 Requeuer = Callable[[dict[str, Any], str, float], Any]
 
@@ -147,6 +149,10 @@ def send_chunk(app: Celery, name: str, run_id: str, start: int, stop: int, reque
         except DispatchError as exc:
             app.backend.mark_as_failure(task_id, exc)
             return "failed"
+        except Exception:  # noqa: BLE001 - never let one recipient's surprise drop the rest of the chunk
+            log.exception("chunk_delivery_error", task_id=task_id)
+            requeue(intent, task_id, 1.0)
+            return "requeued"
         app.backend.store_result(task_id, result, "SUCCESS")
         return "sent"
 

@@ -16,8 +16,12 @@ from worker.settings import get_settings
 
 @process_local
 def get_redis() -> redis.Redis:
-    return redis.Redis.from_url(
+    # A blocking pool: with hundreds of threads a caller waits for a free connection rather than
+    # failing with "Too many connections".
+    pool = redis.BlockingConnectionPool.from_url(
         get_settings().state_redis_url,
+        max_connections=512,
+        timeout=30,
         decode_responses=True,
         socket_timeout=10,
         socket_connect_timeout=2,
@@ -25,3 +29,4 @@ def get_redis() -> redis.Redis:
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=25),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
+    return redis.Redis(connection_pool=pool)

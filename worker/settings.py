@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     # HTTP timeouts (seconds). A read timeout is ambiguous: the message may have gone out.
     connect_timeout: float = Field(5.0, validation_alias="DISPATCH_CONNECT_TIMEOUT")
     read_timeout: float = Field(20.0, validation_alias="DISPATCH_READ_TIMEOUT")
-    http_pool_size: int = Field(64, validation_alias="DISPATCH_HTTP_POOL_SIZE")
+    http_pool_size: int = Field(128, validation_alias="DISPATCH_HTTP_POOL_SIZE")
 
     # Retry policy: quick retries inside the task, longer waits handed back to the queue.
     inline_attempts: int = Field(3, validation_alias="DISPATCH_INLINE_ATTEMPTS")
@@ -56,7 +56,7 @@ class Settings(BaseSettings):
     campaign_chunk: int = Field(100, ge=1, le=10000, validation_alias="DISPATCH_CAMPAIGN_CHUNK")
     chunk_resume_after: float = Field(120.0, gt=0, validation_alias="DISPATCH_CHUNK_RESUME_AFTER")
     sweep_interval: float = Field(30.0, gt=0, validation_alias="DISPATCH_SWEEP_INTERVAL")
-    campaign_threads: int = Field(32, ge=1, validation_alias="DISPATCH_CAMPAIGN_THREADS")
+    campaign_threads: int = Field(64, ge=1, validation_alias="DISPATCH_CAMPAIGN_THREADS")
     rate_recovery: float = Field(0.05, gt=0, validation_alias="DISPATCH_RATE_RECOVERY")
     breaker_probe_interval: float = Field(30.0, gt=0, validation_alias="DISPATCH_BREAKER_PROBE_INTERVAL")
 
