@@ -46,5 +46,9 @@ sandbox: install
 worker: install
 	$(BIN)/celery -A worker worker --pool threads --concurrency 64 --loglevel INFO
 
+# Throughput benchmark (a few minutes): prints a table with the naive baseline beside it.
+bench: install redis-server
+	$(BIN)/python -m bench.throughput
+
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info
