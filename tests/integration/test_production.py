@@ -85,9 +85,7 @@ def test_flower_refuses_to_run_without_auth_outside_the_sandbox(stack) -> None:
     assert out.returncode == 2 and "FLOWER_BASIC_AUTH" in out.stderr
 
 
-@pytest.fixture
-def flower(stack):
-    workdir = tmpdir("wa-flower-")
+def start_flower(stack, workdir: Path, wait_events: bool = True) -> tuple[str, Process]:
     port = free_port()
     env = worker_env(stack.redis.url, "https://amped-express.interakt.ai/api/v17.0", FLOWER_BASIC_AUTH=FLOWER_AUTH,
                      FLOWER_DB=str(workdir / "flower.db"))  # fmt: skip
@@ -95,11 +93,32 @@ def flower(stack):
     process.spawn([str(BIN / "wa-dispatch"), "flower", "--port", str(port), "--address", "127.0.0.1"], env=env)
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: http_get(base + "/healthcheck")[0] == 200, 30, "flower")
-    seen = stack.worker.output().count("enabled by remote")
-    # Flower asks the workers to send task events every few seconds; wait for a fresh "yes".
-    wait_for(lambda: stack.worker.output().count("enabled by remote") > seen, 30, "task events", 0.2)
+    if wait_events:
+        # Flower asks the workers to send task events every few seconds; wait for the first "yes",
+        # then for a worker heartbeat event to reach this Flower (its receiver is connected).
+        wait_for(lambda: "enabled by remote" in stack.worker.output(), 30, "task events", 0.2)
+        wait_for(lambda: "flower_worker_online{" in http_get(base + "/metrics", FLOWER_AUTH)[1], 30, "events in Flower", 0.5)
+    return base, process
+
+
+@pytest.fixture
+def flower(stack):
+    base, process = start_flower(stack, tmpdir("wa-flower-"))
     yield base, process
     process.stop()
+
+
+def test_flower_keeps_its_state_across_a_restart(stack, api) -> None:
+    workdir = tmpdir("wa-flower-")
+    base, process = start_flower(stack, workdir)
+    task_id = producers.send_text(spec.TO, "remember me").id
+    wait_for(lambda: task_id in json.loads(http_get(base + "/api/tasks", FLOWER_AUTH)[1]), 20, "the task in Flower")
+    process.stop()
+    base, process = start_flower(stack, workdir, wait_events=False)
+    try:
+        assert json.loads(http_get(base + "/api/tasks", FLOWER_AUTH)[1])[task_id]["state"] == "SUCCESS"
+    finally:
+        process.stop()
 
 
 def test_flower_shows_tasks_masked_with_api_error_codes_and_needs_auth(stack, api, flower) -> None:
@@ -181,3 +200,21 @@ def test_honcho_runs_the_procfile(stack, tmp_path) -> None:
     finally:
         honcho.stop(timeout=30)
     assert honcho.proc.returncode is not None
+
+
+def test_prefork_children_are_counted_in_one_scrape(stack, api, tmp_path) -> None:
+    port = free_port()
+    (tmp_path / "prom").mkdir()
+    env = worker_env(stack.redis.url, stack.sandbox.api_url, DISPATCH_METRICS_PORT=str(port),
+                     PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "prom"))  # fmt: skip
+    worker = Worker(tmp_path, env, name="prefork", pool="prefork", concurrency=2, args=("-Q", "prefork-only")).start()
+    try:
+        results = [producers.send_document(spec.TO, link=f"https://example.com/{i}.pdf", queue="prefork-only")
+                   for i in range(6)]  # fmt: skip
+        assert len({r.get(timeout=30)["wamid"] for r in results}) == 6
+        status, text = http_get(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        worker.stop()
+    assert status == 200
+    assert 'wa_messages_sent_total{type="document"} 6.0' in text  # both children, one scrape
+    assert len(list((tmp_path / "prom").glob("counter_*.db"))) == 2
