@@ -125,8 +125,12 @@ def test_flower_shows_tasks_masked_with_api_error_codes_and_needs_auth(stack, ap
     base, _ = flower
     ok_id, bad_id = send_ok_and_failing(api)
     assert http_get(base + "/tasks")[0] == 401  # no credentials, no dashboard
-    tasks = wait_for(lambda: (lambda t: t if bad_id in t and ok_id in t else None)(
-        json.loads(http_get(base + "/api/tasks", FLOWER_AUTH)[1])), 20, "task events in Flower")  # fmt: skip
+    def final(tasks: dict) -> dict | None:
+        done = tasks.get(ok_id, {}).get("state") == "SUCCESS" and tasks.get(bad_id, {}).get("state") == "FAILURE"
+        return tasks if done else None
+
+    tasks = wait_for(lambda: final(json.loads(http_get(base + "/api/tasks", FLOWER_AUTH)[1])), 20,
+                     "both tasks finished in Flower")  # fmt: skip
     assert tasks[ok_id]["state"] == "SUCCESS" and tasks[bad_id]["state"] == "FAILURE"
     assert "131047" in tasks[bad_id]["exception"]
     assert "+98******0011" in tasks[bad_id]["kwargs"] or "+91******0011" in tasks[bad_id]["kwargs"]
