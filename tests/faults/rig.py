@@ -61,6 +61,7 @@ class Rig:
         self.workers = [Worker(workdir, worker_environment, name=f"worker{i}", concurrency=16).start()
                         for i in range(workers)]  # fmt: skip
         self.beats: list[Beat] = []
+        self.intents: dict[str, dict[str, Any]] = {}
         self.client = Celery("app", broker=self.redis.url, backend=self.redis.url)
         self.client.conf.update(
             task_default_queue="whatsapp",
@@ -76,7 +77,9 @@ class Rig:
             intent: dict[str, Any] = {"to": to(i), "type": "text", "text": {"body": f"intent-{i}"}}
             if key:
                 intent["idempotency_key"] = key(i)
-            ids.append(self.client.send_task("worker.tasks.send_message", kwargs=intent).id)
+            task_id = self.client.send_task("worker.tasks.send_message", kwargs=intent).id
+            self.intents[task_id] = intent
+            ids.append(task_id)
             if pace:
                 time.sleep(pace)
         return ids
@@ -100,6 +103,18 @@ class Rig:
                 except Exception:  # noqa: BLE001 - Redis restarting, or not finished yet: ask again
                     time.sleep(0.2)
         return outcomes
+
+    def collect_or_resend(self, ids: list[str], timeout: float) -> tuple[dict[str, Any], list[str]]:
+        """`collect`, then re-send what has no result under the same task id (so the same key),
+        as the README tells apps to: kombu can lose a message popped by a SIGKILLed worker."""
+        try:
+            return self.collect(ids, timeout), []
+        except AssertionError:
+            pass
+        missing = [t for t in ids if AsyncResult(t, app=self.client).state not in ("SUCCESS", "FAILURE")]
+        for task_id in missing:
+            self.client.send_task("worker.tasks.send_message", kwargs=self.intents[task_id], task_id=task_id)
+        return self.collect(ids, timeout), missing
 
     def check(self, outcomes: dict[str, Any], at_least_once: bool = False) -> Report:
         requests = [r for r in self.sandbox.requests() if isinstance(r.get("body"), dict)]
