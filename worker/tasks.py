@@ -8,6 +8,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Reject
 from celery.result import AsyncResult
+from celery.worker.request import Request
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
@@ -21,9 +22,20 @@ from worker.logging import get_logger, mask_phone, mask_text
 log = get_logger("whatsapp_dispatch.enqueue")
 
 
+class MaskedRequest(Request):
+    """Task events (what Flower shows) carry results and errors with phone numbers masked."""
+
+    def send_event(self, type: str, **fields: Any) -> None:
+        for name in ("result", "exception", "traceback"):
+            if isinstance(fields.get(name), str):
+                fields[name] = mask_text(fields[name])
+        super().send_event(type, **fields)
+
+
 class ValidatedTask(Task):
     """Refuses a bad intent before anything reaches Redis, and shows Flower masked arguments."""
 
+    Request = MaskedRequest
     validator: Callable[[dict[str, Any]], Any]
 
     def apply_async(self, args: Any = None, kwargs: dict[str, Any] | None = None, **options: Any) -> AsyncResult:
