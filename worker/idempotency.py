@@ -95,9 +95,6 @@ class IdempotencyStore:
         self._set(key, counters, tally, state="failed", attempts=attempts, error=json.dumps(error),
                   finished=time.time())  # fmt: skip
 
-    def get(self, key: str) -> dict[str, Any]:
-        return self.redis.hgetall(PREFIX + key)
-
     def _set(self, key: str, counters: dict[str, int], tally: str | None, **fields: Any) -> None:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(PREFIX + key, mapping=fields)

@@ -20,7 +20,6 @@ MESSAGE_TYPES = (
     "text", "image", "video", "audio", "document", "sticker",
     "reaction", "location", "contacts", "interactive", "template",
 )  # fmt: skip
-MEDIA_TYPES = ("image", "video", "audio", "document", "sticker")
 
 # File extensions Meta accepts per media type ("Supported media types"); size limits are
 # enforced by Meta when it downloads the link (131052) since the size is unknown here.

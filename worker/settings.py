@@ -101,10 +101,6 @@ class Settings(BaseSettings):
     def messages_url(self) -> str:
         return f"{self.api_url.rstrip('/')}/{self.phone_number_id}/messages"
 
-    @property
-    def has_credentials(self) -> bool:
-        return bool(self.access_token and self.access_token.get_secret_value() and self.phone_number_id)
-
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
