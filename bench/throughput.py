@@ -160,10 +160,10 @@ def stack(kind: str, latency: float, extra_env: dict[str, str]) -> Iterator[tupl
     workers: list[Worker] = []
     try:
         if kind == "naive":
-            workers.append(Worker(workdir, env, name="naive", pool="prefork", concurrency=os.cpu_count() or 2,
+            workers.append(Worker(workdir, env, redis_server.url, name="naive", pool="prefork", concurrency=os.cpu_count() or 2,
                                   app="bench.naive").start())  # fmt: skip
         else:
-            workers.extend(Worker(workdir, env, name=f"dispatch{i}", concurrency=WORKER_THREADS).start()
+            workers.extend(Worker(workdir, env, redis_server.url, name=f"dispatch{i}", concurrency=WORKER_THREADS).start()
                            for i in range(WORKER_PROCESSES))  # fmt: skip
         yield redis_server, sandbox, workers
     finally:

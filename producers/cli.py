@@ -1,10 +1,15 @@
-"""`wa-dispatch`: the operator's command line (typer + rich). Every command takes --json for machines."""
+"""`wa-dispatch`: the operator's command line (typer + rich).
+
+Each command prints for a person (tables on stdout, progress on stderr); with `--json` it prints one
+JSON document on stdout instead, and nothing else there. Logs go to stderr, warnings and above
+unless DISPATCH_LOG_LEVEL says otherwise.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -14,6 +19,10 @@ from rich.table import Table
 from worker import logging as wa_logging
 from worker.errors import DispatchError
 from worker.settings import get_settings
+
+if TYPE_CHECKING:
+    from worker.campaigns import Campaign
+    from worker.services import Services
 
 app = typer.Typer(help="Send WhatsApp messages through Interakt, and operate the workers that do.",
                   no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
@@ -31,18 +40,57 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable J
 @app.callback()
 def _setup() -> None:
     """Logs go to stderr as JSON lines; stdout is for results."""
-    wa_logging.configure()
+    settings = get_settings()
+    wa_logging.configure(settings.log_level if "log_level" in settings.model_fields_set else "WARNING")
 
 
-def _emit(data: Any, as_json: bool, table: Table | None = None) -> None:
-    if as_json or table is None:
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, default=str)
+    return str(value)
+
+
+def _table(data: Any, title: str) -> Table:
+    """A dict as field/value rows, a list of dicts as one row each."""
+    table = Table(title=title, title_justify="left")
+    if isinstance(data, dict):
+        table.add_column("field")
+        table.add_column("value", overflow="fold")
+        for key, value in data.items():
+            table.add_row(str(key), _cell(value))
+        return table
+    rows = [row if isinstance(row, dict) else {"value": row} for row in data]
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    for column in columns:
+        table.add_column(column.replace("_", " "), overflow="fold")
+    for row in rows:
+        table.add_row(*(_cell(row.get(column)) for column in columns))
+    return table
+
+
+def _emit(data: Any, as_json: bool, title: str, table: Table | None = None) -> None:
+    """One JSON document with --json; otherwise `table` (or `data` laid out as one) for a person."""
+    if as_json:
         typer.echo(json.dumps(data, indent=2, default=str))
+    elif isinstance(data, list) and not data:
+        console.print(f"{title}: none")
     else:
-        console.print(table)
+        console.print(table or _table(data, title))
 
 
-def _services() -> Any:
-    from worker.delivery import services
+def _fail(error: dict[str, Any], as_json: bool, code: int) -> NoReturn:
+    """An error: JSON on stdout with --json, a line on stderr otherwise; exit `code`."""
+    if as_json:
+        typer.echo(json.dumps(error, indent=2, default=str))
+    else:
+        typer.echo(f"error: {error.get('error')}", err=True)
+    raise typer.Exit(code)
+
+
+def _services() -> Services:
+    from worker.services import services
 
     return services()
 
@@ -62,10 +110,9 @@ def send(
     try:
         result = send_message.apply_async(kwargs=json.loads(intent_file.read_text()))
     except DispatchError as exc:
-        _emit({"error": str(exc), **exc.info}, True)
-        raise typer.Exit(2) from None
+        _fail({"error": str(exc), **exc.info}, as_json, 2)
     if not wait:
-        _emit({"task_id": result.id, "state": result.state}, True)
+        _emit({"task_id": result.id, "state": result.state}, as_json, "enqueued")
         return
     status(result.id, wait=wait, as_json=as_json)
 
@@ -76,7 +123,7 @@ def status(
     wait: Annotated[float, typer.Option(help="Seconds to wait for a final state.")] = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show a task's state and its wamid or failure.
+    """Show a task's state and its wamid or failure; exit 1 when it failed.
 
     Example: wa-dispatch status 5f0c1e8e-... --wait 30
     """
@@ -94,7 +141,7 @@ def status(
         data.update(error=str(value), **value.info)
     elif isinstance(value, dict):
         data.update(value)
-    _emit(data, True)  # a record: always JSON
+    _emit(data, as_json, f"task {task_id}")
     if result.state == "FAILURE":
         raise typer.Exit(1)
 
@@ -105,22 +152,22 @@ def pause(
     as_json: JsonFlag = False,
 ) -> None:
     """Stop sending for this phone number id; queued intents wait, none fails. Undo with `resume`."""
-    _services().breaker.pause(reason)
+    _services().send.breaker.pause(reason)
     breaker(as_json=as_json)
 
 
 @app.command()
 def resume(as_json: JsonFlag = False) -> None:
     """Resume sending after a pause or an account error."""
-    _services().breaker.close()
+    _services().send.breaker.close()
     breaker(as_json=as_json)
 
 
 @app.command()
 def breaker(as_json: JsonFlag = False) -> None:
     """Show the account circuit breaker of this phone number id (closed = sending)."""
-    data = {"phone_number_id": get_settings().phone_number_id, **_services().breaker.status()}
-    _emit(data, True)  # a record: always JSON
+    data = {"phone_number_id": get_settings().phone_number_id, **_services().send.breaker.status()}
+    _emit(data, as_json, "account circuit breaker")
 
 
 @failed_app.command("list")
@@ -134,13 +181,13 @@ def failed_list(
 
     Example: wa-dispatch failed list --code 131047
     """
-    entries = _services().dead.list(code=code, kind=kind, limit=limit)
-    table = Table(title=f"{len(entries)} failed intents")
+    entries = _services().send.dead.list(code=code, kind=kind, limit=limit)
+    table = Table(title=f"{len(entries)} failed intents", title_justify="left")
     for column in ("idempotency key", "kind", "code", "attempts", "error"):
         table.add_column(column, overflow="fold")
     for e in entries:
         table.add_row(e["idempotency_key"], e["kind"], str(e["code"] or ""), str(e["attempts"]), e["error"] or "")
-    _emit(entries, as_json, table)
+    _emit(entries, as_json, "failed intents", table)
 
 
 @failed_app.command("redrive")
@@ -152,29 +199,39 @@ def failed_redrive(
 ) -> None:
     """Enqueue failed intents again under their own idempotency keys (a key already sent is a no-op).
 
+    A dead letter is removed only once its intent is enqueued; exit 1 when any was not.
     Example: wa-dispatch failed redrive --code 131000
     """
     from worker.tasks import send_message
 
-    dead = _services().dead
+    dead = _services().send.dead
     chosen = list(keys or []) or [e["idempotency_key"] for e in dead.list(code=code, kind=kind, limit=10**6)]
     if not chosen:
-        typer.echo("nothing to re-drive: name keys, --code or --kind", err=True)
-        raise typer.Exit(1)
-    done = []
+        _fail({"error": "nothing to re-drive: name keys, --code or --kind"}, as_json, 1)
+    done: list[dict[str, Any]] = []
     with Progress(TextColumn("re-driving"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True), disable=as_json) as progress:  # fmt: skip
         task = progress.add_task("redrive", total=len(chosen))
         for key in chosen:
-            entry = dead.take(key)
-            if entry is not None:
-                intent = {**entry["intent"], "idempotency_key": key}
-                done.append({"idempotency_key": key, "task_id": send_message.apply_async(kwargs=intent).id})
+            entry = dead.reopen(key)
+            if entry is None:
+                done.append({"idempotency_key": key, "task_id": None, "error": "no dead letter with this key"})
+            else:
+                try:
+                    result = send_message.apply_async(kwargs={**entry["intent"], "idempotency_key": key})
+                except DispatchError as exc:
+                    dead.restore(key)
+                    done.append({"idempotency_key": key, "task_id": None, "error": str(exc)})
+                else:
+                    dead.remove(key)
+                    done.append({"idempotency_key": key, "task_id": result.id, "error": None})
             progress.advance(task)
-    _emit(done, True)
+    _emit(done, as_json, "re-driven")
+    if any(d["error"] for d in done):
+        raise typer.Exit(1)
 
 
-def _load(path: Path) -> Any:
+def _load(path: Path) -> Campaign:
     from worker.campaigns import CampaignError, load_campaign
 
     try:
@@ -195,7 +252,7 @@ def campaign_validate(files: list[Path], as_json: JsonFlag = False) -> None:
         c = _load(path)
         summaries.append({"file": str(path), "name": c.name, "schedule": c.schedule.model_dump(exclude_none=True, mode="json"),
                           "timezone": c.timezone, "recipients": len(c.rows)})  # fmt: skip
-    _emit(summaries, True)
+    _emit(summaries, as_json, "valid campaigns")
 
 
 @campaign_app.command("preview")
@@ -213,7 +270,13 @@ def campaign_preview(file: Path, limit: int = 5, run_id: str = "preview", as_jso
             intents.append(intent_for(campaign, row, run_id))
         except BadRow as exc:
             bad.append({"row": number, "reason": str(exc)})
-    _emit({"recipients": len(campaign.rows), "sendable": len(intents), "intents": intents[:limit], "bad_rows": bad}, True)
+    data = {"recipients": len(campaign.rows), "sendable": len(intents), "intents": intents[:limit], "bad_rows": bad}
+    if as_json:
+        _emit(data, as_json, "preview")
+        return
+    console.print(f"{campaign.name}: {len(intents)} of {len(campaign.rows)} recipients sendable")
+    _emit([{"to": i["to"], "intent": i} for i in intents[:limit]], False, f"first {limit} intents")
+    _emit(bad, False, "skipped rows")
 
 
 @campaign_app.command("load")
@@ -231,16 +294,17 @@ def campaign_load(paths: list[Path], as_json: JsonFlag = False) -> None:
     except CampaignError as exc:
         typer.echo(f"invalid campaign: {exc}", err=True)
         raise typer.Exit(1) from None
-    _emit([{"name": c.name, "recipients": len(c.rows)} for c in loaded], True)
+    _emit([{"name": c.name, "recipients": len(c.rows)} for c in loaded], as_json, "loaded campaigns")
 
 
 @campaign_app.command("remove")
-def campaign_remove(name: str) -> None:
+def campaign_remove(name: str, as_json: JsonFlag = False) -> None:
     """Unschedule a campaign and forget its definition (run reports stay)."""
     from worker import app as celery_app
     from worker.scheduling import remove
 
     remove(celery_app, name)
+    _emit({"removed": name}, as_json, "campaign removed")
 
 
 @campaign_app.command("run")
@@ -251,7 +315,7 @@ def campaign_run(
     timeout: float = 3600,
     as_json: JsonFlag = False,
 ) -> None:
-    """Run a campaign now, outside its schedule.
+    """Run a campaign now, outside its schedule; exit 1 when any recipient failed.
 
     Example: wa-dispatch campaign run campaigns/friday-sale.toml --run-id manual-1
     """
@@ -267,8 +331,9 @@ def campaign_run(
     started = run_campaign.apply_async(kwargs={"name": name, "run_id": run_id}).get(timeout=60)
     if wait:
         _follow(name, started["run_id"], timeout, quiet=as_json)
-    _emit(_services().runs.counts(name, started["run_id"]) | {"chunks": started["chunks"]}, True)
-    if _services().runs.counts(name, started["run_id"])["failed"]:
+    counts = _services().runs.counts(name, started["run_id"])
+    _emit(counts | {"chunks": started["chunks"]}, as_json, f"{name} run {started['run_id']}")
+    if counts["failed"]:
         raise typer.Exit(1)
 
 
@@ -292,18 +357,25 @@ def _follow(name: str, run_id: str, timeout: float, quiet: bool) -> None:
             time.sleep(0.5)
 
 
+def _run_id(name: str, run_id: str | None, as_json: bool) -> str:
+    """The given run, or the latest one of the campaign."""
+    run_id = run_id or next(iter(_services().runs.runs(name)), None)
+    if run_id is None:
+        _fail({"error": f"no runs of {name!r}"}, as_json, 1)
+    return run_id
+
+
 @campaign_app.command("status")
 def campaign_status(name: str, run_id: Annotated[str | None, typer.Argument()] = None, as_json: JsonFlag = False) -> None:
     """Counters of a run (the latest when no run id is given): queued, sent, failed by code, skipped.
 
     Example: wa-dispatch campaign status friday-sale
     """
-    runs = _services().runs
-    run_id = run_id or next(iter(runs.runs(name)), None)
-    if run_id is None:
-        typer.echo(f"no runs of {name!r}", err=True)
-        raise typer.Exit(1)
-    _emit(runs.counts(name, run_id), True)
+    run_id = _run_id(name, run_id, as_json)
+    _emit(_services().runs.counts(name, run_id), as_json, f"{name} run {run_id}")
+
+
+REPORT_COLUMNS = ["to", "status", "wamid", "error_code", "error", "reason", "task_id"]
 
 
 @campaign_app.command("report")
@@ -315,55 +387,66 @@ def campaign_report(
 ) -> None:
     """Each recipient of a run with its wamid or failure, or why it was skipped.
 
+    With --csv the rows go to the file and only a summary is printed.
     Example: wa-dispatch campaign report friday-sale --csv report.csv
     """
     import csv
 
-    runs = _services().runs
-    run_id = run_id or next(iter(runs.runs(name)), None)
-    if run_id is None:
-        typer.echo(f"no runs of {name!r}", err=True)
-        raise typer.Exit(1)
-    rows = runs.report(name, run_id)
+    run_id = _run_id(name, run_id, as_json)
+    rows = _services().runs.report(name, run_id)
     if csv_file:
         with csv_file.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["to", "status", "wamid", "error_code", "error", "reason", "task_id"])
+            writer = csv.DictWriter(handle, fieldnames=REPORT_COLUMNS)
             writer.writeheader()
             writer.writerows(rows)
-    table = Table(title=f"{name} run {run_id}: {len(rows)} recipients")
+        summary = {"campaign": name, "run_id": run_id, "recipients": len(rows), "csv": str(csv_file)}
+        if as_json:
+            _emit(summary, as_json, "report")
+        else:
+            console.print(f"{name} run {run_id}: {len(rows)} recipients written to {csv_file}")
+        return
+    table = Table(title=f"{name} run {run_id}: {len(rows)} recipients", title_justify="left")
     for column in ("to", "status", "wamid or error", "reason"):
         table.add_column(column, overflow="fold")
     for r in rows:
         table.add_row(r["to"], r["status"], r["wamid"] or (f"({r['error_code']}) {r['error']}" if r["error"] else ""),
                       r["reason"] or "")  # fmt: skip
-    _emit({"campaign": name, "run_id": run_id, "recipients": rows}, as_json, table)
+    _emit({"campaign": name, "run_id": run_id, "recipients": rows}, as_json, "report", table)
 
 
 @optout_app.command("add")
-def optout_add(numbers: list[str]) -> None:
+def optout_add(numbers: list[str], as_json: JsonFlag = False) -> None:
     """Never send campaign messages to these numbers.  Example: wa-dispatch optout add +919999595313"""
-    from worker.intents import normalize_phone
-
-    typer.echo(json.dumps({"added": _services().runs.opt_out(*[normalize_phone(n) for n in numbers])}))
+    added = _services().runs.opt_out(*_phones(numbers, as_json))
+    _emit({"added": added}, as_json, "opted out")
 
 
 @optout_app.command("remove")
-def optout_remove(numbers: list[str]) -> None:
+def optout_remove(numbers: list[str], as_json: JsonFlag = False) -> None:
     """Let these numbers receive campaign messages again."""
-    from worker.intents import normalize_phone
-
-    typer.echo(json.dumps({"removed": _services().runs.opt_in(*[normalize_phone(n) for n in numbers])}))
+    removed = _services().runs.opt_in(*_phones(numbers, as_json))
+    _emit({"removed": removed}, as_json, "opted in again")
 
 
 @optout_app.command("list")
-def optout_list() -> None:
+def optout_list(as_json: JsonFlag = False) -> None:
     """Every opted-out number."""
-    typer.echo(json.dumps(_services().runs.opt_outs()))
+    _emit(_services().runs.opt_outs(), as_json, "opted-out numbers")
+
+
+def _phones(numbers: list[str], as_json: bool) -> list[str]:
+    from worker.intents import normalize_phone
+
+    try:
+        return [normalize_phone(n) for n in numbers]
+    except ValueError as exc:
+        _fail({"error": str(exc)}, as_json, 2)
 
 
 @app.command()
 def health(
     check: Annotated[list[str] | None, typer.Option(help="Only these: redis, credentials, workers, api, breaker.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Check Redis, credentials, workers and the API host without sending anything; exit 1 if any fails.
 
@@ -372,30 +455,39 @@ def health(
     from worker import health as checks
 
     results = checks.run(get_settings(), check or list(checks.CHECKS))
-    _emit(results, True)
+    rows = [{"check": name, "ok": r["ok"], "detail": {k: v for k, v in r.items() if k != "ok"}} for name, r in results.items()]
+    _emit(results, as_json, "health", _table(rows, "health"))
     if not all(r["ok"] for r in results.values()):
         raise typer.Exit(1)
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 @app.command()
 def flower(
     port: int = 5555,
-    address: str = "0.0.0.0",
+    address: Annotated[
+        str | None, typer.Option(help="Interface to listen on: all (0.0.0.0) with FLOWER_BASIC_AUTH, else 127.0.0.1.")
+    ] = None,
 ) -> None:
     """Run Flower, the retry and failure dashboard, with its state kept in FLOWER_DB across restarts.
 
     Basic auth comes from FLOWER_BASIC_AUTH=user:password (read by Flower from the environment, so it
-    never shows in `ps`); it is required unless INTERAKT_API_URL points at a local sandbox.
+    never shows in `ps`). Without it Flower listens on 127.0.0.1 only, and refuses any other address.
     Example: FLOWER_BASIC_AUTH=ops:s3cret wa-dispatch flower --port 5555
     """
     import os
     import shutil
     import sys
-    from urllib.parse import urlparse
 
-    local = urlparse(get_settings().api_url).hostname in ("127.0.0.1", "localhost", "::1")
-    if not os.environ.get("FLOWER_BASIC_AUTH") and not local:
-        typer.echo("refusing to start Flower without FLOWER_BASIC_AUTH=user:password outside the sandbox", err=True)
+    if os.environ.get("FLOWER_BASIC_AUTH"):
+        address = address or "0.0.0.0"
+    elif address is None or address in LOOPBACK:
+        address = address or "127.0.0.1"
+        typer.echo(f"FLOWER_BASIC_AUTH is not set: Flower listens on {address} only, without a password", err=True)
+    else:
+        typer.echo(f"refusing to listen on {address} without FLOWER_BASIC_AUTH=user:password", err=True)
         raise typer.Exit(2)
     db = os.environ.get("FLOWER_DB", "flower.db")
     beside = Path(sys.executable).parent / "celery"  # the celery of this environment, PATH or not

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import atexit
 import os
+import signal
 import sys
+from typing import TypeVar
 from urllib.parse import urlparse
 
 import redis
@@ -26,12 +28,24 @@ from worker.settings import get_settings
 console = Console()
 WAMID = "wamid.HBgMOTE5OTk5NTk1MzEzFQIAERgSQUMwM0Y5RjNE"
 _started: list[Process] = []
+P = TypeVar("P", RedisServer, Sandbox, Worker)
 
 
 @atexit.register
 def _stop_started() -> None:
     for process in reversed(_started):
         process.stop()
+
+
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    """SIGTERM or SIGHUP end the demo through sys.exit, so the atexit clean-up above runs."""
+    sys.exit(128 + signum)
+
+
+def start(process: P) -> P:
+    """Register before starting: a process that fails to come up is stopped with the rest."""
+    _started.append(process)
+    return process.start()
 
 
 def ensure_redis(url: str) -> None:
@@ -45,12 +59,11 @@ def ensure_redis(url: str) -> None:
     if parsed.hostname not in ("localhost", "127.0.0.1", "::1"):
         sys.exit(f"No Redis answers at {parsed.hostname}:{parsed.port}; start it or set REDIS_URL")
     console.print(f"No Redis at port {parsed.port or 6379}: starting a private redis-server there")
-    _started.append(RedisServer(tmpdir("wa-run-"), parsed.port or 6379).start())
+    start(RedisServer(tmpdir("wa-run-"), parsed.port or 6379))
 
 
 def start_sandbox() -> dict[str, str]:
-    sandbox = Sandbox(tmpdir("wa-run-")).start()
-    _started.append(sandbox)
+    sandbox = start(Sandbox(tmpdir("wa-run-")))
     console.print(Panel.fit(
         "[bold yellow]SANDBOX MODE[/]: INTERAKT_ACCESS_TOKEN is not set, so messages go to a local\n"
         f"Interakt-compatible sandbox at {sandbox.api_url}. Nothing is sent to WhatsApp.\n"
@@ -92,6 +105,8 @@ def one_of_each(to: str) -> dict[str, AsyncResult]:
 
 
 def main() -> None:
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
     settings = get_settings()
     wa_logging.configure("WARNING")  # the table below is the output; the worker logs its own JSON
     ensure_redis(settings.celery_broker_url)
@@ -104,8 +119,7 @@ def main() -> None:
     else:
         to = "+919999595313"
         env.update(start_sandbox())
-    worker = Worker(tmpdir("wa-run-"), env, name="demo").start()
-    _started.append(worker)
+    worker = start(Worker(tmpdir("wa-run-"), env, settings.celery_broker_url, name="demo"))
     console.print(f"Worker {worker.hostname} is up (log: {worker.log_path})")
 
     table = Table(title="One message of each type")

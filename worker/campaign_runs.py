@@ -2,8 +2,9 @@
 
 A run's report is a hash recipient -> JSON ({"status": "queued" | "skipped", ...}); written with
 HSETNX, so a re-fired or resumed run counts each recipient once. Sent and failed counts are
-tallied by the idempotency store when a campaign key (`campaign:NAME:RUN:TO`) finishes; the
-wamid or error of each recipient is read back from that key's record.
+tallied by the idempotency store when a recipient's send finishes (the run's counters hash
+travels with each intent as data, see `tally_key`); the wamid or error of each recipient is
+read back from its key's record.
 """
 
 from __future__ import annotations
@@ -13,9 +14,12 @@ import time
 from typing import Any
 
 import redis
+from pydantic import BaseModel, ConfigDict, Field
+
+from worker.campaigns import NAME_PATTERN
+from worker.delivery import Lane
 
 OPTOUT = "wa:optout"
-LANES = "wa:campaign:lanes"
 
 _RECORD = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
@@ -30,16 +34,19 @@ def run_prefix(name: str, run_id: str) -> str:
     return f"wa:run:{name}:{run_id}"
 
 
-def tally_key(idempotency_key: str) -> str | None:
-    """The counters hash of the run a campaign key belongs to; None for other keys."""
-    if not idempotency_key.startswith("campaign:"):
-        return None
-    _, name, run_id, _to = idempotency_key.split(":", 3)
-    return run_prefix(name, run_id) + ":counts"
+class RunRef(BaseModel):
+    """Which run an intent belongs to: the `campaign` argument of a recipient's `send_message`
+    task, carried as data (never read out of an idempotency key, which apps choose too)."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
-def lane_of(idempotency_key: str) -> str | None:
-    return idempotency_key.split(":", 2)[1] if idempotency_key.startswith("campaign:") else None
+    name: str = Field(pattern=NAME_PATTERN)
+    run_id: str = Field(min_length=1, max_length=100)
+
+    @property
+    def lane(self) -> Lane:
+        """The send path's view of the run: the campaign's lane, and the run's counters hash."""
+        return Lane(name=self.name, tally=run_prefix(self.name, self.run_id) + ":counts")
 
 
 class CampaignRuns:
@@ -47,7 +54,6 @@ class CampaignRuns:
         self.redis = client
         self.ttl = ttl
         self._record = client.register_script(_RECORD)
-        self._lane_cache: dict[str, tuple[float, float]] = {}
 
     # --- opt-outs -------------------------------------------------------------------------------
 
@@ -65,20 +71,6 @@ class CampaignRuns:
 
     def opt_outs(self) -> list[str]:
         return sorted(self.redis.smembers(OPTOUT))
-
-    # --- lanes ----------------------------------------------------------------------------------
-
-    def set_lane(self, name: str, rate: float) -> None:
-        self.redis.hset(LANES, name, rate)
-
-    def lane_rate(self, name: str) -> float:
-        """The campaign's share of the number's rate; cached for 10 s per process."""
-        cached = self._lane_cache.get(name)
-        if cached and cached[1] > time.monotonic():
-            return cached[0]
-        rate = float(self.redis.hget(LANES, name) or 0)
-        self._lane_cache[name] = (rate, time.monotonic() + 10)
-        return rate
 
     # --- runs -----------------------------------------------------------------------------------
 

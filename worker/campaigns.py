@@ -41,6 +41,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from worker.errors import InvalidIntent
 from worker.intents import normalize_phone, parse_intent
 
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
 
 class CampaignError(ValueError):
     """A campaign file that cannot be used: the message names the file and the line or field."""
@@ -82,7 +84,7 @@ class Audience(_Model):
 
 
 class Campaign(_Model):
-    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    name: Annotated[str, Field(pattern=NAME_PATTERN)]
     timezone: str = "UTC"
     schedule: Schedule
     window: Window | None = None

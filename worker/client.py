@@ -18,8 +18,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
 from worker.errors import AmbiguousError, TransientError, api_error
-from worker.process_local import process_local
-from worker.settings import Settings, get_settings
+from worker.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -109,8 +108,3 @@ class InteraktClient:
 
 def _net_info(exc: Exception) -> dict[str, Any]:
     return {"code": None, "title": type(exc).__name__, "message": str(exc)[:500]}
-
-
-@process_local
-def get_client() -> InteraktClient:
-    return InteraktClient(get_settings())

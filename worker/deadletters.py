@@ -20,11 +20,11 @@ from worker.idempotency import PREFIX as IDEM_PREFIX
 ENTRIES = "wa:dead"
 INDEX = "wa:dead:index"
 
-# Only a failed key goes back to pending; a sent or in-flight one is left alone.
-_REOPEN = """
-if redis.call('HGET', KEYS[1], 'state') == 'failed' then
-  redis.call('HSET', KEYS[1], 'state', 'pending')
-  redis.call('HDEL', KEYS[1], 'error')
+# Move a record from one state to another, and only from that one: re-drive reopens a `failed`
+# key (a sent or in-flight one is left alone), and puts it back when the enqueue did not happen.
+_MOVE = """
+if redis.call('HGET', KEYS[1], 'state') == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'state', ARGV[2])
   return 1
 end
 return 0
@@ -35,7 +35,7 @@ class DeadLetters:
     def __init__(self, client: redis.Redis, ttl: int) -> None:
         self.redis = client
         self.ttl = ttl
-        self._reopen = client.register_script(_REOPEN)
+        self._move = client.register_script(_MOVE)
 
     def add(self, key: str, intent: dict[str, Any], error: dict[str, Any], attempts: int, task_id: str) -> None:
         now = time.time()
@@ -57,14 +57,21 @@ class DeadLetters:
         chosen = [e for e in entries if (code is None or e["code"] == code) and (kind is None or e["kind"] == kind)]
         return chosen[:limit]
 
-    def take(self, key: str) -> dict[str, Any] | None:
-        """Remove an entry for re-drive and reopen its idempotency record; None when unknown."""
+    def reopen(self, key: str) -> dict[str, Any] | None:
+        """The entry to re-drive, its idempotency record made sendable again; None when unknown.
+        The entry stays until `remove`, after the intent is enqueued: a failed enqueue loses nothing."""
         raw = self.redis.hget(ENTRIES, key)
         if raw is None:
             return None
-        self._reopen(keys=[IDEM_PREFIX + key])
+        self._move(keys=[IDEM_PREFIX + key], args=["failed", "pending"])
+        return json.loads(raw)
+
+    def restore(self, key: str) -> None:
+        """Undo `reopen` when the enqueue failed: the record is `failed` again, as its entry says."""
+        self._move(keys=[IDEM_PREFIX + key], args=["pending", "failed"])
+
+    def remove(self, key: str) -> None:
         pipe = self.redis.pipeline(transaction=True)
         pipe.hdel(ENTRIES, key)
         pipe.zrem(INDEX, key)
         pipe.execute()
-        return json.loads(raw)

@@ -16,8 +16,7 @@ import structlog
 
 from worker import metrics
 from worker.breaker import Breaker
-from worker.campaign_runs import CampaignRuns, lane_of, tally_key
-from worker.client import ApiResponse, InteraktClient, get_client
+from worker.client import ApiResponse, InteraktClient
 from worker.deadletters import DeadLetters
 from worker.errors import (
     THROTTLE_CODES,
@@ -36,11 +35,9 @@ from worker.idempotency import Claim, IdempotencyStore
 from worker.intents import MessageIntent, parse_intent, parse_read
 from worker.logging import get_logger, mask_phone
 from worker.payloads import message_payload, read_payload
-from worker.process_local import process_local
 from worker.ratelimit import RateLimiter, Slot
-from worker.redis_conn import get_redis
 from worker.retry import call_with_retry, requeue_countdown
-from worker.settings import Settings, get_settings
+from worker.settings import Settings
 
 log = get_logger("whatsapp_dispatch.delivery")
 
@@ -78,8 +75,17 @@ class SendResult:
 
 
 @dataclass(frozen=True)
-class Services:
-    """The per-process collaborators of a delivery."""
+class Lane:
+    """A bulk sender's share of the number (a campaign run), passed as data with its intents:
+    the limiter lane its slots come from, and the counters hash its outcomes are tallied in."""
+
+    name: str
+    tally: str
+
+
+@dataclass(frozen=True)
+class SendServices:
+    """The per-process collaborators of a delivery (built by `worker.services`)."""
 
     settings: Settings
     client: InteraktClient
@@ -87,24 +93,6 @@ class Services:
     limiter: RateLimiter
     breaker: Breaker
     dead: DeadLetters
-    runs: CampaignRuns
-
-
-@process_local
-def services() -> Services:
-    settings = get_settings()
-    client = get_redis()
-    # A send can take connect + read timeout per inline attempt plus the waits between them.
-    longest = settings.inline_attempts * (settings.connect_timeout + settings.read_timeout + settings.inline_max_wait)
-    return Services(
-        settings=settings,
-        client=get_client(),
-        store=IdempotencyStore(client, settings.idempotency_ttl, stale_after=longest + 5),
-        limiter=RateLimiter(client, settings),
-        breaker=Breaker(client, settings.phone_number_id, settings.breaker_probe_interval),
-        dead=DeadLetters(client, settings.dead_letter_ttl),
-        runs=CampaignRuns(client, settings.dead_letter_ttl),
-    )
 
 
 def _bind(task_id: str, task: str) -> None:
@@ -125,11 +113,15 @@ def _rebuild(error: dict[str, Any]) -> DispatchError:
 class MessageDelivery:
     """One delivery of one send_message task message."""
 
-    def __init__(self, kwargs: dict[str, Any], task_id: str, requeues: int) -> None:
-        self.s = services()
+    def __init__(
+        self, s: SendServices, kwargs: dict[str, Any], task_id: str, requeues: int, lane: Lane | None = None
+    ) -> None:
+        self.s = s
         self.kwargs = kwargs
         self.task_id = task_id
         self.requeues = requeues
+        self.lane = lane
+        self.tally = lane.tally if lane else None
         self.key = task_id
         self.attempts = 0
         self.probe = False
@@ -140,7 +132,7 @@ class MessageDelivery:
     def fail(self, exc: DispatchError) -> DispatchError:
         error = {"error": exc.message, **exc.info}
         if self.intent is not None:
-            self.s.store.failed(self.key, self.attempts, error, tally=tally_key(self.key))
+            self.s.store.failed(self.key, self.attempts, error, tally=self.tally)
         self.s.dead.add(self.key, self.kwargs, error, self.attempts, self.task_id)
         metrics.FAILED.labels(self.kwargs.get("type", "?"), exc.kind, str(exc.code or "")).inc()
         log.error("outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, attempts=self.attempts)
@@ -167,14 +159,13 @@ class MessageDelivery:
     def slot(self, to: str) -> Slot:
         """A rate-limit slot. A campaign lane reserves only a short way ahead (leaving the rest for
         transactional messages), so its sends wait here for their turn, up to DISPATCH_INLINE_MAX_WAIT."""
-        lane = lane_of(self.key)
-        lane_rate = self.s.runs.lane_rate(lane) if lane else 0.0
+        lane = self.lane.name if self.lane else None
         deadline = time.monotonic() + self.s.settings.inline_max_wait
         record = IDEM_PREFIX + self.key
-        slot = self.s.limiter.acquire(to, lane, lane_rate, record)
+        slot = self.s.limiter.acquire(to, lane, record)
         while lane and slot.verdict == "later" and time.monotonic() + slot.wait < deadline:
             time.sleep(max(0.0, slot.wait - self.s.settings.lane_max_ahead / 2))
-            slot = self.s.limiter.acquire(to, lane, lane_rate, record)
+            slot = self.s.limiter.acquire(to, lane, record)
         if not slot.granted:
             raise NoSlot(slot.verdict, slot.wait)
         return slot
@@ -272,7 +263,7 @@ class MessageDelivery:
     def succeed(self, resp: ApiResponse, intent: MessageIntent) -> dict[str, Any]:
         if not resp.wamid:
             raise self.fail(AmbiguousError("the API answered 2xx without a wamid", {"body": resp.body}))
-        self.s.store.sent(self.key, self.attempts, resp.wamid, resp.wa_id, intent.to, tally=tally_key(self.key))
+        self.s.store.sent(self.key, self.attempts, resp.wamid, resp.wa_id, intent.to, tally=self.tally)
         if self.probe and self.s.breaker.close():
             log.warning("breaker_closed", wamid=resp.wamid)
         metrics.SENT.labels(intent.type).inc()
@@ -280,16 +271,17 @@ class MessageDelivery:
         return SendResult(resp.wamid, resp.wa_id, intent.to, intent.type, self.attempts, self.key).as_dict()
 
 
-def deliver_message(kwargs: dict[str, Any], task_id: str, requeues: int) -> dict[str, Any]:
+def deliver_message(
+    s: SendServices, kwargs: dict[str, Any], task_id: str, requeues: int, lane: Lane | None = None
+) -> dict[str, Any]:
     """Send one message intent; return the SendResult dict, raise DispatchError or Requeue."""
     _bind(task_id, "send_message")
-    return MessageDelivery(kwargs, task_id, requeues).run()
+    return MessageDelivery(s, kwargs, task_id, requeues, lane).run()
 
 
-def deliver_read(kwargs: dict[str, Any], task_id: str) -> dict[str, Any]:
+def deliver_read(s: SendServices, kwargs: dict[str, Any], task_id: str) -> dict[str, Any]:
     """Mark an incoming message as read; harmless to repeat, so no idempotency record is kept."""
     _bind(task_id, "mark_read")
-    s = services()
     receipt = parse_read(kwargs)
     attempts = [0]
 

@@ -55,9 +55,9 @@ def check_api(settings: Settings) -> dict[str, Any]:
 
 
 def check_breaker(settings: Settings) -> dict[str, Any]:
-    from worker.delivery import services
+    from worker.services import services
 
-    status = services().breaker.status()
+    status = services().send.breaker.status()
     if status.get("state") == "open":
         raise RuntimeError(f"sending is paused: {status.get('message')} (code {status.get('code') or '-'})")
     return {"state": "closed"}

@@ -8,7 +8,7 @@ Unknown fields are refused: a typo should fail at enqueue, not at Meta.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlparse
 
 import phonenumbers
@@ -414,19 +414,23 @@ def _field(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "intent"
 
 
-def _reason(error: dict[str, Any]) -> str:
-    msg = error["msg"]
-    return msg.removeprefix("Value error, ")
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], data: Any, prefix: str = "") -> M:
+    """`model` from `data`, or InvalidIntent naming each bad field (under `prefix`) and why."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors(include_input=False, include_url=False)
+        raise InvalidIntent.from_fields(
+            [(prefix + _field(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in errors]
+        ) from None
 
 
 def parse_intent(data: dict[str, Any]) -> MessageIntent:
     """Validate `send_message` keyword arguments; raise InvalidIntent naming each bad field."""
-    try:
-        return MessageIntent.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidIntent.from_fields(
-            [(_field(e["loc"]), _reason(e)) for e in exc.errors(include_input=False, include_url=False)]
-        ) from None
+    return validate(MessageIntent, data)
 
 
 class ReadReceipt(ApiObject):
@@ -434,9 +438,4 @@ class ReadReceipt(ApiObject):
 
 
 def parse_read(data: dict[str, Any]) -> ReadReceipt:
-    try:
-        return ReadReceipt.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidIntent.from_fields(
-            [(_field(e["loc"]), _reason(e)) for e in exc.errors(include_input=False, include_url=False)]
-        ) from None
+    return validate(ReadReceipt, data)

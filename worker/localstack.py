@@ -6,6 +6,7 @@ stopped, killed and started again, so fault tests can take a service away and br
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import signal
@@ -23,6 +24,14 @@ from celery import Celery
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+
+
+def _die_with_parent() -> None:
+    """Runs in the child before exec: the kernel sends SIGTERM when the process that started it dies,
+    so nothing started here outlives its parent, even one killed with SIGKILL (Linux only)."""
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -56,7 +65,13 @@ class Process:
     def spawn(self, cmd: list[str], env: dict[str, str] | None = None) -> None:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT, start_new_session=True
+            cmd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=ROOT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         log.close()
 
@@ -145,10 +160,15 @@ class Sandbox(Process):
 
 
 class Worker(Process):
-    def __init__(self, workdir: Path, env: dict[str, str], name: str = "worker", pool: str = "threads",
-                 concurrency: int = 8, app: str = "worker", args: tuple[str, ...] = ()) -> None:  # fmt: skip
+    """A celery worker; `broker_url` is the broker it reads (where `start` pings it), resolved by the
+    caller the way the worker's settings resolve it."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], broker_url: str, name: str = "worker",
+                 pool: str = "threads", concurrency: int = 8, app: str = "worker",
+                 args: tuple[str, ...] = ()) -> None:  # fmt: skip
         super().__init__(name, workdir)
         self.env = env
+        self.broker_url = broker_url
         self.pool = pool
         self.concurrency = concurrency
         self.app = app
@@ -160,7 +180,7 @@ class Worker(Process):
         self.spawn([str(BIN / "celery"), "-A", self.app, "worker", "--pool", self.pool,
                     "--concurrency", str(self.concurrency), "--loglevel", "INFO", "--without-gossip",
                     "--without-mingle", "--hostname", hostname, *self.args], env=self.env)  # fmt: skip
-        control = Celery(broker=self.env["REDIS_URL"]).control
+        control = Celery(broker=self.broker_url).control
         try:
             wait_for(lambda: control.ping(destination=[hostname], timeout=0.5), 30, f"celery {self.name}", 0.1)
         finally:

@@ -25,6 +25,7 @@ ahead. Transactional messages have no lane, so they always find a slot within th
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import redis
@@ -118,6 +119,9 @@ class Slot:
         return self.verdict in ("ok", "probe")
 
 
+LANES = "wa:lanes"  # lane name -> its rate in msg/s
+
+
 def number_key(phone_number_id: str) -> str:
     return f"wa:rl:{phone_number_id}"
 
@@ -128,8 +132,10 @@ def breaker_key(phone_number_id: str) -> str:
 
 class RateLimiter:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
+        self.redis = client
         self.settings = settings
         self.pnid = settings.phone_number_id
+        self._lane_cache: dict[str, tuple[float, float]] = {}
         self._acquire = client.register_script(_ACQUIRE)
         self._slow_down = client.register_script(_SLOW_DOWN)
         self._block_pair = client.register_script(_BLOCK_PAIR)
@@ -137,17 +143,31 @@ class RateLimiter:
     def _pair_key(self, to: str) -> str:
         return f"{number_key(self.pnid)}:pair:{to}"
 
-    def acquire(self, to: str, lane: str | None = None, lane_rate: float = 0.0, record_key: str = "") -> Slot:
-        """A slot for one message to `to`. A campaign passes its `lane` and `lane_rate` (below the
-        number's rate, leaving headroom for transactional messages, and never reserving far ahead).
-        With `record_key` (an idempotency record), a slot due now also marks the record `sending`."""
+    def set_lane(self, name: str, rate: float) -> None:
+        self.redis.hset(LANES, name, rate)
+
+    def lane_rate(self, name: str) -> float:
+        """A lane's rate (0 when unknown); cached for 10 s per process."""
+        cached = self._lane_cache.get(name)
+        if cached and cached[1] > time.monotonic():
+            return cached[0]
+        rate = float(self.redis.hget(LANES, name) or 0)
+        self._lane_cache[name] = (rate, time.monotonic() + 10)
+        return rate
+
+    def acquire(self, to: str, lane: str | None = None, record_key: str = "") -> Slot:
+        """A slot for one message to `to`. A bulk sender (a campaign run) passes its `lane`, whose
+        rate is below the number's, leaving headroom for transactional messages, and which never
+        reserves far ahead. With `record_key` (an idempotency record), a slot due now also marks
+        the record `sending`."""
         s = self.settings
+        lane_rate = self.lane_rate(lane) if lane else 0.0
         lane_key = f"{number_key(self.pnid)}:lane:{lane}" if lane else ""
         max_wait = min(s.inline_max_wait, s.lane_max_ahead) if lane else s.inline_max_wait
         verdict, wait, *marked = self._acquire(
             keys=[number_key(self.pnid), self._pair_key(to), breaker_key(self.pnid), lane_key, record_key],
             args=[s.rate_limit * (1 - s.rate_headroom), s.pair_interval, s.pair_burst, max_wait, s.rate_recovery,
-                  s.breaker_probe_interval, lane_rate if lane else 0],  # fmt: skip
+                  s.breaker_probe_interval, lane_rate],  # fmt: skip
         )
         return Slot(verdict, float(wait), marked == ["1"])
 

@@ -13,11 +13,13 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from worker.app import CAMPAIGN_QUEUE, app
+from worker.campaign_runs import RunRef
 from worker.delivery import Requeue, deliver_message, deliver_read
 from worker.errors import EnqueueError
-from worker.fanout import resume_stalled, send_chunk, start_run
-from worker.intents import parse_intent, parse_read
+from worker.fanout import Fanout
+from worker.intents import parse_intent, parse_read, validate
 from worker.logging import get_logger, mask_phone, mask_text
+from worker.services import services
 
 log = get_logger("whatsapp_dispatch.enqueue")
 
@@ -58,10 +60,20 @@ class ValidatedTask(Task):
         return result
 
 
-@app.task(bind=True, base=ValidatedTask, validator=parse_intent, name="worker.tasks.send_message", max_retries=None)
-def send_message(self: Task, **intent: Any) -> dict[str, Any]:
+def check_send(kwargs: dict[str, Any]) -> None:
+    """An intent, plus the `campaign` a campaign run adds to its recipients' intents."""
+    intent = dict(kwargs)
+    campaign = intent.pop("campaign", None)
+    parse_intent(intent)
+    if campaign is not None:
+        validate(RunRef, campaign, prefix="campaign.")
+
+
+@app.task(bind=True, base=ValidatedTask, validator=check_send, name="worker.tasks.send_message", max_retries=None)
+def send_message(self: Task, campaign: dict[str, Any] | None = None, **intent: Any) -> dict[str, Any]:
+    lane = validate(RunRef, campaign, prefix="campaign.").lane if campaign is not None else None
     try:
-        return deliver_message(intent, task_id=self.request.id, requeues=self.request.retries)
+        return deliver_message(services().send, intent, self.request.id, self.request.retries, lane)
     except Requeue as requeue:
         raise self.retry(countdown=requeue.countdown, exc=requeue.cause, max_retries=None) from None
     except RedisError as exc:
@@ -71,28 +83,33 @@ def send_message(self: Task, **intent: Any) -> dict[str, Any]:
 
 @app.task(bind=True, base=ValidatedTask, validator=parse_read, name="worker.tasks.mark_read")
 def mark_read(self: Task, **receipt: Any) -> dict[str, Any]:
-    return deliver_read(receipt, task_id=self.request.id)
-
-
-@app.task(name="worker.tasks.run_campaign")
-def run_campaign(name: str, run_id: str | None = None) -> dict[str, Any]:
-    """Fired by beat (or `wa-dispatch campaign run`): enqueue the run's chunks."""
-    return start_run(name, run_id, _enqueue_chunk)
+    return deliver_read(services().send, receipt, task_id=self.request.id)
 
 
 def _enqueue_chunk(countdown: float, **chunk: Any) -> None:
     send_campaign_chunk.apply_async(kwargs=chunk, countdown=countdown or None)
 
 
+def _requeue_recipient(intent: dict[str, Any], task_id: str, countdown: float) -> None:
+    send_message.apply_async(kwargs=intent, task_id=task_id, countdown=countdown, queue=CAMPAIGN_QUEUE)
+
+
+def _fanout() -> Fanout:
+    return Fanout(services().send, services().runs, _enqueue_chunk, _requeue_recipient)
+
+
+@app.task(name="worker.tasks.run_campaign")
+def run_campaign(name: str, run_id: str | None = None) -> dict[str, Any]:
+    """Fired by beat (or `wa-dispatch campaign run`): enqueue the run's chunks."""
+    return _fanout().start_run(name, run_id)
+
+
 @app.task(name="worker.tasks.send_campaign_chunk")
 def send_campaign_chunk(name: str, run_id: str, start: int, stop: int) -> dict[str, int]:
-    def later(intent: dict[str, Any], task_id: str, countdown: float) -> None:
-        send_message.apply_async(kwargs=intent, task_id=task_id, countdown=countdown, queue=CAMPAIGN_QUEUE)
-
-    return send_chunk(app, name, run_id, start, stop, requeue=later, enqueue_chunk=_enqueue_chunk)
+    return _fanout().send_chunk(app, name, run_id, start, stop)
 
 
 @app.task(name="worker.tasks.sweep_campaign_runs")
 def sweep_campaign_runs() -> list[dict[str, Any]]:
     """Scheduled by beat every DISPATCH_SWEEP_INTERVAL: resume chunks whose message was lost."""
-    return resume_stalled(_enqueue_chunk)
+    return _fanout().resume_stalled()

@@ -58,7 +58,7 @@ class Rig:
         }
         self.workdir = workdir
         self.env = worker_environment = worker_env(self.redis.url, self.sandbox.api_url, **overrides)
-        self.workers = [Worker(workdir, worker_environment, name=f"worker{i}", concurrency=16).start()
+        self.workers = [Worker(workdir, worker_environment, self.redis.url, name=f"worker{i}", concurrency=16).start()
                         for i in range(workers)]  # fmt: skip
         self.beats: list[Beat] = []
         self.intents: dict[str, dict[str, Any]] = {}

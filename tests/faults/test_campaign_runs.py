@@ -18,7 +18,8 @@ pytestmark = pytest.mark.faults
 
 
 def cli(rig: Rig, *args: str) -> dict | list:
-    out = subprocess.run([str(BIN / "wa-dispatch"), *args], env=rig.env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run([str(BIN / "wa-dispatch"), *args, "--json"], env=rig.env, capture_output=True, text=True,
+                         timeout=60)  # fmt: skip
     assert out.returncode == 0, out.stdout + out.stderr
     return json.loads(out.stdout)
 
@@ -56,7 +57,7 @@ def test_a_beat_fired_campaign_messages_everyone_once(rig_factory, tmp_path: Pat
     assert status["total"] == 200 and status["skipped"] == 7
     assert status["sent"] + status["failed"] == 193 and set(status["failed_by_code"]) <= {"ambiguous"}
 
-    report = cli(rig, "campaign", "report", "launch", run_id, "--json")["recipients"]
+    report = cli(rig, "campaign", "report", "launch", run_id)["recipients"]
     reasons = sorted(r["reason"] for r in report if r["status"] == "skipped")
     assert reasons.count("opted out") == 2
     assert sum("missing variable first_name" in r for r in reasons) == 2

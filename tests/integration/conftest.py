@@ -25,7 +25,7 @@ def stack() -> Iterator[Stack]:
     sandbox = Sandbox(workdir, token=TOKEN).start()
     metrics_port = free_port()
     env = worker_env(redis_server.url, sandbox.api_url, DISPATCH_METRICS_PORT=str(metrics_port))
-    worker = Worker(workdir, env).start()
+    worker = Worker(workdir, env, redis_server.url).start()
     yield Stack(redis_server, sandbox, worker, metrics_port)
     worker.stop()
     sandbox.stop()

@@ -36,14 +36,14 @@ SPEC_BODIES = [spec.TEXT, spec.IMAGE_ID, spec.CATALOG, spec.PRODUCT, spec.PRODUC
 SPEC_BODIES += [spec.message(t, c) for t, c in spec.OTHERS.items()] + [spec.message("interactive", spec.LIST)]
 
 
-def test_every_message_type_reaches_the_api_exactly_as_the_spec_shows(api) -> None:
+def test_every_message_type_reaches_the_api_exactly_as_the_spec_shows(stack, api) -> None:
     results = [send_message.delay(**spec.intent_of(body)) for body in SPEC_BODIES]
     outcomes = [r.get(timeout=TIMEOUT) for r in results]
 
     received = api.requests()
     assert len(received) == len(SPEC_BODIES)
     by_wamid = {r["wamid"]: r for r in received}
-    for body, outcome in zip(SPEC_BODIES, outcomes, strict=True):
+    for body, result, outcome in zip(SPEC_BODIES, results, outcomes, strict=True):
         assert outcome["wamid"].startswith("wamid.")
         assert outcome["wa_id"] == "919999595313" and outcome["to"] == spec.TO and outcome["attempts"] == 1
         request = by_wamid[outcome["wamid"]]
@@ -52,8 +52,12 @@ def test_every_message_type_reaches_the_api_exactly_as_the_spec_shows(api) -> No
         assert request["headers"]["x-access-token"] == TOKEN
         assert request["headers"]["x-waba-id"] == WABA_ID
         assert request["headers"]["content-type"] == "application/json"
-        assert json.dumps(outcome)  # JSON-serialisable, as kept in the result backend
-        assert TOKEN not in json.dumps(outcome)
+        assert set(outcome) == {"wamid", "wa_id", "to", "type", "attempts", "idempotency_key", "duplicate"}
+        assert outcome["type"] == body["type"] and outcome["idempotency_key"] == result.id
+        assert outcome["duplicate"] is False
+        kept = stack.redis.client().get(f"celery-task-meta-{result.id}")  # as kept in the result backend: JSON
+        assert json.loads(kept)["status"] == "SUCCESS" and json.loads(kept)["result"] == outcome
+        assert TOKEN not in kept
 
 
 def test_producer_helpers_build_the_same_intents(api) -> None:
@@ -228,9 +232,11 @@ def test_an_app_without_the_project_enqueues_by_name(stack, api, tmp_path) -> No
 
 
 def test_logs_follow_a_message_and_hide_secrets(stack, api) -> None:
-    outcome = producers.send_text(spec.TO, "trace me").get(timeout=TIMEOUT)
+    result = producers.send_text(spec.TO, "trace me")
+    outcome = result.get(timeout=TIMEOUT)
     time.sleep(0.2)
-    lines = [line for line in stack.worker.log_lines() if line.get("task_id") == outcome.get("idempotency_key")]
+    assert outcome["idempotency_key"] == result.id  # no key given: the task id is the key
+    lines = [line for line in stack.worker.log_lines() if line.get("task_id") == result.id]
     events = [(line["event"], line.get("outcome")) for line in lines]
     assert ("attempt", "ok") in events and ("outcome", "sent") in events
     sent = next(line for line in lines if line.get("outcome") == "sent")

@@ -50,11 +50,11 @@ def test_failed_intents_are_kept_listed_and_redriven(api) -> None:
 
 
 def test_redrive_of_a_key_that_was_sent_sends_nothing(api) -> None:
-    from worker.delivery import services
+    from worker.services import services
 
     first = producers.send_text(spec.TO, "already sent", idempotency_key="sent-1").get(timeout=30)
     # an operator re-drives an entry for a key that in fact went out (e.g. an ambiguous one)
-    services().dead.add("sent-1", {"to": spec.TO, "type": "text", "text": {"body": "already sent"}},
+    services().send.dead.add("sent-1", {"to": spec.TO, "type": "text", "text": {"body": "already sent"}},
                         {"kind": "ambiguous", "code": None, "error": "no answer"}, 1, "t-1")  # fmt: skip
     redriven = json.loads(cli("failed", "redrive", "sent-1", "--json").stdout)
     from worker import app
@@ -65,21 +65,21 @@ def test_redrive_of_a_key_that_was_sent_sends_nothing(api) -> None:
 
 
 def test_pause_holds_messages_and_resume_sends_them(api) -> None:
-    status = json.loads(cli("pause", "--reason", "maintenance").stdout)
+    status = json.loads(cli("pause", "--reason", "maintenance", "--json").stdout)
     assert status["state"] == "open" and status["manual"] == "1"
     try:
         result = producers.send_text(spec.TO, "held while paused")
         time.sleep(2.5)
         assert api.requests() == [] and result.state in ("PENDING", "RETRY")
     finally:
-        assert json.loads(cli("resume").stdout)["state"] == "closed"
+        assert json.loads(cli("resume", "--json").stdout)["state"] == "closed"
     assert result.get(timeout=30)["wamid"].startswith("wamid.")
 
 
 def test_cli_reports_bad_intents_and_unknown_tasks(tmp_path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"to": "12", "type": "text", "text": {"body": "x"}}))
-    out = cli("send", "-f", str(bad), check=False)
+    out = cli("send", "-f", str(bad), "--json", check=False)
     assert out.returncode == 2
     assert json.loads(out.stdout)["errors"][0]["field"] == "to"
 

@@ -89,7 +89,8 @@ def test_run_ids_are_stable_within_a_scheduled_slot(tmp_path: Path) -> None:
     b = run_id_now(c, datetime(2026, 11, 27, 3, 30, 59, tzinfo=UTC))
     assert a == b == "20261127T0900"
     every = load_campaign(write(tmp_path, GOOD.replace('cron = "0 9 * * FRI"', "every = 10")))
-    assert run_id_now(every, datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC)) == run_id_now(every, datetime(2026, 1, 1, 0, 0, 9, tzinfo=UTC))
+    ids = [run_id_now(every, datetime(2026, 1, 1, 0, 0, s, tzinfo=UTC)) for s in (1, 9, 10)]
+    assert ids == ["1767225600", "1767225600", "1767225610"]  # one id per 10 s slot, the next slot a new one
 
 
 def test_the_shipped_example_validates() -> None:

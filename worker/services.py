@@ -1,0 +1,47 @@
+"""The per-process collaborators, built in one place, once per process (again after a fork).
+
+The send path and the campaigns take what they need as arguments; the Celery tasks, the CLI and
+the health checks get it from `services()`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from worker.breaker import Breaker
+from worker.campaign_runs import CampaignRuns
+from worker.client import InteraktClient
+from worker.deadletters import DeadLetters
+from worker.delivery import SendServices
+from worker.idempotency import IdempotencyStore
+from worker.process_local import process_local
+from worker.ratelimit import RateLimiter
+from worker.redis_conn import get_redis
+from worker.settings import Settings, get_settings
+
+
+@dataclass(frozen=True)
+class Services:
+    send: SendServices
+    runs: CampaignRuns
+
+    @property
+    def settings(self) -> Settings:
+        return self.send.settings
+
+
+@process_local
+def services() -> Services:
+    settings = get_settings()
+    client = get_redis()
+    # A send can take connect + read timeout per inline attempt plus the waits between them.
+    longest = settings.inline_attempts * (settings.connect_timeout + settings.read_timeout + settings.inline_max_wait)
+    send = SendServices(
+        settings=settings,
+        client=InteraktClient(settings),
+        store=IdempotencyStore(client, settings.idempotency_ttl, stale_after=longest + 5),
+        limiter=RateLimiter(client, settings),
+        breaker=Breaker(client, settings.phone_number_id, settings.breaker_probe_interval),
+        dead=DeadLetters(client, settings.dead_letter_ttl),
+    )
+    return Services(send=send, runs=CampaignRuns(client, settings.dead_letter_ttl))
