@@ -38,10 +38,10 @@ lint: install
 # The main job on a fresh machine: Redis (started if none answers), the sandbox unless real
 # credentials are set, a worker, one message of each type, and each task's wamid or failure.
 run: install redis-server
-	$(BIN)/python -m producers.demo
+	$(BIN)/python -m devtools.demo
 
 sandbox: install
-	$(BIN)/python -m worker.sandbox --port 8089
+	$(BIN)/python -m devtools.sandbox --port 8089
 
 worker: install
 	$(BIN)/celery -A worker worker --pool threads --concurrency 64 --loglevel INFO

@@ -34,8 +34,8 @@ for _name in [k for k in os.environ if k.startswith(("INTERAKT_", "DISPATCH_", "
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from worker import logging as wa_logging  # noqa: E402
-from worker.localstack import RedisServer, Sandbox, Worker, tmpdir  # noqa: E402
+from devtools.localstack import RedisServer, Sandbox, Worker, tmpdir  # noqa: E402
+from worker.ops import logs  # noqa: E402
 
 CREDS = {"INTERAKT_ACCESS_TOKEN": "bench-token", "INTERAKT_WABA_ID": "bench-waba",
          "INTERAKT_PHONE_NUMBER_ID": "bench-pnid"}  # fmt: skip
@@ -196,8 +196,8 @@ def run_naive(latency: float, n: int) -> Figures:
 
 def load_campaign(name: str, n: int, offset: int = 0) -> None:
     from worker import app
-    from worker.campaigns import Audience, Campaign, Schedule
-    from worker.scheduling import save
+    from worker.campaigns.schedule import save
+    from worker.campaigns.spec import Audience, Campaign, Schedule
 
     rows = [{"phone": recipient(offset + i), "first_name": f"N{i}"} for i in range(n)]
     save(app, Campaign(name=name, schedule=Schedule(every=86400), audience=Audience(numbers=[r["phone"] for r in rows]),
@@ -206,8 +206,8 @@ def load_campaign(name: str, n: int, offset: int = 0) -> None:
 
 def run_campaign_fanout(latency: float, n: int, env: dict[str, str]) -> Figures:
     """One campaign of n recipients: from the run's enqueue to the last per-recipient result stored."""
-    from worker.campaigns import run_key
-    from worker.fanout import recipient_task_id
+    from worker.campaigns.fanout import recipient_task_id
+    from worker.campaigns.spec import run_key
     from worker.tasks import run_campaign
 
     with stack("campaign", latency, env) as (redis_server, sandbox, workers):
@@ -246,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
                         choices=["single", "campaign", "naive", "rate80", "transactional", "soak"])
     parser.add_argument("--soak", type=int, default=50_000, help="messages in the `soak` run (memory over time)")
     args = parser.parse_args(argv)
-    wa_logging.configure("WARNING")
+    logs.configure("WARNING")
     if args.quick:
         args.n, args.latency = 500, [0.05]
         args.only = ["single", "campaign", "naive", "rate80", "transactional"]

@@ -16,12 +16,12 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from worker import logging as wa_logging
-from worker.errors import DispatchError
+from worker.delivery.errors import DispatchError
+from worker.ops import logs
 from worker.settings import get_settings
 
 if TYPE_CHECKING:
-    from worker.campaigns import Campaign
+    from worker.campaigns.spec import Campaign
     from worker.services import Services
 
 app = typer.Typer(help="Send WhatsApp messages through Interakt, and operate the workers that do.",
@@ -41,7 +41,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable J
 def _setup() -> None:
     """Logs go to stderr as JSON lines; stdout is for results."""
     settings = get_settings()
-    wa_logging.configure(settings.log_level if "log_level" in settings.model_fields_set else "WARNING")
+    logs.configure(settings.log_level if "log_level" in settings.model_fields_set else "WARNING")
 
 
 def _cell(value: Any) -> str:
@@ -232,7 +232,7 @@ def failed_redrive(
 
 
 def _load(path: Path) -> Campaign:
-    from worker.campaigns import CampaignError, load_campaign
+    from worker.campaigns.spec import CampaignError, load_campaign
 
     try:
         return load_campaign(path)
@@ -261,7 +261,7 @@ def campaign_preview(file: Path, limit: int = 5, run_id: str = "preview", as_jso
 
     Example: wa-dispatch campaign preview campaigns/friday-sale.toml --limit 3
     """
-    from worker.campaigns import BadRow, intent_for
+    from worker.campaigns.spec import BadRow, intent_for
 
     campaign = _load(file)
     intents, bad = [], []
@@ -286,8 +286,8 @@ def campaign_load(paths: list[Path], as_json: JsonFlag = False) -> None:
     Example: wa-dispatch campaign load campaigns/
     """
     from worker import app as celery_app
-    from worker.campaigns import CampaignError
-    from worker.scheduling import load_paths
+    from worker.campaigns.schedule import load_paths
+    from worker.campaigns.spec import CampaignError
 
     try:
         loaded = load_paths(celery_app, paths)
@@ -301,7 +301,7 @@ def campaign_load(paths: list[Path], as_json: JsonFlag = False) -> None:
 def campaign_remove(name: str, as_json: JsonFlag = False) -> None:
     """Unschedule a campaign and forget its definition (run reports stay)."""
     from worker import app as celery_app
-    from worker.scheduling import remove
+    from worker.campaigns.schedule import remove
 
     remove(celery_app, name)
     _emit({"removed": name}, as_json, "campaign removed")
@@ -320,7 +320,7 @@ def campaign_run(
     Example: wa-dispatch campaign run campaigns/friday-sale.toml --run-id manual-1
     """
     from worker import app as celery_app
-    from worker.scheduling import save
+    from worker.campaigns.schedule import save
     from worker.tasks import run_campaign
 
     name = name_or_file
@@ -435,7 +435,7 @@ def optout_list(as_json: JsonFlag = False) -> None:
 
 
 def _phones(numbers: list[str], as_json: bool) -> list[str]:
-    from worker.intents import normalize_phone
+    from worker.delivery.intents import normalize_phone
 
     try:
         return [normalize_phone(n) for n in numbers]
@@ -452,9 +452,14 @@ def health(
 
     Example (a Kubernetes readiness probe): wa-dispatch health --check redis --check credentials
     """
-    from worker import health as checks
+    from worker import app as celery_app
+    from worker.ops.health import CHECK_NAMES, Checks
 
-    results = checks.run(get_settings(), check or list(checks.CHECKS))
+    unknown = sorted(set(check or []) - set(CHECK_NAMES))
+    if unknown:
+        _fail({"error": f"unknown checks {unknown}: choose from {', '.join(CHECK_NAMES)}"}, as_json, 2)
+    checks = Checks(get_settings(), lambda timeout: celery_app.control.ping(timeout=timeout), _services().send.breaker)
+    results = checks.run(check or list(CHECK_NAMES))
     rows = [{"check": name, "ok": r["ok"], "detail": {k: v for k, v in r.items() if k != "ok"}} for name, r in results.items()]
     _emit(results, as_json, "health", _table(rows, "health"))
     if not all(r["ok"] for r in results.values()):
@@ -494,18 +499,6 @@ def flower(
     celery = str(beside) if beside.exists() else shutil.which("celery") or "celery"
     os.execv(celery, [celery, "-A", "worker", "flower", f"--port={port}", f"--address={address}",
                       "--persistent=True", f"--db={db}", "--state_save_interval=10000"])  # fmt: skip
-
-
-@app.command()
-def sandbox(
-    port: int = 8089,
-    host: str = "127.0.0.1",
-    latency: Annotated[float, typer.Option(help="Seconds before each answer.")] = 0.0,
-) -> None:
-    """Run the local Interakt-compatible sandbox API (sends nothing to WhatsApp)."""
-    from worker.sandbox import serve
-
-    serve(host, port, None, latency)
 
 
 def main() -> None:

@@ -1,11 +1,11 @@
-"""Test settings for the local processes of worker.localstack: credentials, and timings short
+"""Test settings for the local processes of devtools.localstack: credentials, and timings short
 enough that faults resolve in seconds. Nothing here mocks HTTP or Redis."""
 
 from __future__ import annotations
 
 import os
 
-from worker.localstack import (
+from devtools.localstack import (
     BIN,
     ROOT,
     Beat,

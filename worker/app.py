@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from celery import Celery
-from celery.signals import setup_logging
+from celery.signals import setup_logging, worker_ready
 from kombu import Queue
 
-from worker import logging as wa_logging
+from worker.ops import logs, metrics
+from worker.redis_conn import get_redis
 from worker.settings import get_settings
 
 QUEUE = "whatsapp"  # messages apps enqueue one by one: served first
@@ -17,7 +18,7 @@ def make_app() -> Celery:
     settings = get_settings()
     app = Celery("worker", broker=settings.celery_broker_url, backend=settings.celery_result_backend)
     app.conf.update(
-        include=["worker.tasks", "worker.scheduling", "worker.metrics"],
+        include=["worker.tasks", "worker.campaigns.schedule"],
         task_default_queue=QUEUE,
         task_queues=(Queue(QUEUE), Queue(CAMPAIGN_QUEUE)),
         task_routes={
@@ -85,4 +86,12 @@ app = make_app()
 @setup_logging.connect
 def _setup_logging(**_: object) -> None:
     """Celery's own records go through the same JSON renderer as ours."""
-    wa_logging.configure()
+    logs.configure()
+
+
+@worker_ready.connect
+def _serve_metrics(**_: object) -> None:
+    """Prometheus metrics on DISPATCH_METRICS_PORT (0: off)."""
+    settings = get_settings()
+    if settings.metrics_port:
+        metrics.serve(settings.metrics_port, settings.metrics_addr, metrics.QueueDepth(get_redis(), (QUEUE, CAMPAIGN_QUEUE)))

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from worker.breaker import Breaker
-from worker.campaign_runs import CampaignRuns
-from worker.client import InteraktClient
-from worker.deadletters import DeadLetters
-from worker.delivery import SendServices
-from worker.idempotency import IdempotencyStore
+from worker.campaigns.runs import CampaignRuns
+from worker.delivery.breaker import Breaker
+from worker.delivery.client import InteraktClient
+from worker.delivery.deadletters import DeadLetters
+from worker.delivery.idempotency import IdempotencyStore
+from worker.delivery.ratelimit import RateLimiter
+from worker.delivery.send import SendServices
 from worker.process_local import process_local
-from worker.ratelimit import RateLimiter
 from worker.redis_conn import get_redis
 from worker.settings import Settings, get_settings
 

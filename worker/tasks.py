@@ -1,4 +1,4 @@
-"""Celery tasks: glue between a task message and `worker.delivery`. Names are a public contract."""
+"""Celery tasks: glue between a task message and `worker.delivery.send`. Names are a public contract."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
 from worker.app import CAMPAIGN_QUEUE, app
-from worker.campaign_runs import RunRef
-from worker.delivery import Requeue, deliver_message, deliver_read
-from worker.errors import EnqueueError
-from worker.fanout import Fanout
-from worker.intents import parse_intent, parse_read, validate
-from worker.logging import get_logger, mask_phone, mask_text
+from worker.campaigns.fanout import Fanout
+from worker.campaigns.runs import RunRef
+from worker.delivery.errors import EnqueueError
+from worker.delivery.intents import parse_intent, parse_read, validate
+from worker.delivery.send import Requeue, deliver_message, deliver_read
+from worker.ops.logs import get_logger, mask_phone, mask_text
 from worker.services import services
 
 log = get_logger("whatsapp_dispatch.enqueue")

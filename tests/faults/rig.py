@@ -13,7 +13,7 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from tests.harness import TOKEN, Beat, RedisServer, Sandbox, Worker, wait_for, worker_env
-from worker.errors import DispatchError
+from worker.delivery.errors import DispatchError
 
 BATCH = 500
 RATE_LIMIT = 100  # messages/s for the sending number in these tests, unless a test sets its own

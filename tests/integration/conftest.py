@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,10 +17,8 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+def stack(redis_server: RedisServer) -> Iterator[Stack]:
     workdir = tmpdir("wa-it-")
-    port = int(os.environ["REDIS_URL"].rsplit(":", 1)[1].split("/")[0])
-    redis_server = RedisServer(workdir, port).start()
     sandbox = Sandbox(workdir, token=TOKEN).start()
     metrics_port = free_port()
     env = worker_env(redis_server.url, sandbox.api_url, DISPATCH_METRICS_PORT=str(metrics_port))
@@ -29,7 +26,6 @@ def stack() -> Iterator[Stack]:
     yield Stack(redis_server, sandbox, worker, metrics_port)
     worker.stop()
     sandbox.stop()
-    redis_server.stop()
 
 
 @pytest.fixture

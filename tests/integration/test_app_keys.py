@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.mark.parametrize("key", ["campaign:promo", "campaign:promo:2026:+919999595313", "campaign:"])
 def test_a_key_that_looks_like_a_campaigns_is_sent_once_and_kept(stack, api, key) -> None:
-    from worker.idempotency import PREFIX
+    from worker.delivery.idempotency import PREFIX
 
     outcome = producers.send_text(spec.TO, "order shipped", idempotency_key=key).get(timeout=30)
     [accepted] = api.accepted()

@@ -14,7 +14,7 @@ from celery.result import AsyncResult
 import producers
 from tests import spec_examples as spec
 from tests.harness import PHONE_NUMBER_ID, TOKEN, WABA_ID
-from worker.errors import AmbiguousError, InvalidIntent, PermanentError, RetriesExhausted
+from worker.delivery.errors import AmbiguousError, InvalidIntent, PermanentError, RetriesExhausted
 from worker.tasks import mark_read, send_message
 
 pytestmark = pytest.mark.integration
@@ -183,7 +183,7 @@ def test_transient_errors_until_the_bound_end_as_exhausted(api) -> None:
     api.faults({"status": 503})
     exc = failure(producers.send_text(spec.TO, "never works"))
     assert isinstance(exc, RetriesExhausted)
-    assert exc.info["http_status"] == 503 and "6 attempts" in str(exc)
+    assert exc.info["http_status"] == 503 and exc.info["kind"] == "exhausted" and "6 attempts" in str(exc)
     assert len(api.requests()) == 6  # DISPATCH_MAX_ATTEMPTS in the tests
 
 

@@ -115,11 +115,11 @@ def test_what_make_run_started_stops_with_it(clone, redis_on_6379, how) -> None:
                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     try:
         wait_for(lambda: any(" worker " in cmd for cmd in processes_in(clone)), 120, "the demo's worker")
-        assert any("worker.sandbox" in cmd for cmd in processes_in(clone))
+        assert any("devtools.sandbox" in cmd for cmd in processes_in(clone))
         if how == "ctrl-c":
             os.killpg(run.pid, signal.SIGINT)  # what the terminal sends to make and the demo
         else:  # the demo itself killed outright (an OOM kill): the kernel tells its children
-            demo = subprocess.run(["pgrep", "-f", "-g", str(run.pid), "producers.demo"], capture_output=True,
+            demo = subprocess.run(["pgrep", "-f", "-g", str(run.pid), "devtools.demo"], capture_output=True,
                                   text=True).stdout.split()  # fmt: skip
             assert demo, "the demo process was not found"
             os.kill(int(demo[0]), signal.SIGKILL)

@@ -14,7 +14,7 @@ import pytest
 import producers
 from tests import spec_examples as spec
 from tests.harness import BIN, PHONE_NUMBER_ID, ROOT, free_port
-from worker.errors import PermanentError
+from worker.delivery.errors import PermanentError
 
 pytestmark = pytest.mark.integration
 
@@ -88,7 +88,7 @@ def test_producer_raises_a_clear_error_when_the_broker_is_down() -> None:
     env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "DISPATCH_PUBLISH_MAX_RETRIES": "2"}
     script = (
         "from producers import send_text\n"
-        "from worker.errors import EnqueueError\n"
+        "from worker.delivery.errors import EnqueueError\n"
         "try:\n    send_text('+919999595313', 'hi')\n"
         "except EnqueueError as exc:\n    print('EnqueueError:', exc)\n"
     )

@@ -30,7 +30,7 @@ from tests.harness import (
     wait_for,
     worker_env,
 )
-from worker.errors import PermanentError
+from worker.delivery.errors import PermanentError
 
 pytestmark = pytest.mark.integration
 FLOWER_AUTH = "ops:flower-pass-7d1"

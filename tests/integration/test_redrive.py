@@ -11,7 +11,7 @@ import pytest
 import producers
 from tests import spec_examples as spec
 from tests.harness import BIN, PHONE_NUMBER_ID, free_port
-from worker.errors import PermanentError
+from worker.delivery.errors import PermanentError
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def redrive(key: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 def test_a_redrive_whose_enqueue_fails_keeps_the_dead_letter(stack, api) -> None:
     from worker import app
-    from worker.idempotency import PREFIX
+    from worker.delivery.idempotency import PREFIX
     from worker.services import services
 
     api.faults({"status": 400, "code": 131047, "message": "Re-engagement message", "times": 1})

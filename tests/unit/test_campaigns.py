@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from worker.campaigns import BadRow, CampaignError, cron_fields, in_window, intent_for, load_campaign
-from worker.scheduling import run_id_now
+from worker.campaigns.schedule import run_id_now
+from worker.campaigns.spec import BadRow, CampaignError, cron_fields, in_window, intent_for, load_campaign
 
 GOOD = """
 name = "sale"

@@ -4,7 +4,7 @@ import pickle
 
 import pytest
 
-from worker.errors import (
+from worker.delivery.errors import (
     AccountError,
     PairRateLimited,
     PermanentError,
@@ -73,3 +73,15 @@ def test_exceptions_rebuild_from_their_args() -> None:
     again = type(exc)(*exc.args)
     assert again.code == 190 and str(again) == str(exc)
     assert pickle.loads(pickle.dumps(exc)).info == exc.info
+
+
+def test_the_readme_error_code_table_is_the_code_table() -> None:
+    from pathlib import Path
+
+    from worker.delivery.errors import CODES
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme.split("### Error codes", 1)[1].split("\n#", 1)[0]
+    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    documented = {int(code): (title.strip(), handling.strip()) for code, title, handling in rows[1:]}
+    assert documented == {code: (e.title, e.handling.value) for code, e in CODES.items()}

@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 
 from tests.spec_examples import TO
-from worker.errors import InvalidIntent
-from worker.intents import parse_intent
+from worker.delivery.errors import InvalidIntent
+from worker.delivery.intents import parse_intent
 
 
 def refuse(**intent: Any) -> InvalidIntent:

@@ -6,22 +6,22 @@ import logging
 import pytest
 import structlog
 
-from worker import logging as wa_logging
+from worker.ops import logs
 from worker.settings import get_settings
 
 
 def test_mask_phone_keeps_prefix_and_last_four() -> None:
-    assert wa_logging.mask_phone("+919999595313") == "+91******5313"
-    assert wa_logging.mask_text("sent to +919999595313 ok") == "sent to +91******5313 ok"
+    assert logs.mask_phone("+919999595313") == "+91******5313"
+    assert logs.mask_text("sent to +919999595313 ok") == "sent to +91******5313 ok"
 
 
 def test_records_are_json_with_secrets_and_numbers_masked(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     monkeypatch.setenv("INTERAKT_ACCESS_TOKEN", "tok-XYZ-123")
     get_settings.cache_clear()
     try:
-        wa_logging.configure("INFO")
+        logs.configure("INFO")
         structlog.contextvars.bind_contextvars(task_id="abc-123", to="+919999595313")
-        wa_logging.get_logger("t").info("attempt", attempt=1, access_token="tok-XYZ-123", note="bearer tok-XYZ-123")
+        logs.get_logger("t").info("attempt", attempt=1, access_token="tok-XYZ-123", note="bearer tok-XYZ-123")
         logging.getLogger("celery.app.trace").info("Task succeeded: {'to': '+919999595313'}")
     finally:
         structlog.contextvars.clear_contextvars()

@@ -3,8 +3,8 @@
 import pytest
 
 from tests import spec_examples as spec
-from worker.intents import parse_intent, parse_read
-from worker.payloads import message_payload, read_payload
+from worker.delivery.intents import parse_intent, parse_read
+from worker.delivery.payloads import message_payload, read_payload
 
 SPEC_BODIES = [spec.TEXT, spec.IMAGE_ID, spec.CATALOG, spec.PRODUCT, spec.PRODUCT_LIST, spec.REPLY]
 SPEC_BODIES += [spec.message(t, c) for t, c in spec.OTHERS.items()]

@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from worker.idempotency import PREFIX as IDEM_PREFIX
+from worker.delivery.idempotency import PREFIX as IDEM_PREFIX
 
 ENTRIES = "wa:dead"
 INDEX = "wa:dead:index"

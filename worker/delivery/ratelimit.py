@@ -11,7 +11,7 @@ Slots are reserved at (1 - DISPATCH_RATE_HEADROOM) of the limit, so scheduling j
 the reservation and the request reaching Meta does not push a one-second window over it.
 A caller reserves the next free slot and sleeps until it (no polling). A slot further away than
 DISPATCH_INLINE_MAX_WAIT is not reserved; the caller hands the intent back to the queue. The
-same call honours the account circuit breaker (worker.breaker) so a paused number costs one
+same call honours the account circuit breaker (worker.delivery.breaker) so a paused number costs one
 round trip, and lets exactly one probe through when a probe is due.
 
 When the API still throttles (4, 80007, 130429), `slow_down` halves the shared rate and stops
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 
 import redis
 
@@ -106,17 +107,22 @@ return 1
 """
 
 
+class Verdict(StrEnum):
+    OK = "ok"  # sleep `wait` seconds, then send
+    PROBE = "probe"  # the same, as the breaker's one probe: a success closes it
+    LATER = "later"  # no slot within the horizon: requeue for `wait` seconds
+    PAUSED = "paused"  # the breaker is open: requeue for `wait` seconds
+
+
 @dataclass(frozen=True)
 class Slot:
-    """`ok`/`probe`: sleep `wait` seconds, then send. `later`/`paused`: requeue for `wait` seconds."""
-
-    verdict: str
+    verdict: Verdict
     wait: float
     marked_sending: bool = False
 
     @property
     def granted(self) -> bool:
-        return self.verdict in ("ok", "probe")
+        return self.verdict in (Verdict.OK, Verdict.PROBE)
 
 
 LANES = "wa:lanes"  # lane name -> its rate in msg/s
@@ -169,7 +175,7 @@ class RateLimiter:
             args=[s.rate_limit * (1 - s.rate_headroom), s.pair_interval, s.pair_burst, max_wait, s.rate_recovery,
                   s.breaker_probe_interval, lane_rate],  # fmt: skip
         )
-        return Slot(verdict, float(wait), marked == ["1"])
+        return Slot(Verdict(verdict), float(wait), marked == ["1"])
 
     def slow_down(self, retry_after: float | None) -> float:
         """Halve the shared rate and hold every worker for `retry_after`; returns the new factor."""

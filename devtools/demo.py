@@ -21,8 +21,8 @@ from rich.panel import Panel
 from rich.table import Table
 
 import producers
-from worker import logging as wa_logging
-from worker.localstack import Process, RedisServer, Sandbox, Worker, tmpdir
+from devtools.localstack import Process, RedisServer, Sandbox, Worker, tmpdir
+from worker.ops import logs
 from worker.settings import get_settings
 
 console = Console()
@@ -108,7 +108,7 @@ def main() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, _exit_on_signal)
     settings = get_settings()
-    wa_logging.configure("WARNING")  # the table below is the output; the worker logs its own JSON
+    logs.configure("WARNING")  # the table below is the output; the worker logs its own JSON
     ensure_redis(settings.celery_broker_url)
     env = dict(os.environ)
     if settings.access_token:

@@ -23,13 +23,13 @@ from typing import Any
 
 from celery import Celery
 
-from worker.campaign_runs import CampaignRuns, RunRef
-from worker.campaigns import BadRow, Campaign, CampaignError, in_window, intent_for, recipient_of
-from worker.delivery import MessageDelivery, Requeue, SendServices
-from worker.errors import DispatchError
-from worker.logging import get_logger
+from worker.campaigns.runs import CampaignRuns, RunRef
+from worker.campaigns.schedule import run_id_now, stored
+from worker.campaigns.spec import BadRow, Campaign, CampaignError, in_window, intent_for, recipient_of
+from worker.delivery.errors import DispatchError
+from worker.delivery.send import MessageDelivery, Requeue, SendServices
+from worker.ops.logs import get_logger
 from worker.process_local import process_local
-from worker.scheduling import run_id_now, stored
 from worker.settings import get_settings
 
 log = get_logger("whatsapp_dispatch.fanout")

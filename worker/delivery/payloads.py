@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.intents import MessageIntent, ReadReceipt
+from worker.delivery.intents import MessageIntent, ReadReceipt
 
 
 def _dump(obj: Any) -> Any:

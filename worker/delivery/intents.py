@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from worker.errors import InvalidIntent
+from worker.delivery.errors import InvalidIntent
 
 MESSAGE_TYPES = (
     "text", "image", "video", "audio", "document", "sticker",

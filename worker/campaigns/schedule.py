@@ -21,8 +21,8 @@ from celery.signals import beat_init
 from redbeat import RedBeatSchedulerEntry
 from redbeat.schedules import rrule
 
-from worker.campaigns import Campaign, cron_fields, load_campaign
-from worker.logging import get_logger
+from worker.campaigns.spec import Campaign, cron_fields, load_campaign
+from worker.ops.logs import get_logger
 from worker.redis_conn import get_redis
 
 log = get_logger("whatsapp_dispatch.scheduling")

@@ -3,7 +3,7 @@
 When the API says the account cannot send (token expired or revoked, permission missing,
 policy block, payment, quality limit), every queued message would fail the same way. Instead
 the breaker opens: tasks are handed back to the queue (not failed, not counted as attempts),
-one probe is let through every DISPATCH_BREAKER_PROBE_INTERVAL seconds (see worker.ratelimit),
+one probe is let through every DISPATCH_BREAKER_PROBE_INTERVAL seconds (see worker.delivery.ratelimit),
 and the first success closes it. `pause`/`resume` do the same by hand; a manual pause sends no probes.
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 
-from worker.ratelimit import breaker_key
+from worker.delivery.ratelimit import breaker_key
 
 
 class Breaker:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import redis
@@ -42,11 +43,23 @@ return {'claimed', cjson.encode(h)}
 """
 
 
+class State(StrEnum):
+    """A record's state, and (BUSY, STALE) what `begin` found when it could not claim."""
+
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    BUSY = "busy"
+    STALE = "stale"
+
+
 @dataclass(frozen=True)
 class Claim:
     """What `begin` found: `claimed` (go ahead), `sent`, `failed`, `busy` (another worker) or `stale`."""
 
-    state: str
+    state: State
     record: dict[str, Any]
 
     @property
@@ -74,25 +87,25 @@ class IdempotencyStore:
         (at-least-once mode) claimed again."""
         args = [owner, time.time(), self.stale_after, self.ttl, int(take_over_stale)]
         state, raw = self._begin(keys=[PREFIX + key], args=args)
-        return Claim(state, json.loads(raw) if raw != "{}" else {})
+        return Claim(State(state), json.loads(raw) if raw != "{}" else {})
 
     def sending(self, key: str) -> None:
         """A request is about to leave: from now on a lost worker makes the outcome ambiguous."""
-        self.redis.hset(PREFIX + key, mapping={"state": "sending", "since": time.time()})
+        self.redis.hset(PREFIX + key, mapping={"state": State.SENDING, "since": time.time()})
 
     def release(self, key: str, attempts: int) -> None:
         """Back to `pending`: the API definitely did not accept it, a later delivery may send."""
-        self._set(key, {}, None, state="pending", attempts=attempts)
+        self._set(key, {}, None, state=State.PENDING, attempts=attempts)
 
     def sent(self, key: str, attempts: int, wamid: str, wa_id: str | None, to: str, tally: str | None = None) -> None:
         """Keep the wamid; `tally` names a counters hash (a campaign run's) to count it in."""
         counters = {"sent": 1} if tally else {}
-        self._set(key, counters, tally, state="sent", attempts=attempts, wamid=wamid, wa_id=wa_id or "", to=to,
+        self._set(key, counters, tally, state=State.SENT, attempts=attempts, wamid=wamid, wa_id=wa_id or "", to=to,
                   finished=time.time())  # fmt: skip
 
     def failed(self, key: str, attempts: int, error: dict[str, Any], tally: str | None = None) -> None:
         counters = {"failed": 1, f"failed:{error.get('code') or error.get('kind')}": 1} if tally else {}
-        self._set(key, counters, tally, state="failed", attempts=attempts, error=json.dumps(error),
+        self._set(key, counters, tally, state=State.FAILED, attempts=attempts, error=json.dumps(error),
                   finished=time.time())  # fmt: skip
 
     def _set(self, key: str, counters: dict[str, int], tally: str | None, **fields: Any) -> None:

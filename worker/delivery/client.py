@@ -1,7 +1,7 @@
 """HTTP to Interakt's Cloud API: one pooled `requests.Session` per process, timeouts, error parsing.
 
 Nothing here retries or logs; it turns every outcome into either a response body or one
-of the exceptions in `worker.errors`, separating "not sent" (safe to retry) from
+of the exceptions in `worker.delivery.errors`, separating "not sent" (safe to retry) from
 "may have been sent" (ambiguous).
 """
 
@@ -17,7 +17,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, NewConnectionError
 
-from worker.errors import AmbiguousError, TransientError, api_error
+from worker.delivery.errors import AmbiguousError, TransientError, api_error
 from worker.settings import Settings
 
 

@@ -16,8 +16,8 @@ from typing import Any
 import redis
 from pydantic import BaseModel, ConfigDict, Field
 
-from worker.campaigns import NAME_PATTERN
-from worker.delivery import Lane
+from worker.campaigns.spec import NAME_PATTERN
+from worker.delivery.send import Lane
 
 OPTOUT = "wa:optout"
 

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import Any
 
-from celery.signals import worker_ready
+import redis
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
-
-from worker.settings import get_settings
 
 SENT = Counter("wa_messages_sent_total", "Messages the API accepted (a wamid came back)", ["type"])
 FAILED = Counter("wa_messages_failed_total", "Messages that ended in failure", ["type", "kind", "code"])
@@ -28,36 +25,30 @@ API_LATENCY = Histogram("wa_api_latency_seconds", "Interakt API response time", 
 
 
 class QueueDepth(Collector):
-    """Messages waiting in each queue, read when Prometheus scrapes."""
+    """Messages waiting in each queue, read from the broker's Redis when Prometheus scrapes."""
+
+    def __init__(self, client: redis.Redis, queues: tuple[str, ...]) -> None:
+        self.client = client
+        self.queues = queues
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from worker.app import CAMPAIGN_QUEUE, QUEUE
-        from worker.redis_conn import get_redis
-
         gauge = GaugeMetricFamily("wa_queue_depth", "Messages waiting in the broker queue", labels=["queue"])
         try:
-            client = get_redis()
-            for queue in (QUEUE, CAMPAIGN_QUEUE):
-                gauge.add_metric([queue], client.llen(queue))
+            for queue in self.queues:
+                gauge.add_metric([queue], self.client.llen(queue))
         except Exception:  # noqa: BLE001 - a scrape must not fail because Redis is away
             return
         yield gauge
 
 
-def registry() -> CollectorRegistry:
+def serve(port: int, addr: str, depth: QueueDepth) -> None:
+    """Serve /metrics; under prefork the parent serves the sum of its children's registries."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
 
-        merged = CollectorRegistry()
-        multiprocess.MultiProcessCollector(merged)
-        merged.register(QueueDepth())
-        return merged
-    REGISTRY.register(QueueDepth())
-    return REGISTRY
-
-
-@worker_ready.connect
-def _serve(**_: Any) -> None:
-    port = get_settings().metrics_port
-    if port:
-        start_http_server(port, addr=get_settings().metrics_addr, registry=registry())
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    registry.register(depth)
+    start_http_server(port, addr=addr, registry=registry)

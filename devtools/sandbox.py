@@ -1,4 +1,4 @@
-"""A local Interakt-compatible API for tests, demos and benchmarks: `python -m worker.sandbox --port 8089`.
+"""A local Interakt-compatible API for tests, demos and benchmarks: `python -m devtools.sandbox --port 8089`.
 
 It answers POST {base}/{phone_number_id}/messages like the real API (Meta-shaped success and
 error bodies, `wamid.` ids), checks headers and the message object on its own terms (it does

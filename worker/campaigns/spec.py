@@ -38,8 +38,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers.timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from worker.errors import InvalidIntent
-from worker.intents import normalize_phone, parse_intent
+from worker.delivery.errors import InvalidIntent
+from worker.delivery.intents import normalize_phone, parse_intent
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 

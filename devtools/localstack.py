@@ -130,7 +130,7 @@ class Sandbox(Process):
 
     def start(self) -> Sandbox:
         token = ["--token", self.token] if self.token else []
-        self.spawn([sys.executable, "-m", "worker.sandbox", "--port", str(self.port), *token,
+        self.spawn([sys.executable, "-m", "devtools.sandbox", "--port", str(self.port), *token,
                     "--latency", str(self.latency)])  # fmt: skip
         wait_for(lambda: self._call("GET", "/_sandbox/health")["ok"], 10, "sandbox")
         return self

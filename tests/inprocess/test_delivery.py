@@ -1,0 +1,63 @@
+"""A whole delivery in process: the real client over HTTP to the sandbox thread, the real Lua scripts."""
+
+from __future__ import annotations
+
+import pytest
+import redis
+
+from tests import spec_examples as spec
+from tests.inprocess.conftest import ThreadSandbox
+from worker.delivery.errors import AmbiguousError, PermanentError
+from worker.delivery.idempotency import PREFIX
+from worker.delivery.send import Lane, MessageDelivery, Requeue, SendServices
+
+TEXT = {"to": spec.TO, "type": "text", "text": {"preview_url": False, "body": "This is a test"}}
+
+
+def test_a_text_is_sent_once_with_the_spec_body(send: SendServices, sandbox: ThreadSandbox) -> None:
+    result = MessageDelivery(send, dict(TEXT), "task-1", requeues=0).run()
+    [request] = sandbox.accepted()
+    assert request["body"] == spec.TEXT and result["wamid"] == request["wamid"]
+    again = MessageDelivery(send, dict(TEXT), "task-1", requeues=0).run()
+    assert again["duplicate"] is True and len(sandbox.state.requests) == 1
+
+
+def test_a_permanent_error_fails_once_and_is_kept(send: SendServices, sandbox: ThreadSandbox, r: redis.Redis) -> None:
+    sandbox.faults({"status": 400, "code": 131047, "message": "Re-engagement message"})
+    with pytest.raises(PermanentError) as caught:
+        MessageDelivery(send, dict(TEXT), "task-2", requeues=0).run()
+    assert caught.value.code == 131047 and len(sandbox.state.requests) == 1
+    assert r.hget(PREFIX + "task-2", "state") == "failed"
+    assert [e["code"] for e in send.dead.list()] == [131047]
+
+
+def test_a_transient_error_past_the_inline_tries_goes_back_to_the_queue(
+    send: SendServices, sandbox: ThreadSandbox, r: redis.Redis
+) -> None:
+    sandbox.faults({"status": 503, "retry_after": 10})  # longer than DISPATCH_INLINE_MAX_WAIT
+    with pytest.raises(Requeue) as caught:
+        MessageDelivery(send, dict(TEXT), "task-3", requeues=0).run()
+    assert caught.value.countdown == 10 and len(sandbox.state.requests) == 1
+    assert r.hget(PREFIX + "task-3", "state") == "pending"  # safe to send again
+
+
+def test_an_answer_lost_after_sending_is_ambiguous(send: SendServices, sandbox: ThreadSandbox) -> None:
+    sandbox.faults({"drop": True, "accept": True, "times": 1})
+    with pytest.raises(AmbiguousError):
+        MessageDelivery(send, dict(TEXT), "task-4", requeues=0).run()
+    assert len(sandbox.state.requests) == 1
+
+
+def test_an_account_error_opens_the_breaker(send: SendServices, sandbox: ThreadSandbox) -> None:
+    sandbox.faults({"status": 401, "code": 190})
+    with pytest.raises(Requeue) as caught:
+        MessageDelivery(send, dict(TEXT), "task-5", requeues=0).run()
+    assert caught.value.countdown == send.settings.breaker_probe_interval
+    assert send.breaker.status()["code"] == "190"
+
+
+def test_a_lane_tallies_its_outcome_in_its_run(send: SendServices, sandbox: ThreadSandbox, r: redis.Redis) -> None:
+    send.limiter.set_lane("promo", 50.0)
+    lane = Lane(name="promo", tally="wa:run:promo:1:counts")
+    MessageDelivery(send, {**TEXT, "idempotency_key": "campaign:promo:1:x"}, "task-6", 0, lane).run()
+    assert r.hgetall("wa:run:promo:1:counts") == {"sent": "1"}

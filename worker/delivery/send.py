@@ -1,0 +1,333 @@
+"""Sending one intent, start to end: claim its key, wait for a rate-limit slot, call the API, keep the outcome.
+
+The Celery tasks are thin glue around `deliver_message` and `deliver_read`. What to do after a
+failure is decided by `policy.decide` (pure); `MessageDelivery` carries it out. `Requeue` is the
+only way back to the queue; every final failure is kept both in the idempotency record and in
+the dead letters.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from enum import StrEnum
+from typing import Any
+
+import structlog
+
+from worker.delivery.breaker import Breaker
+from worker.delivery.client import ApiResponse, InteraktClient
+from worker.delivery.deadletters import DeadLetters
+from worker.delivery.errors import (
+    THROTTLE_CODES,
+    AmbiguousError,
+    DispatchError,
+    ExpiredError,
+    InvalidIntent,
+    Kind,
+    PairRateLimited,
+    TransientError,
+    rebuild,
+)
+from worker.delivery.idempotency import PREFIX as IDEM_PREFIX
+from worker.delivery.idempotency import Claim, IdempotencyStore, State
+from worker.delivery.intents import MessageIntent, parse_intent, parse_read
+from worker.delivery.payloads import message_payload, read_payload
+from worker.delivery.policy import Action, call_with_retry, decide
+from worker.delivery.ratelimit import RateLimiter, Slot, Verdict
+from worker.ops import metrics
+from worker.ops.logs import get_logger, mask_phone
+from worker.settings import Settings
+
+log = get_logger("whatsapp_dispatch.delivery")
+
+# Redis stalled us this long past our slot (a restart): sending now would overrun the limit.
+STALL_TOLERANCE = 0.25
+
+
+class Outcome(StrEnum):
+    """The `outcome` of a delivery's log records that are not failures (those log their `Kind`)."""
+
+    OK = "ok"
+    SENT = "sent"
+    READ = "read"
+    DUPLICATE = "duplicate"
+    DUPLICATE_FAILURE = "duplicate_failure"
+    IN_FLIGHT_ELSEWHERE = "in_flight_elsewhere"
+
+
+class Requeue(Exception):
+    """Not a failure: hand the intent back to the queue for `countdown` seconds."""
+
+    def __init__(self, countdown: float, cause: DispatchError) -> None:
+        super().__init__(countdown, cause)
+        self.countdown = countdown
+        self.cause = cause
+
+
+class NoSlot(Exception):
+    """The rate limiter or the breaker says: not within DISPATCH_INLINE_MAX_WAIT."""
+
+    def __init__(self, slot: Slot) -> None:
+        super().__init__(slot)
+        self.slot = slot
+
+
+@dataclass(frozen=True)
+class SendResult:
+    wamid: str
+    wa_id: str | None
+    to: str
+    type: str
+    attempts: int
+    idempotency_key: str
+    duplicate: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Lane:
+    """A bulk sender's share of the number (a campaign run), passed as data with its intents:
+    the limiter lane its slots come from, and the counters hash its outcomes are tallied in."""
+
+    name: str
+    tally: str
+
+
+@dataclass(frozen=True)
+class SendServices:
+    """The per-process collaborators of a delivery (built by `worker.services`)."""
+
+    settings: Settings
+    client: InteraktClient
+    store: IdempotencyStore
+    limiter: RateLimiter
+    breaker: Breaker
+    dead: DeadLetters
+
+
+def _bind(task_id: str, task: str) -> None:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=task)
+
+
+class MessageDelivery:
+    """One delivery of one send_message task message."""
+
+    def __init__(
+        self, services: SendServices, kwargs: dict[str, Any], task_id: str, requeues: int, lane: Lane | None = None
+    ) -> None:
+        self.services = services
+        self.settings = services.settings
+        self.kwargs = kwargs
+        self.task_id = task_id
+        self.requeues = requeues
+        self.lane = lane
+        self.tally = lane.tally if lane else None
+        self.key = task_id
+        self.attempts = 0
+        self.probe = False
+        self.intent: MessageIntent | None = None
+
+    # --- outcomes -------------------------------------------------------------------------------
+
+    def fail(self, exc: DispatchError) -> DispatchError:
+        error = {"error": exc.message, **exc.info}
+        if self.intent is not None:
+            self.services.store.failed(self.key, self.attempts, error, tally=self.tally)
+        self.services.dead.add(self.key, self.kwargs, error, self.attempts, self.task_id)
+        metrics.FAILED.labels(self.kwargs.get("type", "?"), exc.kind, str(exc.code or "")).inc()
+        log.error("outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, attempts=self.attempts)
+        return exc
+
+    def requeue(self, countdown: float, cause: DispatchError, reason: str) -> Requeue:
+        self.services.store.release(self.key, self.attempts)
+        metrics.RETRIES.labels(reason).inc()
+        log.warning("outcome", outcome=reason, countdown=round(countdown, 2), error_code=cause.code)
+        return Requeue(countdown, cause)
+
+    def pause(self, exc: DispatchError) -> Requeue:
+        if self.services.breaker.trip(exc.code, exc.message):
+            log.critical(
+                "breaker_open",
+                error_code=exc.code,
+                error=exc.message,
+                probe_interval=self.settings.breaker_probe_interval,
+            )
+        return self.requeue(self.settings.breaker_probe_interval, exc, "paused")
+
+    def carry_out(self, exc: DispatchError) -> Exception:
+        """The exception that ends this delivery after `exc`, as `policy.decide` says."""
+        decision = decide(exc, self.attempts, self.requeues, self.settings)
+        if decision.action is Action.PAUSE:
+            return self.pause(decision.error)
+        if decision.action is Action.REQUEUE:
+            return self.requeue(decision.countdown, decision.error, decision.reason)
+        return self.fail(decision.error)
+
+    def replay(self, claim: Claim, intent: MessageIntent) -> dict[str, Any]:
+        """The key already finished: return its kept outcome without calling the API."""
+        if claim.state is State.FAILED:
+            log.info("outcome", outcome=Outcome.DUPLICATE_FAILURE, error_code=claim.error.get("code"))
+            raise rebuild(claim.error)
+        wamid, wa_id = claim.record["wamid"], claim.record.get("wa_id") or None
+        result = SendResult(wamid, wa_id, intent.to, intent.type, claim.attempts, self.key, duplicate=True)
+        log.info("outcome", outcome=Outcome.DUPLICATE, wamid=result.wamid)
+        return result.as_dict()
+
+    # --- one HTTP attempt -----------------------------------------------------------------------
+
+    def reserve(self, to: str) -> Slot:
+        """A granted rate-limit slot, or NoSlot. A campaign lane reserves only a short way ahead
+        (leaving the rest for transactional messages), so its sends wait here for their turn, up
+        to DISPATCH_INLINE_MAX_WAIT."""
+        lane = self.lane.name if self.lane else None
+        deadline = time.monotonic() + self.settings.inline_max_wait
+        record = IDEM_PREFIX + self.key
+        slot = self.services.limiter.acquire(to, lane, record)
+        while lane and slot.verdict is Verdict.LATER and time.monotonic() + slot.wait < deadline:
+            time.sleep(max(0.0, slot.wait - self.settings.lane_max_ahead / 2))
+            slot = self.services.limiter.acquire(to, lane, record)
+        if not slot.granted:
+            raise NoSlot(slot)
+        return slot
+
+    def wait_for_slot(self, to: str) -> Slot:
+        """Reserve a slot, sleep until it is due, and mark the record `sending`."""
+        while True:
+            slot = self.reserve(to)
+            due = time.monotonic() + slot.wait
+            metrics.RATE_WAIT.observe(slot.wait)
+            if slot.wait > 0:
+                time.sleep(slot.wait)
+            self.probe = self.probe or slot.verdict is Verdict.PROBE
+            if not slot.marked_sending:
+                self.services.store.sending(self.key)
+            if time.monotonic() - due < STALL_TOLERANCE:
+                return slot
+
+    def send(self, to: str, payload: dict[str, Any], slot: Slot) -> ApiResponse:
+        """One HTTP attempt; what the API said about its limits goes to the shared limiter."""
+        self.attempts += 1
+        structlog.contextvars.bind_contextvars(attempt=self.attempts)
+        started = time.perf_counter()
+        slot_wait_ms = round(slot.wait * 1000, 1)
+        try:
+            resp = self.services.client.post(payload)
+        except DispatchError as exc:
+            latency = time.perf_counter() - started
+            metrics.API_LATENCY.labels(exc.kind).observe(latency)
+            log.warning(
+                "attempt",
+                outcome=exc.kind,
+                http_status=exc.info.get("http_status"),
+                error_code=exc.code,
+                latency_ms=round(latency * 1000, 1),
+                error=exc.message,
+                slot_wait_ms=slot_wait_ms,
+            )
+            self.feedback(exc, to)
+            raise
+        metrics.API_LATENCY.labels(Outcome.OK).observe(resp.latency_ms / 1000)
+        log.info(
+            "attempt",
+            outcome=Outcome.OK,
+            http_status=resp.http_status,
+            latency_ms=round(resp.latency_ms, 1),
+            slot_wait_ms=slot_wait_ms,
+        )
+        return resp
+
+    def feedback(self, exc: DispatchError, to: str) -> None:
+        """Tell the shared limiter what the API said, so every worker slows down, not just this one."""
+        if isinstance(exc, PairRateLimited):
+            self.services.limiter.block_pair(to, exc.retry_after)
+        elif isinstance(exc, TransientError) and (
+            exc.code in THROTTLE_CODES or (exc.code is None and exc.info.get("http_status") == 429)
+        ):
+            factor = self.services.limiter.slow_down(exc.retry_after)
+            log.warning("throttled", error_code=exc.code, retry_after=exc.retry_after, rate_factor=round(factor, 3))
+
+    # --- the whole delivery ---------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        try:
+            intent = parse_intent(self.kwargs)
+        except InvalidIntent as exc:  # apps that enqueue by name skip the enqueue-time check
+            raise self.fail(exc) from None
+        self.key = intent.idempotency_key or self.task_id
+        structlog.contextvars.bind_contextvars(to=mask_phone(intent.to), type=intent.type, idempotency_key=self.key)
+
+        claim = self.services.store.begin(self.key, self.task_id, take_over_stale=self.settings.at_least_once)
+        self.intent = intent
+        self.attempts = claim.attempts
+        self.check_claim(claim)
+        if claim.state in (State.SENT, State.FAILED):
+            return self.replay(claim, intent)
+
+        payload = message_payload(intent)
+        try:
+            resp = call_with_retry(lambda: self.send(intent.to, payload, self.wait_for_slot(intent.to)), self.settings)
+        except NoSlot as exc:
+            paused = exc.slot.verdict is Verdict.PAUSED
+            kind = Kind.PAUSED if paused else Kind.RATE_LIMITED
+            cause = DispatchError("sending paused for this number" if paused else "rate limited", {"kind": kind})
+            raise self.requeue(exc.slot.wait, cause, kind) from None
+        except DispatchError as exc:
+            raise self.carry_out(exc) from None
+        return self.succeed(resp, intent)
+
+    def check_claim(self, claim: Claim) -> None:
+        """Raise when the claim says this delivery must not send: busy elsewhere, lost mid-request, too old."""
+        if claim.state is State.BUSY:
+            log.info("outcome", outcome=Outcome.IN_FLIGHT_ELSEWHERE)
+            busy = DispatchError("in flight in another delivery", {"kind": Kind.BUSY})
+            raise Requeue(self.services.store.stale_after / 4, busy)
+        if claim.state is State.STALE:
+            lost = AmbiguousError(
+                "a worker stopped while this message was being sent: it may have been delivered",
+                {"code": None, "title": "worker lost mid-request"},
+            )
+            raise self.fail(lost)
+        if claim.state is State.CLAIMED and time.time() - claim.created > self.settings.max_age:
+            raise self.fail(ExpiredError(f"not sent within DISPATCH_MAX_AGE={self.settings.max_age:g}s", {}))
+
+    def succeed(self, resp: ApiResponse, intent: MessageIntent) -> dict[str, Any]:
+        if not resp.wamid:
+            raise self.fail(AmbiguousError("the API answered 2xx without a wamid", {"body": resp.body}))
+        self.services.store.sent(self.key, self.attempts, resp.wamid, resp.wa_id, intent.to, tally=self.tally)
+        if self.probe and self.services.breaker.close():
+            log.warning("breaker_closed", wamid=resp.wamid)
+        metrics.SENT.labels(intent.type).inc()
+        log.info("outcome", outcome=Outcome.SENT, wamid=resp.wamid, attempts=self.attempts)
+        return SendResult(resp.wamid, resp.wa_id, intent.to, intent.type, self.attempts, self.key).as_dict()
+
+
+def deliver_message(
+    services: SendServices, kwargs: dict[str, Any], task_id: str, requeues: int, lane: Lane | None = None
+) -> dict[str, Any]:
+    """Send one message intent; return the SendResult dict, raise DispatchError or Requeue."""
+    _bind(task_id, "send_message")
+    return MessageDelivery(services, kwargs, task_id, requeues, lane).run()
+
+
+def deliver_read(services: SendServices, kwargs: dict[str, Any], task_id: str) -> dict[str, Any]:
+    """Mark an incoming message as read; harmless to repeat, so no idempotency record is kept."""
+    _bind(task_id, "mark_read")
+    receipt = parse_read(kwargs)
+    attempts = 0
+
+    def attempt() -> ApiResponse:
+        nonlocal attempts
+        attempts += 1
+        return services.client.post(read_payload(receipt))
+
+    try:
+        resp = call_with_retry(attempt, services.settings)
+    except DispatchError as exc:
+        log.error("outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, attempts=attempts)
+        raise
+    log.info("outcome", outcome=Outcome.READ, message_id=receipt.message_id, attempts=attempts)
+    return {"success": bool(resp.body.get("success")), "message_id": receipt.message_id, "attempts": attempts}
