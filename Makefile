@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test unit run sandbox worker lint bench redis-server chromium clean
+.PHONY: install test unit cov run sandbox worker lint format bench redis-server chromium clean
 
 install: $(VENV)/.installed
 
@@ -32,8 +32,22 @@ test: install redis-server chromium
 unit: install
 	$(BIN)/pytest tests/unit
 
+# Coverage of the pure and in-process tiers (the process tiers run the code in other processes).
+cov: install redis-server
+	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered tests/unit tests/inprocess
+
+CODE := worker producers devtools tests bench
+
+# The formatter owns the layout; ruff checks (with complexity and RUF); mypy checks the types of
+# the production code.
 lint: install
-	$(BIN)/ruff check worker producers tests bench
+	$(BIN)/ruff format --check $(CODE)
+	$(BIN)/ruff check $(CODE)
+	$(BIN)/mypy
+
+format: install
+	$(BIN)/ruff format $(CODE)
+	$(BIN)/ruff check --fix $(CODE)
 
 # The main job on a fresh machine: Redis (started if none answers), the sandbox unless real
 # credentials are set, a worker, one message of each type, and each task's wamid or failure.

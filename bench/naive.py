@@ -15,7 +15,10 @@ def send(payload: dict) -> dict:
     resp = requests.post(
         f"{os.environ['INTERAKT_API_URL']}/{os.environ['INTERAKT_PHONE_NUMBER_ID']}/messages",
         json=payload,
-        headers={"x-access-token": os.environ["INTERAKT_ACCESS_TOKEN"], "x-waba-id": os.environ["INTERAKT_WABA_ID"]},
+        headers={
+            "x-access-token": os.environ["INTERAKT_ACCESS_TOKEN"],
+            "x-waba-id": os.environ["INTERAKT_WABA_ID"],
+        },
         timeout=20,
     )
     resp.raise_for_status()

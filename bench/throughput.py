@@ -1,4 +1,4 @@
-"""Throughput benchmark: `python -m bench.throughput [--quick] [--n 5000] [--latency 0 0.05 0.2] [--only ...]`.
+"""Throughput benchmark: `python -m bench.throughput [--quick] [--n N] [--latency 0 0.05 0.2] [--only ...]`.
 
 Starts its own redis-server, the sandbox with a response latency, and BENCH_WORKERS worker processes
 (threads pool, BENCH_THREADS each); sends N intents and measures, in the same run, the single-intent
@@ -37,8 +37,11 @@ from rich.table import Table  # noqa: E402
 from devtools.localstack import RedisServer, Sandbox, Worker, tmpdir  # noqa: E402
 from worker.ops import logs  # noqa: E402
 
-CREDS = {"INTERAKT_ACCESS_TOKEN": "bench-token", "INTERAKT_WABA_ID": "bench-waba",
-         "INTERAKT_PHONE_NUMBER_ID": "bench-pnid"}  # fmt: skip
+CREDS = {
+    "INTERAKT_ACCESS_TOKEN": "bench-token",
+    "INTERAKT_WABA_ID": "bench-waba",
+    "INTERAKT_PHONE_NUMBER_ID": "bench-pnid",
+}
 
 
 WORKER_PROCESSES = int(os.environ.get("BENCH_WORKERS", 2))
@@ -98,8 +101,10 @@ def wait_results(redis_server: RedisServer, ids: list[str], timeout: float) -> d
     while pending and time.monotonic() < deadline:
         still = []
         for start in range(0, len(pending), 1000):
-            chunk = pending[start:start + 1000]
-            for task_id, raw in zip(chunk, client.mget([f"celery-task-meta-{t}" for t in chunk]), strict=True):
+            chunk = pending[start : start + 1000]
+            for task_id, raw in zip(
+                chunk, client.mget([f"celery-task-meta-{t}" for t in chunk]), strict=True
+            ):
                 meta = json.loads(raw) if raw else None
                 if meta and meta["status"] in ("SUCCESS", "FAILURE"):
                     done[task_id] = meta
@@ -119,8 +124,17 @@ def _date(meta: dict[str, Any]) -> float:
     return datetime.fromisoformat(meta["date_done"]).replace(tzinfo=UTC).timestamp()
 
 
-def measure(name: str, latency: float, n: int, enqueue: Any, workers: list[Worker], redis_server: RedisServer,
-            sandbox: Sandbox, kick: Any = None, started: float | None = None) -> Figures:  # fmt: skip
+def measure(
+    name: str,
+    latency: float,
+    n: int,
+    enqueue: Any,
+    workers: list[Worker],
+    redis_server: RedisServer,
+    sandbox: Sandbox,
+    kick: Any = None,
+    started: float | None = None,
+) -> Figures:
     """Enqueue (or `kick` off) n messages, wait for every result, and read the figures."""
     pids = [w.proc.pid for w in workers]
     cpu_before = sum(cpu_seconds(p) for p in pids)
@@ -141,30 +155,64 @@ def measure(name: str, latency: float, n: int, enqueue: Any, workers: list[Worke
     lat = sorted((done[t] - sent_at[t]) * 1000 for t in sent_at)
     q = statistics.quantiles(lat, n=100)
     times = sorted(r["time"] for r in sandbox.requests())
-    worst = max((sum(1 for t in times[i:i + 2000] if t - times[i] < 1.0) for i in range(len(times))), default=0)
-    return Figures(name, latency * 1000, n, n / (enqueued - started), n / (max(done.values()) - started),
-                   q[49], q[94], q[98], (sum(cpu_seconds(p) for p in pids) - cpu_before) / n * 1000,
-                   max(peak_rss_mb(p) for p in pids), worst,
-                   (cpu_seconds(sandbox.proc.pid) - others_before[0]) / n * 1000,
-                   (cpu_seconds(redis_server.proc.pid) - others_before[1]) / n * 1000)  # fmt: skip
+    worst = max(
+        (sum(1 for t in times[i : i + 2000] if t - times[i] < 1.0) for i in range(len(times))), default=0
+    )
+    return Figures(
+        name,
+        latency * 1000,
+        n,
+        n / (enqueued - started),
+        n / (max(done.values()) - started),
+        q[49],
+        q[94],
+        q[98],
+        (sum(cpu_seconds(p) for p in pids) - cpu_before) / n * 1000,
+        max(peak_rss_mb(p) for p in pids),
+        worst,
+        (cpu_seconds(sandbox.proc.pid) - others_before[0]) / n * 1000,
+        (cpu_seconds(redis_server.proc.pid) - others_before[1]) / n * 1000,
+    )
 
 
 @contextmanager
-def stack(kind: str, latency: float, extra_env: dict[str, str]) -> Iterator[tuple[RedisServer, Sandbox, list[Worker]]]:
+def stack(
+    kind: str, latency: float, extra_env: dict[str, str]
+) -> Iterator[tuple[RedisServer, Sandbox, list[Worker]]]:
     workdir = tmpdir(f"wa-bench-{kind}-")
     redis_server = RedisServer(workdir, REDIS_PORT).start()
     sandbox = Sandbox(workdir, latency=latency).start()
-    env = {**os.environ, **CREDS, "INTERAKT_API_URL": sandbox.api_url, "REDIS_URL": redis_server.url,
-           "DISPATCH_LOG_LEVEL": "WARNING", "DISPATCH_PAIR_BURST": "100000",
-           "DISPATCH_CAMPAIGN_THREADS": str(WORKER_THREADS), **extra_env}  # fmt: skip
+    env = {
+        **os.environ,
+        **CREDS,
+        "INTERAKT_API_URL": sandbox.api_url,
+        "REDIS_URL": redis_server.url,
+        "DISPATCH_LOG_LEVEL": "WARNING",
+        "DISPATCH_PAIR_BURST": "100000",
+        "DISPATCH_CAMPAIGN_THREADS": str(WORKER_THREADS),
+        **extra_env,
+    }
     workers: list[Worker] = []
     try:
         if kind == "naive":
-            workers.append(Worker(workdir, env, redis_server.url, name="naive", pool="prefork", concurrency=os.cpu_count() or 2,
-                                  app="bench.naive").start())  # fmt: skip
+            workers.append(
+                Worker(
+                    workdir,
+                    env,
+                    redis_server.url,
+                    name="naive",
+                    pool="prefork",
+                    concurrency=os.cpu_count() or 2,
+                    app="bench.naive",
+                ).start()
+            )
         else:
-            workers.extend(Worker(workdir, env, redis_server.url, name=f"dispatch{i}", concurrency=WORKER_THREADS).start()
-                           for i in range(WORKER_PROCESSES))  # fmt: skip
+            workers.extend(
+                Worker(
+                    workdir, env, redis_server.url, name=f"dispatch{i}", concurrency=WORKER_THREADS
+                ).start()
+                for i in range(WORKER_PROCESSES)
+            )
         yield redis_server, sandbox, workers
     finally:
         for process in [*workers, sandbox, redis_server]:
@@ -179,16 +227,24 @@ def run_single(latency: float, n: int, env: dict[str, str], name: str = "single"
     from worker.tasks import send_message
 
     with stack("single", latency, env) as (redis_server, sandbox, workers):
-        return measure(name, latency, n, lambda i: send_message.apply_async(kwargs=text_intent(i)).id, workers,
-                       redis_server, sandbox)  # fmt: skip
+        return measure(
+            name,
+            latency,
+            n,
+            lambda i: send_message.apply_async(kwargs=text_intent(i)).id,
+            workers,
+            redis_server,
+            sandbox,
+        )
 
 
 def run_naive(latency: float, n: int) -> Figures:
     from bench.naive import send
 
     def enqueue(i: int) -> str:
-        return send.apply_async(args=[{"messaging_product": "whatsapp", "recipient_type": "individual",
-                                       **text_intent(i)}]).id  # fmt: skip
+        return send.apply_async(
+            args=[{"messaging_product": "whatsapp", "recipient_type": "individual", **text_intent(i)}]
+        ).id
 
     with stack("naive", latency, {}) as (redis_server, sandbox, workers):
         return measure("naive baseline", latency, n, enqueue, workers, redis_server, sandbox)
@@ -200,8 +256,16 @@ def load_campaign(name: str, n: int, offset: int = 0) -> None:
     from worker.campaigns.spec import Audience, Campaign, Schedule
 
     rows = [{"phone": recipient(offset + i), "first_name": f"N{i}"} for i in range(n)]
-    save(app, Campaign(name=name, schedule=Schedule(every=86400), audience=Audience(numbers=[r["phone"] for r in rows]),
-                       message={"type": "text", "text": {"body": "Hello {first_name}"}}, rows=rows))  # fmt: skip
+    save(
+        app,
+        Campaign(
+            name=name,
+            schedule=Schedule(every=86400),
+            audience=Audience(numbers=[r["phone"] for r in rows]),
+            message={"type": "text", "text": {"body": "Hello {first_name}"}},
+            rows=rows,
+        ),
+    )
 
 
 def run_campaign_fanout(latency: float, n: int, env: dict[str, str]) -> Figures:
@@ -214,9 +278,17 @@ def run_campaign_fanout(latency: float, n: int, env: dict[str, str]) -> Figures:
         load_campaign("bench", n)
         ids = [recipient_task_id(run_key("bench", "r1", recipient(i))) for i in range(n)]
         started = time.time()
-        figures = measure("campaign fan-out", latency, n, lambda i: ids[i], workers, redis_server, sandbox,
-                          kick=lambda: run_campaign.apply_async(kwargs={"name": "bench", "run_id": "r1"}),
-                          started=started)  # fmt: skip
+        figures = measure(
+            "campaign fan-out",
+            latency,
+            n,
+            lambda i: ids[i],
+            workers,
+            redis_server,
+            sandbox,
+            kick=lambda: run_campaign.apply_async(kwargs={"name": "bench", "run_id": "r1"}),
+            started=started,
+        )
         figures.enqueue_rate = float("nan")
         return figures
 
@@ -234,7 +306,28 @@ def run_transactional_during_campaign(latency: float) -> Figures:
             time.sleep(0.2)
             return send_message.apply_async(kwargs=text_intent(i)).id
 
-        return measure("transactional during an 80/s campaign", latency, 100, enqueue, workers, redis_server, sandbox)
+        return measure(
+            "transactional during an 80/s campaign", latency, 100, enqueue, workers, redis_server, sandbox
+        )
+
+
+TOP = {"DISPATCH_RATE_LIMIT": "1000"}
+
+
+def run_kind(kind: str, latency: float, n: int, soak: int) -> Figures:
+    """One row of the table."""
+    naive_n = min(n, {0.0: n}.get(latency, max(200, int(60 / max(latency, 0.01)))))
+    runs = {
+        "single": lambda: run_single(latency, n, TOP),
+        "naive": lambda: run_naive(latency, naive_n),
+        "campaign": lambda: run_campaign_fanout(latency, n, TOP),
+        "rate80": lambda: run_single(
+            latency, min(n, 2000), {"DISPATCH_RATE_LIMIT": "80"}, name="single, limit 80/s"
+        ),
+        "transactional": lambda: run_transactional_during_campaign(latency),
+        "soak": lambda: run_single(latency, soak, TOP, name=f"soak {soak:,}"),
+    }
+    return runs[kind]()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -242,42 +335,62 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=5000)
     parser.add_argument("--quick", action="store_true", help="500 intents, 50 ms latency only")
     parser.add_argument("--latency", type=float, nargs="+", default=[0.0, 0.05, 0.2])
-    parser.add_argument("--only", nargs="+", default=["single", "campaign", "naive"],
-                        choices=["single", "campaign", "naive", "rate80", "transactional", "soak"])
-    parser.add_argument("--soak", type=int, default=50_000, help="messages in the `soak` run (memory over time)")
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        default=["single", "campaign", "naive"],
+        choices=["single", "campaign", "naive", "rate80", "transactional", "soak"],
+    )
+    parser.add_argument(
+        "--soak", type=int, default=50_000, help="messages in the `soak` run (memory over time)"
+    )
     args = parser.parse_args(argv)
     logs.configure("WARNING")
     if args.quick:
         args.n, args.latency = 500, [0.05]
         args.only = ["single", "campaign", "naive", "rate80", "transactional"]
     console = Console(width=200)
-    table = Table(title=f"whatsapp-dispatch throughput, {os.cpu_count()} cores, {platform.processor() or platform.machine()}, "
-                        f"Python {sys.version.split()[0]}")  # fmt: skip
-    for col in ("path", "API latency ms", "N", "enqueue/s", "end-to-end msg/s", "p50 ms", "p95 ms", "p99 ms",
-                "worker CPU ms/msg", "sandbox CPU ms/msg", "redis CPU ms/msg", "peak RSS MB",
-                "worst 1 s window"):  # fmt: skip
+    table = Table(
+        title=f"whatsapp-dispatch throughput, {os.cpu_count()} cores, "
+        f"{platform.processor() or platform.machine()}, "
+        f"Python {sys.version.split()[0]}"
+    )
+    for col in (
+        "path",
+        "API latency ms",
+        "N",
+        "enqueue/s",
+        "end-to-end msg/s",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "worker CPU ms/msg",
+        "sandbox CPU ms/msg",
+        "redis CPU ms/msg",
+        "peak RSS MB",
+        "worst 1 s window",
+    ):
         table.add_column(col, justify="right")
     rows: list[Figures] = []
-    top = {"DISPATCH_RATE_LIMIT": "1000"}
     for latency in args.latency:
         for kind in args.only:
-            if kind == "single":
-                f = run_single(latency, args.n, top)
-            elif kind == "naive":
-                f = run_naive(latency, min(args.n, {0.0: args.n}.get(latency, max(200, int(60 / max(latency, 0.01))))))
-            elif kind == "campaign":
-                f = run_campaign_fanout(latency, args.n, top)
-            elif kind == "rate80":
-                f = run_single(latency, min(args.n, 2000), {"DISPATCH_RATE_LIMIT": "80"}, name="single, limit 80/s")
-            elif kind == "transactional":
-                f = run_transactional_during_campaign(latency)
-            elif kind == "soak":
-                f = run_single(latency, args.soak, top, name=f"soak {args.soak:,}")
+            f = run_kind(kind, latency, args.n, args.soak)
             rows.append(f)
-            table.add_row(f.name, f"{f.latency_ms:g}", str(f.n), f"{f.enqueue_rate:,.0f}", f"{f.throughput:,.0f}",
-                          f"{f.p50:,.0f}", f"{f.p95:,.0f}", f"{f.p99:,.0f}", f"{f.cpu_ms_per_msg:.2f}",
-                          f"{f.sandbox_cpu_ms:.2f}", f"{f.redis_cpu_ms:.2f}", f"{f.peak_rss_mb:.0f}",
-                          str(f.worst_second))  # fmt: skip
+            table.add_row(
+                f.name,
+                f"{f.latency_ms:g}",
+                str(f.n),
+                f"{f.enqueue_rate:,.0f}",
+                f"{f.throughput:,.0f}",
+                f"{f.p50:,.0f}",
+                f"{f.p95:,.0f}",
+                f"{f.p99:,.0f}",
+                f"{f.cpu_ms_per_msg:.2f}",
+                f"{f.sandbox_cpu_ms:.2f}",
+                f"{f.redis_cpu_ms:.2f}",
+                f"{f.peak_rss_mb:.0f}",
+                str(f.worst_second),
+            )
     console.print(table)
     by = {(r.name, r.latency_ms): r for r in rows}
     for latency in args.latency:
@@ -285,8 +398,10 @@ def main(argv: list[str] | None = None) -> None:
         for path in ("single", "campaign fan-out"):
             mine = by.get((path, latency * 1000))
             if base and mine:
-                console.print(f"latency {latency * 1000:g} ms: {path} / naive baseline = "
-                              f"{mine.throughput / base.throughput:.1f}x")  # fmt: skip
+                console.print(
+                    f"latency {latency * 1000:g} ms: {path} / naive baseline = "
+                    f"{mine.throughput / base.throughput:.1f}x"
+                )
 
 
 if __name__ == "__main__":

@@ -64,12 +64,15 @@ def ensure_redis(url: str) -> None:
 
 def start_sandbox() -> dict[str, str]:
     sandbox = start(Sandbox(tmpdir("wa-run-")))
-    console.print(Panel.fit(
-        "[bold yellow]SANDBOX MODE[/]: INTERAKT_ACCESS_TOKEN is not set, so messages go to a local\n"
-        f"Interakt-compatible sandbox at {sandbox.api_url}. Nothing is sent to WhatsApp.\n"
-        "Set INTERAKT_ACCESS_TOKEN, INTERAKT_WABA_ID, INTERAKT_PHONE_NUMBER_ID and DEMO_TO to send for real.",
-        border_style="yellow",
-    ))  # fmt: skip
+    console.print(
+        Panel.fit(
+            "[bold yellow]SANDBOX MODE[/]: INTERAKT_ACCESS_TOKEN is not set, so messages go to a local\n"
+            f"Interakt-compatible sandbox at {sandbox.api_url}. Nothing is sent to WhatsApp.\n"
+            "Set INTERAKT_ACCESS_TOKEN, INTERAKT_WABA_ID, INTERAKT_PHONE_NUMBER_ID and DEMO_TO\n"
+            "to send for real.",
+            border_style="yellow",
+        )
+    )
     return {
         "INTERAKT_API_URL": sandbox.api_url,
         "INTERAKT_ACCESS_TOKEN": "sandbox-token",
@@ -82,22 +85,39 @@ def one_of_each(to: str) -> dict[str, AsyncResult]:
     return {
         "text": producers.send_text(to, "Hello from whatsapp-dispatch"),
         "reply": producers.send_text(to, "A reply", reply_to=WAMID),
-        "image": producers.send_image(to, link="https://www.w3.org/Graphics/PNG/nurbcup2si.png", caption="A cup"),
+        "image": producers.send_image(
+            to, link="https://www.w3.org/Graphics/PNG/nurbcup2si.png", caption="A cup"
+        ),
         "video": producers.send_video(to, link="https://www.w3schools.com/html/mov_bbb.mp4"),
         "audio": producers.send_audio(to, link="https://www.w3schools.com/html/horse.mp3"),
-        "document": producers.send_document(to, link="https://www.w3.org/WAI/ER/tests/xhtml/testfiles/resources/pdf/dummy.pdf",
-                                            filename="dummy.pdf"),  # fmt: skip
+        "document": producers.send_document(
+            to,
+            link="https://www.w3.org/WAI/ER/tests/xhtml/testfiles/resources/pdf/dummy.pdf",
+            filename="dummy.pdf",
+        ),
         "sticker": producers.send_sticker(to, link="https://www.gstatic.com/webp/gallery/1.webp"),
         "location": producers.send_location(to, 19.0760, 72.8777, name="Gateway", address="Mumbai"),
-        "contacts": producers.send_contacts(to, [{"name": {"formatted_name": "Asha Rao", "first_name": "Asha"},
-                                                  "phones": [{"phone": "+919876543210", "type": "WORK"}]}]),  # fmt: skip
+        "contacts": producers.send_contacts(
+            to,
+            [
+                {
+                    "name": {"formatted_name": "Asha Rao", "first_name": "Asha"},
+                    "phones": [{"phone": "+919876543210", "type": "WORK"}],
+                }
+            ],
+        ),
         "reaction": producers.send_reaction(to, WAMID, "\U0001f44d"),
         "buttons": producers.send_buttons(to, "Confirm your slot?", {"yes": "Yes", "no": "No"}),
-        "list": producers.send_list(to, "Pick a dish", "Menu", [{"title": "Mains", "rows": [
-            {"id": "biryani", "title": "Biryani", "description": "Spicy"}]}]),  # fmt: skip
+        "list": producers.send_list(
+            to,
+            "Pick a dish",
+            "Menu",
+            [{"title": "Mains", "rows": [{"id": "biryani", "title": "Biryani", "description": "Spicy"}]}],
+        ),
         "product": producers.send_product(to, "CATALOG_ID", "ID_TEST_ITEM_1", body="Our pick for you"),
-        "product_list": producers.send_product_list(to, "CATALOG_ID", {"Best sellers": ["sku-1", "sku-2"]},
-                                                    header="Deals", body="This week only"),  # fmt: skip
+        "product_list": producers.send_product_list(
+            to, "CATALOG_ID", {"Best sellers": ["sku-1", "sku-2"]}, header="Deals", body="This week only"
+        ),
         "catalog": producers.send_catalog(to, "Browse our catalog", "2lc20305pt"),
         "template": producers.send_template(to, "hello_world", "en_US"),
         "mark_read": producers.mark_read(WAMID),
@@ -114,7 +134,9 @@ def main() -> None:
     if settings.access_token:
         to = os.environ.get("DEMO_TO")
         if not to:
-            sys.exit("Real credentials are set: name the recipient of the demo messages with DEMO_TO=+<number>")
+            sys.exit(
+                "Real credentials are set: name the recipient of the demo messages with DEMO_TO=+<number>"
+            )
         console.print(f"[bold red]LIVE[/]: sending through {settings.api_url} to {to}")
     else:
         to = "+919999595313"

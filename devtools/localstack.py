@@ -109,9 +109,23 @@ class RedisServer(Process):
         self.persistent = persistent
 
     def start(self) -> RedisServer:
-        aof = ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
-        self.spawn(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                    *aof, "--dir", str(self.workdir)])  # fmt: skip
+        aof = (
+            ["--appendonly", "yes", "--appendfsync", "always"] if self.persistent else ["--appendonly", "no"]
+        )
+        self.spawn(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                *aof,
+                "--dir",
+                str(self.workdir),
+            ]
+        )
         wait_for(lambda: self.client().ping(), 10, "redis-server")
         return self
 
@@ -130,15 +144,26 @@ class Sandbox(Process):
 
     def start(self) -> Sandbox:
         token = ["--token", self.token] if self.token else []
-        self.spawn([sys.executable, "-m", "devtools.sandbox", "--port", str(self.port), *token,
-                    "--latency", str(self.latency)])  # fmt: skip
+        self.spawn(
+            [
+                sys.executable,
+                "-m",
+                "devtools.sandbox",
+                "--port",
+                str(self.port),
+                *token,
+                "--latency",
+                str(self.latency),
+            ]
+        )
         wait_for(lambda: self._call("GET", "/_sandbox/health")["ok"], 10, "sandbox")
         return self
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = json.dumps(body).encode() if body is not None else None
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})  # fmt: skip
+        req = urllib.request.Request(
+            self.base + path, data=data, method=method, headers={"Content-Type": "application/json"}
+        )
         with urllib.request.urlopen(req, timeout=10) as resp:
             return json.loads(resp.read())
 
@@ -163,9 +188,17 @@ class Worker(Process):
     """A celery worker; `broker_url` is the broker it reads (where `start` pings it), resolved by the
     caller the way the worker's settings resolve it."""
 
-    def __init__(self, workdir: Path, env: dict[str, str], broker_url: str, name: str = "worker",
-                 pool: str = "threads", concurrency: int = 8, app: str = "worker",
-                 args: tuple[str, ...] = ()) -> None:  # fmt: skip
+    def __init__(
+        self,
+        workdir: Path,
+        env: dict[str, str],
+        broker_url: str,
+        name: str = "worker",
+        pool: str = "threads",
+        concurrency: int = 8,
+        app: str = "worker",
+        args: tuple[str, ...] = (),
+    ) -> None:
         super().__init__(name, workdir)
         self.env = env
         self.broker_url = broker_url
@@ -177,12 +210,31 @@ class Worker(Process):
 
     def start(self) -> Worker:
         hostname = self.hostname
-        self.spawn([str(BIN / "celery"), "-A", self.app, "worker", "--pool", self.pool,
-                    "--concurrency", str(self.concurrency), "--loglevel", "INFO", "--without-gossip",
-                    "--without-mingle", "--hostname", hostname, *self.args], env=self.env)  # fmt: skip
+        self.spawn(
+            [
+                str(BIN / "celery"),
+                "-A",
+                self.app,
+                "worker",
+                "--pool",
+                self.pool,
+                "--concurrency",
+                str(self.concurrency),
+                "--loglevel",
+                "INFO",
+                "--without-gossip",
+                "--without-mingle",
+                "--hostname",
+                hostname,
+                *self.args,
+            ],
+            env=self.env,
+        )
         control = Celery(broker=self.broker_url).control
         try:
-            wait_for(lambda: control.ping(destination=[hostname], timeout=0.5), 30, f"celery {self.name}", 0.1)
+            wait_for(
+                lambda: control.ping(destination=[hostname], timeout=0.5), 30, f"celery {self.name}", 0.1
+            )
         finally:
             control.app.close()
         return self
@@ -210,8 +262,19 @@ class Beat(Process):
         self.workdir = workdir
 
     def start(self) -> Beat:
-        self.spawn([str(BIN / "celery"), "-A", "worker", "beat", "--loglevel", "INFO",
-                    "--pidfile", str(self.workdir / f"{self.name}.pid")], env=self.env)  # fmt: skip
+        self.spawn(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "worker",
+                "beat",
+                "--loglevel",
+                "INFO",
+                "--pidfile",
+                str(self.workdir / f"{self.name}.pid"),
+            ],
+            env=self.env,
+        )
         # The banner is printed whatever the log level; the scheduler starts right after it.
         wait_for(lambda: "maxinterval" in self.output(), 30, f"celery {self.name}", 0.1)
         return self

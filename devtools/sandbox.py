@@ -15,7 +15,8 @@ request, and injects faults on demand through `/_sandbox/faults`:
     ]}
 
 A rule matches when its `to`/`type` filters match, its `rate` draws true, it has `times`
-left and its `for` seconds (counted from when the rules were set) have not run out; the first matching rule applies. `accept: true` records the message as accepted
+left and its `for` seconds (counted from when the rules were set) have not run out; the first
+matching rule applies. `accept: true` records the message as accepted
 before the fault, which is what makes a timeout ambiguous in real life.
 """
 
@@ -33,9 +34,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 MESSAGE_TYPES = {
-    "text", "image", "video", "audio", "document", "sticker",
-    "reaction", "location", "contacts", "interactive", "template",
-}  # fmt: skip
+    "text",
+    "image",
+    "video",
+    "audio",
+    "document",
+    "sticker",
+    "reaction",
+    "location",
+    "contacts",
+    "interactive",
+    "template",
+}
 _ROUTE = re.compile(r"^/(?:api/)?v\d+\.\d+/(?P<pnid>[^/]+)/messages/?$")
 _TITLES = {500: "Internal server error", 429: "Rate limit hit", 400: "Invalid parameter"}
 
@@ -56,7 +66,10 @@ class SandboxState:
     def pick_fault(self, body: dict[str, Any]) -> dict[str, Any] | None:
         with self.lock:
             for rule in self.rules:
-                if rule.get("to") not in (None, body.get("to")) or rule.get("type") not in (None, body.get("type")):
+                if rule.get("to") not in (None, body.get("to")) or rule.get("type") not in (
+                    None,
+                    body.get("type"),
+                ):
                     continue
                 if rule.get("times") is not None and rule["times"] <= 0:
                     continue
@@ -98,11 +111,20 @@ def check_message(body: Any) -> str | None:
     if body.get("messaging_product") != "whatsapp":
         return "messaging_product must be 'whatsapp'"
     if body.get("status") == "read":
-        return None if isinstance(body.get("message_id"), str) and body["message_id"] else "message_id is required"
+        return (
+            None
+            if isinstance(body.get("message_id"), str) and body["message_id"]
+            else "message_id is required"
+        )
     if not re.fullmatch(r"\+?\d{8,15}", str(body.get("to", ""))):
         return "to must be a phone number or wa_id"
     if body.get("recipient_type", "individual") != "individual":
         return "recipient_type must be 'individual'"
+    return _check_content(body)
+
+
+def _check_content(body: dict[str, Any]) -> str | None:
+    """The message object of the body's `type`, and no other."""
     kind = body.get("type")
     if kind not in MESSAGE_TYPES:
         return f"unknown message type {kind!r}"
@@ -170,7 +192,9 @@ class Handler(BaseHTTPRequestHandler):
         body = self._body()
         if self.path == "/_sandbox/faults":
             now = time.time()
-            rules = [{**r, "until": now + r["for"]} if "for" in r else r for r in (body or {}).get("rules", [])]
+            rules = [
+                {**r, "until": now + r["for"]} if "for" in r else r for r in (body or {}).get("rules", [])
+            ]
             with state.lock:
                 state.rules = rules
                 state.latency = float((body or {}).get("latency", state.latency))
@@ -223,21 +247,30 @@ class Handler(BaseHTTPRequestHandler):
         if rule.get("drop"):
             return 0, None, None
         if rule.get("status") or rule.get("code"):
-            status = int(rule.get("status") or 400)
-            code = rule.get("code")
-            headers = {"Retry-After": str(rule["retry_after"])} if rule.get("retry_after") is not None else None
-            if code is None:
-                return status, {"error": {"message": _TITLES.get(status, "error"), "type": "HTTP"}}, headers
-            status, err = _error(status, int(code), rule.get("message", f"sandbox fault {code}"), rule.get("details"))
-            return status, err, headers
+            return _fault_answer(rule)
         if body.get("status") == "read":
             return 200, {"success": True}, None
         to = body["to"]
-        return 200, {
-            "messaging_product": "whatsapp",
-            "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
-            "messages": [{"id": entry["wamid"]}],
-        }, None
+        return (
+            200,
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": to, "wa_id": to.lstrip("+")}],
+                "messages": [{"id": entry["wamid"]}],
+            },
+            None,
+        )
+
+
+def _fault_answer(rule: dict[str, Any]) -> tuple[int, Any, dict[str, str] | None]:
+    """The error a fault rule answers with: a Meta error body for a `code`, a bare status otherwise."""
+    status = int(rule.get("status") or 400)
+    code = rule.get("code")
+    headers = {"Retry-After": str(rule["retry_after"])} if rule.get("retry_after") is not None else None
+    if code is None:
+        return status, {"error": {"message": _TITLES.get(status, "error"), "type": "HTTP"}}, headers
+    status, err = _error(status, int(code), rule.get("message", f"sandbox fault {code}"), rule.get("details"))
+    return status, err, headers
 
 
 class SandboxServer(ThreadingHTTPServer):
@@ -252,7 +285,10 @@ class SandboxServer(ThreadingHTTPServer):
 
 def serve(host: str = "127.0.0.1", port: int = 8089, token: str | None = None, latency: float = 0.0) -> None:
     server = SandboxServer((host, port), SandboxState(token, latency))
-    print(json.dumps({"event": "sandbox listening", "url": f"http://{host}:{server.server_port}/api/v17.0"}), flush=True)
+    print(
+        json.dumps({"event": "sandbox listening", "url": f"http://{host}:{server.server_port}/api/v17.0"}),
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:
@@ -262,7 +298,9 @@ def serve(host: str = "127.0.0.1", port: int = 8089, token: str | None = None, l
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Local Interakt-compatible WhatsApp API (a sandbox: sends nothing)")
+    parser = argparse.ArgumentParser(
+        description="Local Interakt-compatible WhatsApp API (a sandbox: sends nothing)"
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--token", default=None, help="accept only this x-access-token (default: any)")

@@ -38,7 +38,7 @@ __all__ = [
     "send_template",
     "send_text",
     "send_video",
-]  # fmt: skip
+]
 
 
 def _compact(obj: dict[str, Any]) -> dict[str, Any]:
@@ -63,7 +63,9 @@ def send(
     return send_message.apply_async(kwargs=intent, **options)
 
 
-def send_text(to: str, body: str, preview_url: bool = False, reply_to: str | None = None, **kw: Any) -> AsyncResult:
+def send_text(
+    to: str, body: str, preview_url: bool = False, reply_to: str | None = None, **kw: Any
+) -> AsyncResult:
     return send(to, "text", {"preview_url": preview_url, "body": body}, reply_to=reply_to, **kw)
 
 
@@ -86,11 +88,15 @@ def send_media(
     return send(to, kind, media, reply_to=reply_to, **kw)
 
 
-def send_image(to: str, link: str | None = None, id: str | None = None, caption: str | None = None, **kw: Any) -> AsyncResult:
+def send_image(
+    to: str, link: str | None = None, id: str | None = None, caption: str | None = None, **kw: Any
+) -> AsyncResult:
     return send_media(to, "image", link=link, id=id, caption=caption, **kw)
 
 
-def send_video(to: str, link: str | None = None, id: str | None = None, caption: str | None = None, **kw: Any) -> AsyncResult:
+def send_video(
+    to: str, link: str | None = None, id: str | None = None, caption: str | None = None, **kw: Any
+) -> AsyncResult:
     return send_media(to, "video", link=link, id=id, caption=caption, **kw)
 
 
@@ -134,18 +140,27 @@ def send_interactive(to: str, interactive: dict[str, Any], **kw: Any) -> AsyncRe
     return send(to, "interactive", interactive, **kw)
 
 
-def _frame(kind: str, body: str | None, action: dict[str, Any], header: str | None, footer: str | None) -> dict[str, Any]:
-    return _compact({
-        "type": kind,
-        "header": {"type": "text", "text": header} if header else None,
-        "body": {"text": body} if body else None,
-        "footer": {"text": footer} if footer else None,
-        "action": action,
-    })  # fmt: skip
+def _frame(
+    kind: str, body: str | None, action: dict[str, Any], header: str | None, footer: str | None
+) -> dict[str, Any]:
+    return _compact(
+        {
+            "type": kind,
+            "header": {"type": "text", "text": header} if header else None,
+            "body": {"text": body} if body else None,
+            "footer": {"text": footer} if footer else None,
+            "action": action,
+        }
+    )
 
 
 def send_buttons(
-    to: str, body: str, buttons: dict[str, str], header: str | None = None, footer: str | None = None, **kw: Any
+    to: str,
+    body: str,
+    buttons: dict[str, str],
+    header: str | None = None,
+    footer: str | None = None,
+    **kw: Any,
 ) -> AsyncResult:
     """Up to 3 reply buttons, given as {id: title}."""
     action = {"buttons": [{"type": "reply", "reply": {"id": i, "title": t}} for i, t in buttons.items()]}
@@ -161,12 +176,20 @@ def send_list(
     footer: str | None = None,
     **kw: Any,
 ) -> AsyncResult:
-    """A list menu: `sections` as the API takes them, [{"title": ..., "rows": [{"id", "title", "description"}]}]."""
-    return send_interactive(to, _frame("list", body, {"button": button, "sections": sections}, header, footer), **kw)
+    """A list menu: `sections` as the API takes them,
+    [{"title": ..., "rows": [{"id", "title", "description"}]}]."""
+    return send_interactive(
+        to, _frame("list", body, {"button": button, "sections": sections}, header, footer), **kw
+    )
 
 
 def send_product(
-    to: str, catalog_id: str, product_retailer_id: str, body: str | None = None, footer: str | None = None, **kw: Any
+    to: str,
+    catalog_id: str,
+    product_retailer_id: str,
+    body: str | None = None,
+    footer: str | None = None,
+    **kw: Any,
 ) -> AsyncResult:
     action = {"catalog_id": catalog_id, "product_retailer_id": product_retailer_id}
     return send_interactive(to, _frame("product", body, action, None, footer), **kw)
@@ -205,7 +228,9 @@ def send_template(
     to: str, name: str, language: str, components: list[dict[str, Any]] | None = None, **kw: Any
 ) -> AsyncResult:
     """An approved template: the only kind of message allowed outside the 24-hour customer window."""
-    template = _compact({"name": name, "language": {"policy": "deterministic", "code": language}, "components": components})
+    template = _compact(
+        {"name": name, "language": {"policy": "deterministic", "code": language}, "components": components}
+    )
     return send(to, "template", template, **kw)
 
 

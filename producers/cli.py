@@ -24,12 +24,16 @@ if TYPE_CHECKING:
     from worker.campaigns.spec import Campaign
     from worker.services import Services
 
-app = typer.Typer(help="Send WhatsApp messages through Interakt, and operate the workers that do.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)  # fmt: skip
+app = typer.Typer(
+    help="Send WhatsApp messages through Interakt, and operate the workers that do.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
 failed_app = typer.Typer(help="Dead letters: intents that ended in failure.", no_args_is_help=True)
 app.add_typer(failed_app, name="failed")
-campaign_app = typer.Typer(help="Scheduled campaigns: validate, preview, load, run, status, report.",
-                           no_args_is_help=True)  # fmt: skip
+campaign_app = typer.Typer(
+    help="Scheduled campaigns: validate, preview, load, run, status, report.", no_args_is_help=True
+)
 app.add_typer(campaign_app, name="campaign")
 optout_app = typer.Typer(help="Numbers that never receive campaign messages.", no_args_is_help=True)
 app.add_typer(optout_app, name="optout")
@@ -97,13 +101,16 @@ def _services() -> Services:
 
 @app.command()
 def send(
-    intent_file: Annotated[Path, typer.Option("--json-file", "-f", help="A JSON file with send_message's keyword arguments.")],
+    intent_file: Annotated[
+        Path, typer.Option("--json-file", "-f", help="A JSON file with send_message's keyword arguments.")
+    ],
     wait: Annotated[float, typer.Option(help="Seconds to wait for the wamid (0: do not wait).")] = 30,
     as_json: JsonFlag = False,
 ) -> None:
     """Enqueue one intent.
 
-    Example: wa-dispatch send -f intent.json   # {"to": "+919999595313", "type": "text", "text": {"body": "Hi"}}
+    Example: wa-dispatch send -f intent.json
+    (intent.json: {"to": "+919999595313", "type": "text", "text": {"body": "Hi"}})
     """
     from worker.tasks import send_message
 
@@ -173,7 +180,9 @@ def breaker(as_json: JsonFlag = False) -> None:
 @failed_app.command("list")
 def failed_list(
     code: Annotated[int | None, typer.Option(help="Only this Meta error code.")] = None,
-    kind: Annotated[str | None, typer.Option(help="Only this kind: permanent, ambiguous, exhausted, ...")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="Only this kind: permanent, ambiguous, exhausted, ...")
+    ] = None,
     limit: int = 100,
     as_json: JsonFlag = False,
 ) -> None:
@@ -186,7 +195,9 @@ def failed_list(
     for column in ("idempotency key", "kind", "code", "attempts", "error"):
         table.add_column(column, overflow="fold")
     for e in entries:
-        table.add_row(e["idempotency_key"], e["kind"], str(e["code"] or ""), str(e["attempts"]), e["error"] or "")
+        table.add_row(
+            e["idempotency_key"], e["kind"], str(e["code"] or ""), str(e["attempts"]), e["error"] or ""
+        )
     _emit(entries, as_json, "failed intents", table)
 
 
@@ -209,13 +220,21 @@ def failed_redrive(
     if not chosen:
         _fail({"error": "nothing to re-drive: name keys, --code or --kind"}, as_json, 1)
     done: list[dict[str, Any]] = []
-    with Progress(TextColumn("re-driving"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), disable=as_json) as progress:  # fmt: skip
+    with Progress(
+        TextColumn("re-driving"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=as_json,
+    ) as progress:
         task = progress.add_task("redrive", total=len(chosen))
         for key in chosen:
             entry = dead.reopen(key)
             if entry is None:
-                done.append({"idempotency_key": key, "task_id": None, "error": "no dead letter with this key"})
+                done.append(
+                    {"idempotency_key": key, "task_id": None, "error": "no dead letter with this key"}
+                )
             else:
                 try:
                     result = send_message.apply_async(kwargs={**entry["intent"], "idempotency_key": key})
@@ -250,8 +269,15 @@ def campaign_validate(files: list[Path], as_json: JsonFlag = False) -> None:
     summaries = []
     for path in files:
         c = _load(path)
-        summaries.append({"file": str(path), "name": c.name, "schedule": c.schedule.model_dump(exclude_none=True, mode="json"),
-                          "timezone": c.timezone, "recipients": len(c.rows)})  # fmt: skip
+        summaries.append(
+            {
+                "file": str(path),
+                "name": c.name,
+                "schedule": c.schedule.model_dump(exclude_none=True, mode="json"),
+                "timezone": c.timezone,
+                "recipients": len(c.rows),
+            }
+        )
     _emit(summaries, as_json, "valid campaigns")
 
 
@@ -270,7 +296,12 @@ def campaign_preview(file: Path, limit: int = 5, run_id: str = "preview", as_jso
             intents.append(intent_for(campaign, row, run_id))
         except BadRow as exc:
             bad.append({"row": number, "reason": str(exc)})
-    data = {"recipients": len(campaign.rows), "sendable": len(intents), "intents": intents[:limit], "bad_rows": bad}
+    data = {
+        "recipients": len(campaign.rows),
+        "sendable": len(intents),
+        "intents": intents[:limit],
+        "bad_rows": bad,
+    }
     if as_json:
         _emit(data, as_json, "preview")
         return
@@ -310,7 +341,9 @@ def campaign_remove(name: str, as_json: JsonFlag = False) -> None:
 @campaign_app.command("run")
 def campaign_run(
     name_or_file: Annotated[str, typer.Argument(help="A loaded campaign's name, or a file to load and run.")],
-    run_id: Annotated[str | None, typer.Option(help="Run id; the same id never messages anybody twice.")] = None,
+    run_id: Annotated[
+        str | None, typer.Option(help="Run id; the same id never messages anybody twice.")
+    ] = None,
     wait: Annotated[bool, typer.Option(help="Follow the run with a progress bar until it is done.")] = True,
     timeout: float = 3600,
     as_json: JsonFlag = False,
@@ -341,8 +374,13 @@ def _follow(name: str, run_id: str, timeout: float, quiet: bool) -> None:
     import time
 
     runs = _services().runs
-    columns = [TextColumn(f"{name} {run_id}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[detail]}"),
-               TimeElapsedColumn()]  # fmt: skip
+    columns = [
+        TextColumn(f"{name} {run_id}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+    ]
     deadline = time.monotonic() + timeout
     with Progress(*columns, console=Console(stderr=True), disable=quiet) as progress:
         bar = progress.add_task("run", total=None, detail="")
@@ -350,8 +388,12 @@ def _follow(name: str, run_id: str, timeout: float, quiet: bool) -> None:
         while time.monotonic() < deadline:
             c = runs.counts(name, run_id)
             rate = c["sent"] / max(time.monotonic() - started, 1e-3)
-            progress.update(bar, total=c["total"] or None, completed=c["sent"] + c["failed"] + c["skipped"],
-                            detail=f"sent {c['sent']}  failed {c['failed']}  skipped {c['skipped']}  {rate:.0f}/s")  # fmt: skip
+            progress.update(
+                bar,
+                total=c["total"] or None,
+                completed=c["sent"] + c["failed"] + c["skipped"],
+                detail=f"sent {c['sent']}  failed {c['failed']}  skipped {c['skipped']}  {rate:.0f}/s",
+            )
             if c["done"]:
                 return
             time.sleep(0.5)
@@ -366,7 +408,9 @@ def _run_id(name: str, run_id: str | None, as_json: bool) -> str:
 
 
 @campaign_app.command("status")
-def campaign_status(name: str, run_id: Annotated[str | None, typer.Argument()] = None, as_json: JsonFlag = False) -> None:
+def campaign_status(
+    name: str, run_id: Annotated[str | None, typer.Argument()] = None, as_json: JsonFlag = False
+) -> None:
     """Counters of a run (the latest when no run id is given): queued, sent, failed by code, skipped.
 
     Example: wa-dispatch campaign status friday-sale
@@ -382,7 +426,9 @@ REPORT_COLUMNS = ["to", "status", "wamid", "error_code", "error", "reason", "tas
 def campaign_report(
     name: str,
     run_id: Annotated[str | None, typer.Argument()] = None,
-    csv_file: Annotated[Path | None, typer.Option("--csv", help="Write the report as CSV to this file.")] = None,
+    csv_file: Annotated[
+        Path | None, typer.Option("--csv", help="Write the report as CSV to this file.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Each recipient of a run with its wamid or failure, or why it was skipped.
@@ -409,8 +455,12 @@ def campaign_report(
     for column in ("to", "status", "wamid or error", "reason"):
         table.add_column(column, overflow="fold")
     for r in rows:
-        table.add_row(r["to"], r["status"], r["wamid"] or (f"({r['error_code']}) {r['error']}" if r["error"] else ""),
-                      r["reason"] or "")  # fmt: skip
+        table.add_row(
+            r["to"],
+            r["status"],
+            r["wamid"] or (f"({r['error_code']}) {r['error']}" if r["error"] else ""),
+            r["reason"] or "",
+        )
     _emit({"campaign": name, "run_id": run_id, "recipients": rows}, as_json, "report", table)
 
 
@@ -445,7 +495,9 @@ def _phones(numbers: list[str], as_json: bool) -> list[str]:
 
 @app.command()
 def health(
-    check: Annotated[list[str] | None, typer.Option(help="Only these: redis, credentials, workers, api, breaker.")] = None,
+    check: Annotated[
+        list[str] | None, typer.Option(help="Only these: redis, credentials, workers, api, breaker.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Check Redis, credentials, workers and the API host without sending anything; exit 1 if any fails.
@@ -458,9 +510,14 @@ def health(
     unknown = sorted(set(check or []) - set(CHECK_NAMES))
     if unknown:
         _fail({"error": f"unknown checks {unknown}: choose from {', '.join(CHECK_NAMES)}"}, as_json, 2)
-    checks = Checks(get_settings(), lambda timeout: celery_app.control.ping(timeout=timeout), _services().send.breaker)
+    checks = Checks(
+        get_settings(), lambda timeout: celery_app.control.ping(timeout=timeout), _services().send.breaker
+    )
     results = checks.run(check or list(CHECK_NAMES))
-    rows = [{"check": name, "ok": r["ok"], "detail": {k: v for k, v in r.items() if k != "ok"}} for name, r in results.items()]
+    rows = [
+        {"check": name, "ok": r["ok"], "detail": {k: v for k, v in r.items() if k != "ok"}}
+        for name, r in results.items()
+    ]
     _emit(results, as_json, "health", _table(rows, "health"))
     if not all(r["ok"] for r in results.values()):
         raise typer.Exit(1)
@@ -473,7 +530,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def flower(
     port: int = 5555,
     address: Annotated[
-        str | None, typer.Option(help="Interface to listen on: all (0.0.0.0) with FLOWER_BASIC_AUTH, else 127.0.0.1.")
+        str | None,
+        typer.Option(help="Interface to listen on: all (0.0.0.0) with FLOWER_BASIC_AUTH, else 127.0.0.1."),
     ] = None,
 ) -> None:
     """Run Flower, the retry and failure dashboard, with its state kept in FLOWER_DB across restarts.
@@ -490,15 +548,29 @@ def flower(
         address = address or "0.0.0.0"
     elif address is None or address in LOOPBACK:
         address = address or "127.0.0.1"
-        typer.echo(f"FLOWER_BASIC_AUTH is not set: Flower listens on {address} only, without a password", err=True)
+        typer.echo(
+            f"FLOWER_BASIC_AUTH is not set: Flower listens on {address} only, without a password", err=True
+        )
     else:
         typer.echo(f"refusing to listen on {address} without FLOWER_BASIC_AUTH=user:password", err=True)
         raise typer.Exit(2)
     db = os.environ.get("FLOWER_DB", "flower.db")
     beside = Path(sys.executable).parent / "celery"  # the celery of this environment, PATH or not
     celery = str(beside) if beside.exists() else shutil.which("celery") or "celery"
-    os.execv(celery, [celery, "-A", "worker", "flower", f"--port={port}", f"--address={address}",
-                      "--persistent=True", f"--db={db}", "--state_save_interval=10000"])  # fmt: skip
+    os.execv(
+        celery,
+        [
+            celery,
+            "-A",
+            "worker",
+            "flower",
+            f"--port={port}",
+            f"--address={address}",
+            "--persistent=True",
+            f"--db={db}",
+            "--state_save_interval=10000",
+        ],
+    )
 
 
 def main() -> None:

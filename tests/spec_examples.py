@@ -27,7 +27,7 @@ CATALOG = {
     "type": "interactive",
     "interactive": {
         "type": "catalog_message",
-        "body": {"text": "Thanks for your order! Tell us what address you’d like this order delivered to."},
+        "body": {"text": "Thanks for your order! Tell us what address you’d like this order delivered to."},  # noqa: RUF001 - the spec's own text
         "action": {"name": "catalog_message", "parameters": {"thumbnail_product_retailer_id": "2lc20305pt"}},
     },
 }
@@ -91,13 +91,21 @@ OTHERS = {
     "sticker": {"id": "STICKER-ID"},
     "reaction": {"message_id": "wamid.PREVIOUS", "emoji": "\U0001f44d"},
     "location": {"latitude": 19.076, "longitude": 72.8777, "name": "Office", "address": "Mumbai"},
-    "contacts": [{"name": {"formatted_name": "Asha Rao", "first_name": "Asha"},
-                  "phones": [{"phone": "+919876543210", "type": "WORK"}]}],
+    "contacts": [
+        {
+            "name": {"formatted_name": "Asha Rao", "first_name": "Asha"},
+            "phones": [{"phone": "+919876543210", "type": "WORK"}],
+        }
+    ],
     "interactive": {
         "type": "button",
         "body": {"text": "Confirm your slot?"},
-        "action": {"buttons": [{"type": "reply", "reply": {"id": "yes", "title": "Yes"}},
-                               {"type": "reply", "reply": {"id": "no", "title": "No"}}]},
+        "action": {
+            "buttons": [
+                {"type": "reply", "reply": {"id": "yes", "title": "Yes"}},
+                {"type": "reply", "reply": {"id": "no", "title": "No"}},
+            ]
+        },
     },
     "template": {
         "name": "order_update",
@@ -118,7 +126,13 @@ LIST = {
 
 
 def message(type_: str, content: object) -> dict:
-    return {"messaging_product": "whatsapp", "recipient_type": "individual", "to": TO, "type": type_, type_: content}
+    return {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": TO,
+        "type": type_,
+        type_: content,
+    }
 
 
 def intent_of(payload: dict) -> dict:

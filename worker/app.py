@@ -27,7 +27,10 @@ def make_app() -> Celery:
             "worker.tasks.sweep_campaign_runs": {"queue": CAMPAIGN_QUEUE},
         },
         beat_schedule={
-            "sweep-campaign-runs": {"task": "worker.tasks.sweep_campaign_runs", "schedule": settings.sweep_interval},
+            "sweep-campaign-runs": {
+                "task": "worker.tasks.sweep_campaign_runs",
+                "schedule": settings.sweep_interval,
+            },
         },
         task_serializer="json",
         result_serializer="json",
@@ -72,8 +75,12 @@ def make_app() -> Celery:
         redbeat_redis_url=settings.state_redis_url,
         redbeat_key_prefix="wa:redbeat:",
         # Beat rides out a Redis restart of up to a minute instead of exiting.
-        redbeat_redis_options={"retry_period": 60, "socket_timeout": 30, "socket_connect_timeout": 5,
-                               "health_check_interval": 10},  # fmt: skip
+        redbeat_redis_options={
+            "retry_period": 60,
+            "socket_timeout": 30,
+            "socket_connect_timeout": 5,
+            "health_check_interval": 10,
+        },
         beat_max_loop_interval=settings.beat_interval,
         redbeat_lock_timeout=max(30, int(settings.beat_interval * 5)),
     )
@@ -94,4 +101,8 @@ def _serve_metrics(**_: object) -> None:
     """Prometheus metrics on DISPATCH_METRICS_PORT (0: off)."""
     settings = get_settings()
     if settings.metrics_port:
-        metrics.serve(settings.metrics_port, settings.metrics_addr, metrics.QueueDepth(get_redis(), (QUEUE, CAMPAIGN_QUEUE)))
+        metrics.serve(
+            settings.metrics_port,
+            settings.metrics_addr,
+            metrics.QueueDepth(get_redis(), (QUEUE, CAMPAIGN_QUEUE)),
+        )

@@ -35,7 +35,9 @@ def services() -> Services:
     settings = get_settings()
     client = get_redis()
     # A send can take connect + read timeout per inline attempt plus the waits between them.
-    longest = settings.inline_attempts * (settings.connect_timeout + settings.read_timeout + settings.inline_max_wait)
+    longest = settings.inline_attempts * (
+        settings.connect_timeout + settings.read_timeout + settings.inline_max_wait
+    )
     send = SendServices(
         settings=settings,
         client=InteraktClient(settings),

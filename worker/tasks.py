@@ -40,7 +40,9 @@ class ValidatedTask(Task):
     Request = MaskedRequest
     validator: Callable[[dict[str, Any]], Any]
 
-    def apply_async(self, args: Any = None, kwargs: dict[str, Any] | None = None, **options: Any) -> AsyncResult:
+    def apply_async(
+        self, args: Any = None, kwargs: dict[str, Any] | None = None, **options: Any
+    ) -> AsyncResult:
         if args:
             raise TypeError(f"{self.name} takes keyword arguments only")
         kwargs = kwargs or {}
@@ -53,8 +55,9 @@ class ValidatedTask(Task):
             if isinstance(exc, RuntimeError) and "result store" not in str(exc):
                 raise
             reason = " ".join(str(exc).split())
-            raise EnqueueError(f"not enqueued: the broker did not answer ({type(exc).__name__}: {reason})",
-                               {"code": None}) from None
+            raise EnqueueError(
+                f"not enqueued: the broker did not answer ({type(exc).__name__}: {reason})", {"code": None}
+            ) from None
         fields = {"to": mask_phone(kwargs["to"]), "type": kwargs.get("type")} if "to" in kwargs else {}
         log.info("enqueued", task_id=result.id, task=self.name, **fields)
         return result
@@ -69,7 +72,9 @@ def check_send(kwargs: dict[str, Any]) -> None:
         validate(RunRef, campaign, prefix="campaign.")
 
 
-@app.task(bind=True, base=ValidatedTask, validator=check_send, name="worker.tasks.send_message", max_retries=None)
+@app.task(
+    bind=True, base=ValidatedTask, validator=check_send, name="worker.tasks.send_message", max_retries=None
+)
 def send_message(self: Task, campaign: dict[str, Any] | None = None, **intent: Any) -> dict[str, Any]:
     lane = validate(RunRef, campaign, prefix="campaign.").lane if campaign is not None else None
     try:

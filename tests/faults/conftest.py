@@ -13,8 +13,13 @@ from tests.harness import tmpdir
 def rig_factory() -> Iterator[Callable[..., Rig]]:
     rigs: list[Rig] = []
 
-    def make(workers: int = 1, persistent_redis: bool = False, latency: float = 0.0,
-             probe_interval: float = 1.0, **env: Any) -> Rig:  # fmt: skip
+    def make(
+        workers: int = 1,
+        persistent_redis: bool = False,
+        latency: float = 0.0,
+        probe_interval: float = 1.0,
+        **env: Any,
+    ) -> Rig:
         rig = Rig(tmpdir("wa-fault-"), workers, persistent_redis, latency, probe_interval, **env)
         rigs.append(rig)
         return rig

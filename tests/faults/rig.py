@@ -1,4 +1,4 @@
-"""A private deployment for one fault test: redis-server, sandbox, N workers, and an app-side Celery client."""
+"""A private deployment for one fault test: redis-server, sandbox, N workers, an app-side Celery client."""
 
 from __future__ import annotations
 
@@ -37,8 +37,16 @@ class Report:
 
 
 class Rig:
-    def __init__(self, workdir: Path, workers: int, persistent_redis: bool, latency: float,
-                 probe_interval: float, rate_limit: int = RATE_LIMIT, **env: str) -> None:  # fmt: skip
+    def __init__(
+        self,
+        workdir: Path,
+        workers: int,
+        persistent_redis: bool,
+        latency: float,
+        probe_interval: float,
+        rate_limit: int = RATE_LIMIT,
+        **env: str,
+    ) -> None:
         self.rate_limit = rate_limit
         self.redis = RedisServer(workdir, persistent=persistent_redis).start()
         self.sandbox = Sandbox(workdir, latency=latency, token=TOKEN).start()
@@ -58,20 +66,32 @@ class Rig:
         }
         self.workdir = workdir
         self.env = worker_environment = worker_env(self.redis.url, self.sandbox.api_url, **overrides)
-        self.workers = [Worker(workdir, worker_environment, self.redis.url, name=f"worker{i}", concurrency=16).start()
-                        for i in range(workers)]  # fmt: skip
+        self.workers = [
+            Worker(workdir, worker_environment, self.redis.url, name=f"worker{i}", concurrency=16).start()
+            for i in range(workers)
+        ]
         self.beats: list[Beat] = []
         self.intents: dict[str, dict[str, Any]] = {}
         self.client = Celery("app", broker=self.redis.url, backend=self.redis.url)
         self.client.conf.update(
             task_default_queue="whatsapp",
-            task_publish_retry_policy={"max_retries": 20, "interval_start": 0.2, "interval_step": 0.5,
-                                       "interval_max": 1.0},  # fmt: skip
+            task_publish_retry_policy={
+                "max_retries": 20,
+                "interval_start": 0.2,
+                "interval_step": 0.5,
+                "interval_max": 1.0,
+            },
             broker_connection_retry_on_startup=True,
         )
 
-    def enqueue(self, n: int, key: Callable[[int], str] | None = None, pace: float = 0.0,
-                to: Callable[[int], str] = recipient, first: int = 0) -> list[str]:  # fmt: skip
+    def enqueue(
+        self,
+        n: int,
+        key: Callable[[int], str] | None = None,
+        pace: float = 0.0,
+        to: Callable[[int], str] = recipient,
+        first: int = 0,
+    ) -> list[str]:
         ids = []
         for i in range(first, first + n):
             intent: dict[str, Any] = {"to": to(i), "type": "text", "text": {"body": f"intent-{i}"}}

@@ -18,8 +18,9 @@ pytestmark = pytest.mark.faults
 
 
 def cli(rig: Rig, *args: str) -> dict | list:
-    out = subprocess.run([str(BIN / "wa-dispatch"), *args, "--json"], env=rig.env, capture_output=True, text=True,
-                         timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [str(BIN / "wa-dispatch"), *args, "--json"], env=rig.env, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     return json.loads(out.stdout)
 
@@ -27,15 +28,23 @@ def cli(rig: Rig, *args: str) -> dict | list:
 def write_campaign(folder: Path, name: str, rows: list[str], schedule: str, extra: str = "") -> Path:
     (folder / f"{name}.csv").write_text("phone,first_name\n" + "\n".join(rows) + "\n")
     path = folder / f"{name}.toml"
-    path.write_text(f'name = "{name}"\ntimezone = "UTC"\n{extra}\n[schedule]\n{schedule}\n'
-                    f'[audience]\ncsv = "{name}.csv"\n[message]\ntype = "text"\n'
-                    'text = { body = "Hello {first_name}" }\n')  # fmt: skip
+    path.write_text(
+        f'name = "{name}"\ntimezone = "UTC"\n{extra}\n[schedule]\n{schedule}\n'
+        f'[audience]\ncsv = "{name}.csv"\n[message]\ntype = "text"\n'
+        'text = { body = "Hello {first_name}" }\n'
+    )
     return path
 
 
 def test_a_beat_fired_campaign_messages_everyone_once(rig_factory, tmp_path: Path) -> None:
-    rig: Rig = rig_factory(workers=2, latency=0.02, DISPATCH_BEAT_INTERVAL="1", DISPATCH_CAMPAIGN_CHUNK="25",
-                           DISPATCH_SWEEP_INTERVAL="2", DISPATCH_CHUNK_RESUME_AFTER="8")  # fmt: skip
+    rig: Rig = rig_factory(
+        workers=2,
+        latency=0.02,
+        DISPATCH_BEAT_INTERVAL="1",
+        DISPATCH_CAMPAIGN_CHUNK="25",
+        DISPATCH_SWEEP_INTERVAL="2",
+        DISPATCH_CHUNK_RESUME_AFTER="8",
+    )
     good = [f"{recipient(i)},Name{i}" for i in range(195)]
     bad = ["12345,Bad", "not-a-phone,Bad", ",Bad", f"{recipient(900)},", f"{recipient(901)},"]
     at = (datetime.now(UTC) + timedelta(seconds=8)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
@@ -70,18 +79,30 @@ def test_malformed_campaign_files_are_refused_by_the_cli(rig_factory, tmp_path: 
     rig: Rig = rig_factory()
     broken = tmp_path / "broken.toml"
     broken.write_text('name = "x"\n[schedule\ncron = "* * * * *"\n')
-    out = subprocess.run([str(BIN / "wa-dispatch"), "campaign", "validate", str(broken)], env=rig.env,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [str(BIN / "wa-dispatch"), "campaign", "validate", str(broken)],
+        env=rig.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1 and "line 2" in out.stderr
     wrong = write_campaign(tmp_path, "wrong", [recipient(1)], 'cron = "0 9 * * NOPE"')
-    out = subprocess.run([str(BIN / "wa-dispatch"), "campaign", "load", str(wrong)], env=rig.env,
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [str(BIN / "wa-dispatch"), "campaign", "load", str(wrong)],
+        env=rig.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 1 and "schedule" in out.stderr and "weekday field 'NOPE'" in out.stderr
 
 
 def test_transactional_messages_overtake_a_draining_campaign(rig_factory, tmp_path: Path) -> None:
     rig: Rig = rig_factory(workers=1, rate_limit=80, latency=0.05)
-    campaign = write_campaign(tmp_path, "drain", [f"{recipient(i)},N{i}" for i in range(3000)], "every = 86400")
+    campaign = write_campaign(
+        tmp_path, "drain", [f"{recipient(i)},N{i}" for i in range(3000)], "every = 86400"
+    )
     cli(rig, "campaign", "load", str(campaign))
     rig.client.send_task("worker.tasks.run_campaign", kwargs={"name": "drain", "run_id": "r1"})
     rig.wait_accepted(200)  # the campaign is draining at its share of the 80/s limit

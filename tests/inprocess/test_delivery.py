@@ -22,7 +22,9 @@ def test_a_text_is_sent_once_with_the_spec_body(send: SendServices, sandbox: Thr
     assert again["duplicate"] is True and len(sandbox.state.requests) == 1
 
 
-def test_a_permanent_error_fails_once_and_is_kept(send: SendServices, sandbox: ThreadSandbox, r: redis.Redis) -> None:
+def test_a_permanent_error_fails_once_and_is_kept(
+    send: SendServices, sandbox: ThreadSandbox, r: redis.Redis
+) -> None:
     sandbox.faults({"status": 400, "code": 131047, "message": "Re-engagement message"})
     with pytest.raises(PermanentError) as caught:
         MessageDelivery(send, dict(TEXT), "task-2", requeues=0).run()
@@ -56,7 +58,9 @@ def test_an_account_error_opens_the_breaker(send: SendServices, sandbox: ThreadS
     assert send.breaker.status()["code"] == "190"
 
 
-def test_a_lane_tallies_its_outcome_in_its_run(send: SendServices, sandbox: ThreadSandbox, r: redis.Redis) -> None:
+def test_a_lane_tallies_its_outcome_in_its_run(
+    send: SendServices, sandbox: ThreadSandbox, r: redis.Redis
+) -> None:
     send.limiter.set_lane("promo", 50.0)
     lane = Lane(name="promo", tally="wa:run:promo:1:counts")
     MessageDelivery(send, {**TEXT, "idempotency_key": "campaign:promo:1:x"}, "task-6", 0, lane).run()

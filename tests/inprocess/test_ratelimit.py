@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import redis
 
 from worker.delivery.breaker import Breaker
@@ -16,7 +18,7 @@ def test_slots_are_spaced_at_the_reserved_rate(r: redis.Redis, settings: Setting
     waits = [limiter.acquire(f"+9198765{i:05d}").wait for i in range(5)]
     spacing = 1 / (settings.rate_limit * (1 - settings.rate_headroom))  # 80/s at 97 %
     assert waits[0] == 0
-    for before, after in zip(waits, waits[1:], strict=False):
+    for before, after in pairwise(waits):
         assert abs(after - before - spacing) < 0.002
 
 

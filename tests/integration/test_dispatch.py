@@ -55,7 +55,9 @@ def test_every_message_type_reaches_the_api_exactly_as_the_spec_shows(stack, api
         assert set(outcome) == {"wamid", "wa_id", "to", "type", "attempts", "idempotency_key", "duplicate"}
         assert outcome["type"] == body["type"] and outcome["idempotency_key"] == result.id
         assert outcome["duplicate"] is False
-        kept = stack.redis.client().get(f"celery-task-meta-{result.id}")  # as kept in the result backend: JSON
+        kept = stack.redis.client().get(
+            f"celery-task-meta-{result.id}"
+        )  # as kept in the result backend: JSON
         assert json.loads(kept)["status"] == "SUCCESS" and json.loads(kept)["result"] == outcome
         assert TOKEN not in kept
 
@@ -66,11 +68,17 @@ def test_producer_helpers_build_the_same_intents(api) -> None:
         producers.send_image(spec.TO, id="MEDIA-OBJECT-ID"),
         producers.send_text(spec.TO, "your-text-message-content", reply_to="wamid.PREVIOUS"),
         producers.send_catalog(spec.TO, spec.CATALOG["interactive"]["body"]["text"], "2lc20305pt"),
-        producers.send_product(spec.TO, "CATALOG_ID", "ID_TEST_ITEM_1", body="optional body text",
-                               footer="optional footer text"),
-        producers.send_product_list(spec.TO, "CATALOG_ID", {"section-title": ["sku-1", "sku-2"],
-                                    "section-title-2": ["sku-3", "sku-4"]}, header="header-content",
-                                    body="body-content", footer="footer-content"),
+        producers.send_product(
+            spec.TO, "CATALOG_ID", "ID_TEST_ITEM_1", body="optional body text", footer="optional footer text"
+        ),
+        producers.send_product_list(
+            spec.TO,
+            "CATALOG_ID",
+            {"section-title": ["sku-1", "sku-2"], "section-title-2": ["sku-3", "sku-4"]},
+            header="header-content",
+            body="body-content",
+            footer="footer-content",
+        ),
     ]
     for r in results:
         r.get(timeout=TIMEOUT)
@@ -106,8 +114,9 @@ def test_bad_intents_are_refused_at_enqueue_and_nothing_reaches_redis(stack, api
 def test_bad_intent_enqueued_by_name_fails_in_the_worker_without_http(stack, api) -> None:
     from worker import app
 
-    result = app.send_task("worker.tasks.send_message", kwargs={"to": "+919999595313", "type": "text",
-                                                                  "text": {"body": ""}})  # fmt: skip
+    result = app.send_task(
+        "worker.tasks.send_message", kwargs={"to": "+919999595313", "type": "text", "text": {"body": ""}}
+    )
     exc = failure(result)
     assert isinstance(exc, InvalidIntent)
     assert exc.errors == [{"field": "text.body", "reason": "String should have at least 1 character"}]
@@ -124,8 +133,14 @@ def test_transient_errors_are_retried_then_succeed(api) -> None:
 
 
 def test_permanent_error_fails_after_one_attempt_with_the_api_code(api) -> None:
-    api.faults({"status": 400, "code": 131047, "message": "Re-engagement message",
-                "details": "Message failed to send because more than 24 hours have passed"})  # fmt: skip
+    api.faults(
+        {
+            "status": 400,
+            "code": 131047,
+            "message": "Re-engagement message",
+            "details": "Message failed to send because more than 24 hours have passed",
+        }
+    )
     exc = failure(producers.send_text(spec.TO, "outside the window"))
     assert isinstance(exc, PermanentError)
     assert exc.code == 131047 and exc.info["kind"] == "permanent"
@@ -142,8 +157,14 @@ def test_same_code_means_the_same_thing_whatever_the_status(api) -> None:
 
 
 def test_account_error_pauses_the_number_then_a_probe_resumes_it(stack, api) -> None:
-    api.faults({"status": 401, "code": 190, "message": "Error validating access token: Session has expired",
-                "times": 1})  # fmt: skip
+    api.faults(
+        {
+            "status": 401,
+            "code": 190,
+            "message": "Error validating access token: Session has expired",
+            "times": 1,
+        }
+    )
     outcome = producers.send_text(spec.TO, "token expired, then renewed").get(timeout=TIMEOUT)
     first, second = api.requests()
     assert first["status"] == 401 and second["status"] == 200
@@ -202,8 +223,12 @@ def test_read_timeout_is_ambiguous(api) -> None:
 
 
 def test_same_idempotency_key_sends_once(api) -> None:
-    first = producers.send_text(spec.TO, "order 42 shipped", idempotency_key="order-42-shipped").get(timeout=TIMEOUT)
-    second = producers.send_text(spec.TO, "order 42 shipped", idempotency_key="order-42-shipped").get(timeout=TIMEOUT)
+    first = producers.send_text(spec.TO, "order 42 shipped", idempotency_key="order-42-shipped").get(
+        timeout=TIMEOUT
+    )
+    second = producers.send_text(spec.TO, "order 42 shipped", idempotency_key="order-42-shipped").get(
+        timeout=TIMEOUT
+    )
     assert second["wamid"] == first["wamid"] and second["duplicate"] is True
     assert len(api.accepted()) == 1
 
@@ -215,7 +240,8 @@ def test_an_app_without_the_project_enqueues_by_name(stack, api, tmp_path) -> No
         from celery import Celery
         app = Celery(broker={stack.redis.url!r}, backend={stack.redis.url!r})
         ok = app.send_task("worker.tasks.send_message", queue="whatsapp",
-                           kwargs={{"to": "+919999595313", "type": "text", "text": {{"body": "from elsewhere"}}}})
+                           kwargs={{"to": "+919999595313", "type": "text",
+                                   "text": {{"body": "from elsewhere"}}}})
         print(json.dumps(ok.get(timeout=30)))
         bad = app.send_task("worker.tasks.send_message", queue="whatsapp",
                             kwargs={{"to": "+919999595313", "type": "text", "text": {{"body": "x" * 5000}}}})
@@ -224,7 +250,9 @@ def test_an_app_without_the_project_enqueues_by_name(stack, api, tmp_path) -> No
         except Exception as exc:
             print(json.dumps({{"state": bad.state, "error": str(exc)}}))
     """)
-    out = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     ok, bad = (json.loads(line) for line in out.stdout.splitlines())
     assert ok["wamid"].startswith("wamid.") and ok["to"] == "+919999595313"

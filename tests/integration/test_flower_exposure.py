@@ -44,7 +44,12 @@ def test_without_credentials_flower_listens_on_loopback_only(stack) -> None:
 
 def test_without_credentials_flower_refuses_a_public_address(stack) -> None:
     env = worker_env(stack.redis.url, "http://127.0.0.1:3128/api/v17.0")
-    out = subprocess.run([str(BIN / "wa-dispatch"), "flower", "--port", str(free_port()), "--address", "0.0.0.0"],
-                         env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    out = subprocess.run(
+        [str(BIN / "wa-dispatch"), "flower", "--port", str(free_port()), "--address", "0.0.0.0"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2
     assert "refusing to listen on 0.0.0.0 without FLOWER_BASIC_AUTH" in out.stderr

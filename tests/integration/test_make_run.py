@@ -25,8 +25,25 @@ from tests.harness import ROOT, RedisServer, tmpdir, wait_for
 
 pytestmark = pytest.mark.integration
 
-KINDS = ["text", "reply", "image", "video", "audio", "document", "sticker", "location", "contacts", "reaction",
-         "buttons", "list", "product", "product_list", "catalog", "template", "mark_read"]  # fmt: skip
+KINDS = [
+    "text",
+    "reply",
+    "image",
+    "video",
+    "audio",
+    "document",
+    "sticker",
+    "location",
+    "contacts",
+    "reaction",
+    "buttons",
+    "list",
+    "product",
+    "product_list",
+    "catalog",
+    "template",
+    "mark_read",
+]
 
 
 def newcomer_env() -> dict[str, str]:
@@ -53,8 +70,16 @@ def processes_in(folder: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def clone() -> Iterator[Path]:
     folder = tmpdir("wa-clone-") / "whatsapp-dispatch"
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.decode().split("\0")  # fmt: skip
+    files = (
+        subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split("\0")
+    )
     for name in filter(None, files):
         source = ROOT / name
         if source.is_file():
@@ -77,8 +102,9 @@ def redis_on_6379() -> Iterator[None]:
 
 
 def make_run(clone: Path, *prefix: str) -> subprocess.CompletedProcess[str]:
-    out = subprocess.run([*prefix, "make", "run"], cwd=clone, env=newcomer_env(), capture_output=True, text=True,
-                         timeout=600)  # fmt: skip
+    out = subprocess.run(
+        [*prefix, "make", "run"], cwd=clone, env=newcomer_env(), capture_output=True, text=True, timeout=600
+    )
     assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-4000:]
     return out
 
@@ -102,7 +128,9 @@ def test_make_run_starts_redis_where_none_answers(clone) -> None:
     if os.geteuid() != 0:
         pytest.skip("a network namespace of its own needs root")
     # The venv is installed with the network; the namespace below has none.
-    subprocess.run(["make", "install"], cwd=clone, env=newcomer_env(), check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        ["make", "install"], cwd=clone, env=newcomer_env(), check=True, capture_output=True, timeout=600
+    )
     out = make_run(clone, "unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh")
     assert "No Redis at port 6379: starting a private redis-server there" in out.stdout
     assert_one_outcome_per_type(out.stdout)
@@ -111,16 +139,23 @@ def test_make_run_starts_redis_where_none_answers(clone) -> None:
 
 @pytest.mark.parametrize("how", ["ctrl-c", "sigkill"])
 def test_what_make_run_started_stops_with_it(clone, redis_on_6379, how) -> None:
-    run = subprocess.Popen(["make", "run"], cwd=clone, env=newcomer_env(), stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    run = subprocess.Popen(
+        ["make", "run"],
+        cwd=clone,
+        env=newcomer_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         wait_for(lambda: any(" worker " in cmd for cmd in processes_in(clone)), 120, "the demo's worker")
         assert any("devtools.sandbox" in cmd for cmd in processes_in(clone))
         if how == "ctrl-c":
             os.killpg(run.pid, signal.SIGINT)  # what the terminal sends to make and the demo
         else:  # the demo itself killed outright (an OOM kill): the kernel tells its children
-            demo = subprocess.run(["pgrep", "-f", "-g", str(run.pid), "devtools.demo"], capture_output=True,
-                                  text=True).stdout.split()  # fmt: skip
+            demo = subprocess.run(
+                ["pgrep", "-f", "-g", str(run.pid), "devtools.demo"], capture_output=True, text=True
+            ).stdout.split()
             assert demo, "the demo process was not found"
             os.kill(int(demo[0]), signal.SIGKILL)
         run.wait(60)

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.integration
 
 def cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "INTERAKT_PHONE_NUMBER_ID": PHONE_NUMBER_ID}
-    out = subprocess.run([str(BIN / "wa-dispatch"), *args], env=env, capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [str(BIN / "wa-dispatch"), *args], env=env, capture_output=True, text=True, timeout=60
+    )
     if check:
         assert out.returncode == 0, out.stdout + out.stderr
     return out
@@ -46,7 +48,9 @@ def test_failed_intents_are_kept_listed_and_redriven(api) -> None:
     outcome = app.AsyncResult(redriven[0]["task_id"]).get(timeout=30)
     assert outcome["wamid"].startswith("wamid.") and outcome["idempotency_key"] == "redrive-1"
     assert len(api.accepted()) == 1
-    assert all(e["idempotency_key"] != "redrive-1" for e in json.loads(cli("failed", "list", "--json").stdout))
+    assert all(
+        e["idempotency_key"] != "redrive-1" for e in json.loads(cli("failed", "list", "--json").stdout)
+    )
 
 
 def test_redrive_of_a_key_that_was_sent_sends_nothing(api) -> None:
@@ -54,8 +58,13 @@ def test_redrive_of_a_key_that_was_sent_sends_nothing(api) -> None:
 
     first = producers.send_text(spec.TO, "already sent", idempotency_key="sent-1").get(timeout=30)
     # an operator re-drives an entry for a key that in fact went out (e.g. an ambiguous one)
-    services().send.dead.add("sent-1", {"to": spec.TO, "type": "text", "text": {"body": "already sent"}},
-                        {"kind": "ambiguous", "code": None, "error": "no answer"}, 1, "t-1")  # fmt: skip
+    services().send.dead.add(
+        "sent-1",
+        {"to": spec.TO, "type": "text", "text": {"body": "already sent"}},
+        {"kind": "ambiguous", "code": None, "error": "no answer"},
+        1,
+        "t-1",
+    )
     redriven = json.loads(cli("failed", "redrive", "sent-1", "--json").stdout)
     from worker import app
 
@@ -85,7 +94,11 @@ def test_cli_reports_bad_intents_and_unknown_tasks(tmp_path) -> None:
 
 
 def test_producer_raises_a_clear_error_when_the_broker_is_down() -> None:
-    env = {**os.environ, "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0", "DISPATCH_PUBLISH_MAX_RETRIES": "2"}
+    env = {
+        **os.environ,
+        "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+        "DISPATCH_PUBLISH_MAX_RETRIES": "2",
+    }
     script = (
         "from producers import send_text\n"
         "from worker.delivery.errors import EnqueueError\n"
@@ -93,7 +106,10 @@ def test_producer_raises_a_clear_error_when_the_broker_is_down() -> None:
         "except EnqueueError as exc:\n    print('EnqueueError:', exc)\n"
     )
     started = time.monotonic()
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=60)  # fmt: skip
-    assert out.stdout.startswith("EnqueueError: not enqueued: the broker did not answer"), out.stdout + out.stderr
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.startswith("EnqueueError: not enqueued: the broker did not answer"), (
+        out.stdout + out.stderr
+    )
     assert time.monotonic() - started < 30

@@ -18,8 +18,13 @@ pytestmark = pytest.mark.integration
 
 def redrive(key: str, **env: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "INTERAKT_PHONE_NUMBER_ID": PHONE_NUMBER_ID, **env}
-    return subprocess.run([str(BIN / "wa-dispatch"), "failed", "redrive", key, "--json"], env=env,
-                          capture_output=True, text=True, timeout=90)  # fmt: skip
+    return subprocess.run(
+        [str(BIN / "wa-dispatch"), "failed", "redrive", key, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
 def test_a_redrive_whose_enqueue_fails_keeps_the_dead_letter(stack, api) -> None:

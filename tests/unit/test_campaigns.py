@@ -31,8 +31,12 @@ def write(tmp_path: Path, text: str, csv: str = "phone,first_name\n+919999595313
 def test_a_good_file_loads_with_its_audience(tmp_path: Path) -> None:
     c = load_campaign(write(tmp_path, GOOD))
     assert c.name == "sale" and c.rows == [{"phone": "+919999595313", "first_name": "Asha"}]
-    assert intent_for(c, c.rows[0], "r1") == {"type": "text", "text": {"body": "Hi Asha"}, "to": "+919999595313",
-                                              "idempotency_key": "campaign:sale:r1:+919999595313"}  # fmt: skip
+    assert intent_for(c, c.rows[0], "r1") == {
+        "type": "text",
+        "text": {"body": "Hi Asha"},
+        "to": "+919999595313",
+        "idempotency_key": "campaign:sale:r1:+919999595313",
+    }
 
 
 def test_syntax_errors_name_the_line(tmp_path: Path) -> None:
@@ -43,14 +47,17 @@ def test_syntax_errors_name_the_line(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (("cron = \"0 9 * * FRI\"", "cron = \"0 25 * * *\""), r"schedule: .*hour field '25'"),
-        (("cron = \"0 9 * * FRI\"", "every = 60\ncron = \"* * * * *\""), "exactly one of 'cron', 'every'"),
+        (('cron = "0 9 * * FRI"', 'cron = "0 25 * * *"'), r"schedule: .*hour field '25'"),
+        (('cron = "0 9 * * FRI"', 'every = 60\ncron = "* * * * *"'), "exactly one of 'cron', 'every'"),
         (('timezone = "Asia/Kolkata"', 'timezone = "Mars/Base"'), "timezone: unknown time zone"),
         (('name = "sale"', 'name = "Big Sale!"'), "name: String should match"),
         (('type = "text"', 'type = "txt"'), "message: type"),
         (('text = { body = "Hi {first_name}" }', 'text = { body = "" }'), r"message: text\.body"),
         (('csv = "people.csv"', 'csv = "missing.csv"'), "audience.csv: cannot read"),
-        (("[message]", "[message]\nto = \"+919999595313\""), "'to' and 'idempotency_key' come from the audience"),
+        (
+            ("[message]", '[message]\nto = "+919999595313"'),
+            "'to' and 'idempotency_key' come from the audience",
+        ),
     ],
 )
 def test_bad_fields_are_named(tmp_path: Path, change: tuple[str, str], message: str) -> None:
@@ -59,7 +66,13 @@ def test_bad_fields_are_named(tmp_path: Path, change: tuple[str, str], message: 
 
 
 def test_cron_fields() -> None:
-    assert cron_fields("*/15 9-17 * * MON-FRI") == [[0, 15, 30, 45], list(range(9, 18)), None, None, [1, 2, 3, 4, 5]]
+    assert cron_fields("*/15 9-17 * * MON-FRI") == [
+        [0, 15, 30, 45],
+        list(range(9, 18)),
+        None,
+        None,
+        [1, 2, 3, 4, 5],
+    ]
     assert cron_fields("0 0 1,15 jan 7") == [[0], [0], [1, 15], [1], [0]]
     for bad in ["* * * *", "60 * * * *", "* * * * mon-xyz", "*/0 * * * *"]:
         with pytest.raises(ValueError):

@@ -16,7 +16,12 @@ BIN = Path(sys.executable).parent
 
 
 def manifests() -> list[dict]:
-    return [doc for path in sorted((DEPLOY / "k8s").glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    return [
+        doc
+        for path in sorted((DEPLOY / "k8s").glob("*.yaml"))
+        for doc in yaml.safe_load_all(path.read_text())
+        if doc
+    ]
 
 
 @pytest.mark.parametrize("doc", manifests(), ids=lambda d: f"{d['kind']}/{d['metadata']['name']}")
@@ -35,8 +40,16 @@ def test_kubernetes_shape() -> None:
 
 
 def test_compose_file_matches_the_compose_spec() -> None:
-    out = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec",
-                          str(DEPLOY / "compose.yaml")], capture_output=True, text=True)  # fmt: skip
+    out = subprocess.run(
+        [
+            str(BIN / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(DEPLOY / "compose.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     assert "--appendonly" in compose["services"]["redis"]["command"]
@@ -58,7 +71,9 @@ def test_dockerfile_runs_as_non_root_on_a_slim_base_without_secrets() -> None:
 
 
 def test_procfile_has_worker_beat_and_flower_with_commands_that_exist() -> None:
-    processes = dict(line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip())
+    processes = dict(
+        line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()
+    )
     assert set(processes) == {"worker", "beat", "flower"}
     for command in processes.values():
         assert (BIN / command.split()[0]).exists(), command

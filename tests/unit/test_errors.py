@@ -21,7 +21,8 @@ def test_transient_codes(code: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "code", [100, 131008, 131009, 131021, 131026, 131047, 131050, 131051, 131052, 131053, 132000, 132001, 132016]
+    "code",
+    [100, 131008, 131009, 131021, 131026, 131047, 131050, 131051, 131052, 131053, 132000, 132001, 132016],
 )
 def test_permanent_codes_even_when_sent_as_5xx_or_429(code: int) -> None:
     assert classify(code, 400) is PermanentError
@@ -48,9 +49,16 @@ def test_status_only_when_there_is_no_code() -> None:
 
 
 def test_meta_error_body_is_parsed() -> None:
-    body = {"error": {"message": "(#131047) Re-engagement message", "type": "OAuthException", "code": 131047,
-                      "error_data": {"messaging_product": "whatsapp", "details": "More than 24 hours have passed"},
-                      "error_subcode": 2494010, "fbtrace_id": "Az8or2yhqkZfEZ-_4Qn_Bam"}}  # fmt: skip
+    body = {
+        "error": {
+            "message": "(#131047) Re-engagement message",
+            "type": "OAuthException",
+            "code": 131047,
+            "error_data": {"messaging_product": "whatsapp", "details": "More than 24 hours have passed"},
+            "error_subcode": 2494010,
+            "fbtrace_id": "Az8or2yhqkZfEZ-_4Qn_Bam",
+        }
+    }
     exc = api_error(400, body)
     assert isinstance(exc, PermanentError)
     assert exc.code == 131047
@@ -82,6 +90,10 @@ def test_the_readme_error_code_table_is_the_code_table() -> None:
 
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     section = readme.split("### Error codes", 1)[1].split("\n#", 1)[0]
-    rows = [line.strip("|").split("|") for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    rows = [
+        line.strip("|").split("|")
+        for line in section.splitlines()
+        if line.startswith("| ") and "---" not in line
+    ]
     documented = {int(code): (title.strip(), handling.strip()) for code, title, handling in rows[1:]}
     assert documented == {code: (e.title, e.handling.value) for code, e in CODES.items()}

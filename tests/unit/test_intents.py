@@ -20,7 +20,9 @@ def fields(err: InvalidIntent) -> list[str]:
 
 
 def buttons(n: int, title: str = "t") -> dict:
-    return {"buttons": [{"type": "reply", "reply": {"id": f"b{i}", "title": f"{title}{i}"}} for i in range(n)]}
+    return {
+        "buttons": [{"type": "reply", "reply": {"id": f"b{i}", "title": f"{title}{i}"}} for i in range(n)]
+    }
 
 
 def test_phone_numbers_are_checked_by_libphonenumber() -> None:
@@ -39,7 +41,9 @@ def test_text_limits() -> None:
 
 def test_type_needs_its_object_and_no_other() -> None:
     assert "needs a 'text' object" in str(refuse(to=TO, type="text"))
-    assert "cannot also carry 'image'" in str(refuse(to=TO, type="text", text={"body": "x"}, image={"id": "1"}))
+    assert "cannot also carry 'image'" in str(
+        refuse(to=TO, type="text", text={"body": "x"}, image={"id": "1"})
+    )
     assert fields(refuse(to=TO, type="fax", text={"body": "x"})) == ["type"]
 
 
@@ -58,10 +62,18 @@ def test_media_needs_exactly_one_of_id_and_link(kind: str) -> None:
 
 def test_media_link_rules() -> None:
     assert "http(s)" in str(refuse(to=TO, type="image", image={"link": "ftp://example.com/a.png"}))
-    assert ".gif is not a supported image" in str(refuse(to=TO, type="image", image={"link": "https://e.com/a.gif"}))
-    assert ".png is not a supported sticker" in str(refuse(to=TO, type="sticker", sticker={"link": "https://e.com/s.png"}))
-    parse_intent({"to": TO, "type": "image", "image": {"link": "https://e.com/render?id=7"}})  # unknown ext: Meta decides
-    assert fields(refuse(to=TO, type="audio", audio={"id": "1", "caption": "no captions on audio"})) == ["audio.caption"]
+    assert ".gif is not a supported image" in str(
+        refuse(to=TO, type="image", image={"link": "https://e.com/a.gif"})
+    )
+    assert ".png is not a supported sticker" in str(
+        refuse(to=TO, type="sticker", sticker={"link": "https://e.com/s.png"})
+    )
+    parse_intent(
+        {"to": TO, "type": "image", "image": {"link": "https://e.com/render?id=7"}}
+    )  # unknown ext: Meta decides
+    assert fields(refuse(to=TO, type="audio", audio={"id": "1", "caption": "no captions on audio"})) == [
+        "audio.caption"
+    ]
     assert fields(refuse(to=TO, type="image", image={"id": "1", "caption": "c" * 1025})) == ["image.caption"]
 
 
@@ -81,7 +93,9 @@ def test_interactive_body_header_footer_limits() -> None:
     assert "interactive.button.body" in fields(refuse(to=TO, type="interactive", interactive=base))
     err = refuse(to=TO, type="interactive", interactive={**base, "body": {"text": "x" * 1025}})
     assert fields(err) == ["interactive.button.body.text"]
-    err = refuse(to=TO, type="interactive", interactive={**base, "body": {"text": "b"}, "footer": {"text": "x" * 61}})
+    err = refuse(
+        to=TO, type="interactive", interactive={**base, "body": {"text": "b"}, "footer": {"text": "x" * 61}}
+    )
     assert fields(err) == ["interactive.button.footer.text"]
     header = {"type": "text", "text": "x" * 61}
     err = refuse(to=TO, type="interactive", interactive={**base, "body": {"text": "b"}, "header": header})
@@ -98,7 +112,9 @@ def test_list_limits() -> None:
     parse_intent({"to": TO, "type": "interactive", "interactive": lst([{"title": "A", "rows": rows(10)}])})
     assert "10" in str(refuse(to=TO, type="interactive", interactive=lst([{"title": "A", "rows": rows(11)}])))
     many = [{"title": f"S{i}", "rows": rows(1, f"s{i}-")} for i in range(11)]
-    assert "interactive.list.action.sections" in fields(refuse(to=TO, type="interactive", interactive=lst(many)))
+    assert "interactive.list.action.sections" in fields(
+        refuse(to=TO, type="interactive", interactive=lst(many))
+    )
     split = [{"title": "A", "rows": rows(6, "a")}, {"title": "B", "rows": rows(5, "b")}]
     assert "at most 10 rows in all" in str(refuse(to=TO, type="interactive", interactive=lst(split)))
 
@@ -109,26 +125,38 @@ def test_product_list_limits() -> None:
             {"title": f"S{s}", "product_items": [{"product_retailer_id": f"p{s}-{i}"} for i in range(n)]}
             for s, n in enumerate(counts)
         ]
-        return {"type": "product_list", "header": {"type": "text", "text": "h"}, "body": {"text": "b"},
-                "action": {"catalog_id": "c", "sections": sections}}  # fmt: skip
+        return {
+            "type": "product_list",
+            "header": {"type": "text", "text": "h"},
+            "body": {"text": "b"},
+            "action": {"catalog_id": "c", "sections": sections},
+        }
 
     parse_intent({"to": TO, "type": "interactive", "interactive": plist([15, 15])})
     assert "at most 30 products" in str(refuse(to=TO, type="interactive", interactive=plist([20, 11])))
     no_header = {**plist([1]), "header": None}
-    assert fields(refuse(to=TO, type="interactive", interactive=no_header)) == ["interactive.product_list.header"]
+    assert fields(refuse(to=TO, type="interactive", interactive=no_header)) == [
+        "interactive.product_list.header"
+    ]
 
 
 def test_product_and_catalog_rules() -> None:
     err = refuse(to=TO, type="interactive", interactive={"type": "product", "action": {"catalog_id": "c"}})
     assert fields(err) == ["interactive.product.action.product_retailer_id"]
-    err = refuse(to=TO, type="interactive", interactive={"type": "catalog_message", "action": {"name": "catalog_message"}})
+    err = refuse(
+        to=TO,
+        type="interactive",
+        interactive={"type": "catalog_message", "action": {"name": "catalog_message"}},
+    )
     assert fields(err) == ["interactive.catalog_message.body"]
 
 
 def test_template_rules() -> None:
     ok = {"name": "order_update", "language": {"policy": "deterministic", "code": "en_US"}}
     parse_intent({"to": TO, "type": "template", "template": ok})
-    assert fields(refuse(to=TO, type="template", template={**ok, "language": {}})) == ["template.language.code"]
+    assert fields(refuse(to=TO, type="template", template={**ok, "language": {}})) == [
+        "template.language.code"
+    ]
     button = {"type": "button", "parameters": [{"type": "payload", "payload": "p"}]}
     assert "sub_type" in str(refuse(to=TO, type="template", template={**ok, "components": [button]}))
     param = {"type": "body", "parameters": [{"type": "text"}]}
@@ -137,7 +165,9 @@ def test_template_rules() -> None:
 
 def test_reply_context_and_location() -> None:
     assert fields(refuse(to=TO, type="text", text={"body": "x"}, context={})) == ["context.message_id"]
-    assert fields(refuse(to=TO, type="location", location={"latitude": 91, "longitude": 0})) == ["location.latitude"]
+    assert fields(refuse(to=TO, type="location", location={"latitude": 91, "longitude": 0})) == [
+        "location.latitude"
+    ]
 
 
 def test_error_names_every_bad_field_without_echoing_values() -> None:

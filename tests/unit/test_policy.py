@@ -15,8 +15,13 @@ from worker.delivery.errors import (
 from worker.delivery.policy import Action, call_with_retry, decide, requeue_countdown
 from worker.settings import Settings
 
-FAST = Settings(DISPATCH_INLINE_ATTEMPTS=3, DISPATCH_INLINE_BACKOFF=0.01, DISPATCH_INLINE_MAX_WAIT=1,
-                DISPATCH_REQUEUE_BACKOFF=10, DISPATCH_REQUEUE_MAX_WAIT=300)  # fmt: skip
+FAST = Settings(
+    DISPATCH_INLINE_ATTEMPTS=3,
+    DISPATCH_INLINE_BACKOFF=0.01,
+    DISPATCH_INLINE_MAX_WAIT=1,
+    DISPATCH_REQUEUE_BACKOFF=10,
+    DISPATCH_REQUEUE_MAX_WAIT=300,
+)
 
 
 def flaky(failures: list[Exception]):
@@ -83,13 +88,27 @@ AT_LEAST_ONCE = Settings(DISPATCH_AT_LEAST_ONCE=True)
     [
         (TransientError("500", {"http_status": 500}), 1, DEFAULTS, Action.REQUEUE, "transient", "requeued"),
         (TransientError("500", {"http_status": 500}), 40, DEFAULTS, Action.FAIL, "exhausted", ""),
-        (PairRateLimited("131056", {"code": 131056}), 3, DEFAULTS, Action.REQUEUE, "pair_rate_limited", "requeued"),
+        (
+            PairRateLimited("131056", {"code": 131056}),
+            3,
+            DEFAULTS,
+            Action.REQUEUE,
+            "pair_rate_limited",
+            "requeued",
+        ),
         (PairRateLimited("131056", {"code": 131056}), 40, DEFAULTS, Action.FAIL, "exhausted", ""),
         (AccountError("190", {"code": 190}), 1, DEFAULTS, Action.PAUSE, "account", "paused"),
         (AccountError("190", {"code": 190}), 99, DEFAULTS, Action.PAUSE, "account", "paused"),
         (PermanentError("131047", {"code": 131047}), 1, DEFAULTS, Action.FAIL, "permanent", ""),
         (AmbiguousError("read timeout", {}), 1, DEFAULTS, Action.FAIL, "ambiguous", ""),
-        (AmbiguousError("read timeout", {}), 1, AT_LEAST_ONCE, Action.REQUEUE, "ambiguous", "requeued_ambiguous"),
+        (
+            AmbiguousError("read timeout", {}),
+            1,
+            AT_LEAST_ONCE,
+            Action.REQUEUE,
+            "ambiguous",
+            "requeued_ambiguous",
+        ),
         (DispatchError("surprise", {}), 1, DEFAULTS, Action.FAIL, "error", ""),
     ],
 )
@@ -108,5 +127,10 @@ def test_decide_waits() -> None:
     assert decide(AmbiguousError("t", {}), 1, 0, AT_LEAST_ONCE).countdown == 30.0  # DISPATCH_REQUEUE_BACKOFF
     # third requeue: full jitter between half and all of 30 s * 2**2
     assert 60.0 <= decide(TransientError("500", {}), 1, 2, DEFAULTS).countdown <= 120.0
-    exhausted = decide(TransientError("(131000) Something went wrong", {"code": 131000}), 40, 9, DEFAULTS).error
-    assert exhausted.message == "gave up after 40 attempts: (131000) Something went wrong" and exhausted.code == 131000
+    exhausted = decide(
+        TransientError("(131000) Something went wrong", {"code": 131000}), 40, 9, DEFAULTS
+    ).error
+    assert (
+        exhausted.message == "gave up after 40 attempts: (131000) Something went wrong"
+        and exhausted.code == 131000
+    )

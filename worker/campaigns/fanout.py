@@ -3,10 +3,10 @@
 `start_run` registers the run and enqueues its first chunk of DISPATCH_CAMPAIGN_CHUNK recipients;
 each chunk enqueues the next one, timed for when the campaign's lane will have slots for it
 (never one giant task or message, and never a queue of long ETAs). A Redis marker per chunk
-keeps a re-delivered chunk from starting a second chain. `send_chunk` turns its rows into intents (bad rows, opt-outs
-and recipients outside the send window are reported as skipped, and the run goes on), then sends
-them through the same `MessageDelivery` as single messages, on a per-process thread pool: same
-idempotency keys (`campaign:NAME:RUN:TO`), same rate limits (in the campaign's lane), same
+keeps a re-delivered chunk from starting a second chain. `send_chunk` turns its rows into intents
+(bad rows, opt-outs and recipients outside the send window are reported as skipped, and the run
+goes on), then sends them through the same `MessageDelivery` as single messages, on a per-process
+thread pool: same idempotency keys (`campaign:NAME:RUN:TO`), same rate limits (in the campaign's lane), same
 retries. Each recipient gets a Celery result under a task id derived from its key; an intent that
 has to wait is handed to a `send_message` task with that id, its run passed as the `campaign`
 argument.
@@ -65,7 +65,9 @@ class Fanout:
     """Campaign runs on top of the send path: `send` delivers, `runs` keeps the run's state, and the
     two callables enqueue a chunk or hand one recipient back to the queue (the Celery side)."""
 
-    def __init__(self, send: SendServices, runs: CampaignRuns, enqueue_chunk: ChunkEnqueuer, requeue: Requeuer) -> None:
+    def __init__(
+        self, send: SendServices, runs: CampaignRuns, enqueue_chunk: ChunkEnqueuer, requeue: Requeuer
+    ) -> None:
         self.send = send
         self.settings = send.settings
         self.runs = runs
@@ -82,15 +84,26 @@ class Fanout:
         chunks = -(-len(campaign.rows) // self.settings.campaign_chunk)
         if chunks:
             self._chain(name, run_id, 0, 0.0)
-        return {"campaign": name, "run_id": run_id, "total": len(campaign.rows), "chunks": chunks, "resumed": not fresh}
+        return {
+            "campaign": name,
+            "run_id": run_id,
+            "total": len(campaign.rows),
+            "chunks": chunks,
+            "resumed": not fresh,
+        }
 
     def _chain(self, name: str, run_id: str, start: int, countdown: float) -> None:
         """Enqueue the chunk starting at `start`, once per run whatever is re-delivered."""
         total = len(_campaign(name).rows)
         if start >= total or not self.runs.claim_chunk(name, run_id, start):
             return
-        self.enqueue_chunk(name=name, run_id=run_id, start=start, stop=min(start + self.settings.campaign_chunk, total),
-                           countdown=countdown)  # fmt: skip
+        self.enqueue_chunk(
+            name=name,
+            run_id=run_id,
+            start=start,
+            stop=min(start + self.settings.campaign_chunk, total),
+            countdown=countdown,
+        )
 
     def resume_stalled(self) -> list[dict[str, Any]]:
         """Re-enqueue chunks whose message never reached a worker.
@@ -156,7 +169,7 @@ class Fanout:
             except DispatchError as exc:
                 app.backend.mark_as_failure(task_id, exc)
                 return "failed"
-            except Exception:  # noqa: BLE001 - never let one recipient's surprise drop the rest of the chunk
+            except Exception:
                 log.exception("chunk_delivery_error", task_id=task_id)
                 self.requeue({**intent, **later}, task_id, 1.0)
                 return "requeued"
@@ -164,4 +177,6 @@ class Fanout:
             return "sent"
 
         outcomes = list(_executor().map(deliver, intents))
-        return {k: outcomes.count(k) for k in ("sent", "failed", "requeued")} | {"skipped": stop - start - len(intents)}
+        return {k: outcomes.count(k) for k in ("sent", "failed", "requeued")} | {
+            "skipped": stop - start - len(intents)
+        }

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, cast
 
 import redis
 from pydantic import BaseModel, ConfigDict, Field
@@ -70,7 +71,7 @@ class CampaignRuns:
         return {n for n, flag in zip(numbers, flags, strict=True) if flag}
 
     def opt_outs(self) -> list[str]:
-        return sorted(self.redis.smembers(OPTOUT))
+        return sorted(cast(set[str], self.redis.smembers(OPTOUT)))
 
     # --- runs -----------------------------------------------------------------------------------
 
@@ -88,8 +89,11 @@ class CampaignRuns:
 
     def claim_chunk(self, name: str, run_id: str, start: int) -> bool:
         """True the first time a run's chunk at `start` is enqueued (marker `queued:<time>`)."""
-        return bool(self.redis.set(f"{run_prefix(name, run_id)}:chunk:{start}", f"queued:{time.time()}",
-                                   nx=True, ex=self.ttl))  # fmt: skip
+        return bool(
+            self.redis.set(
+                f"{run_prefix(name, run_id)}:chunk:{start}", f"queued:{time.time()}", nx=True, ex=self.ttl
+            )
+        )
 
     def chunk_started(self, name: str, run_id: str, start: int) -> None:
         self.redis.set(f"{run_prefix(name, run_id)}:chunk:{start}", "started", ex=self.ttl)
@@ -97,10 +101,15 @@ class CampaignRuns:
     def stalled_chunks(self, name: str, run_id: str, older_than: float) -> list[int]:
         """Chunks enqueued long ago that no worker ever started: their message was lost."""
         prefix = f"{run_prefix(name, run_id)}:chunk:"
-        keys = list(self.redis.scan_iter(prefix + "*", count=1000))
+        keys = cast(list[str], list(self.redis.scan_iter(prefix + "*", count=1000)))
+        values = cast(list[str | None], self.redis.mget(keys) if keys else [])
         stalled = []
-        for key, value in zip(keys, self.redis.mget(keys) if keys else [], strict=True):
-            if value and value.startswith("queued:") and float(value.split(":", 1)[1]) < time.time() - older_than:
+        for key, value in zip(keys, values, strict=True):
+            if (
+                value
+                and value.startswith("queued:")
+                and float(value.split(":", 1)[1]) < time.time() - older_than
+            ):
                 self.redis.set(key, f"queued:{time.time()}", ex=self.ttl)
                 stalled.append(int(key.rsplit(":", 1)[1]))
         return sorted(stalled)
@@ -108,9 +117,9 @@ class CampaignRuns:
     def active_runs(self) -> list[tuple[str, str]]:
         """(campaign, run id) of recent runs that are not done."""
         found = []
-        for key in self.redis.scan_iter("wa:runs:*", count=1000):
+        for key in cast(Iterator[str], self.redis.scan_iter("wa:runs:*", count=1000)):
             name = key.split(":", 2)[2]
-            for run_id in self.redis.zrevrange(key, 0, 4):
+            for run_id in cast(list[str], self.redis.zrevrange(key, 0, 4)):
                 if not self.counts(name, run_id)["done"]:
                     found.append((name, run_id))
         return found
@@ -120,24 +129,35 @@ class CampaignRuns:
         prefix = run_prefix(name, run_id)
         pipe = self.redis.pipeline(transaction=False)
         for to, entry in entries.items():
-            self._record(keys=[prefix + ":report", prefix + ":counts"], args=[to, json.dumps(entry), entry["status"], ""],
-                         client=pipe)  # fmt: skip
+            self._record(
+                keys=[prefix + ":report", prefix + ":counts"],
+                args=[to, json.dumps(entry), entry["status"], ""],
+                client=pipe,
+            )
         pipe.execute()
 
     def counts(self, name: str, run_id: str) -> dict[str, Any]:
         prefix = run_prefix(name, run_id)
-        meta = self.redis.hgetall(prefix)
-        counts = {k: int(v) for k, v in self.redis.hgetall(prefix + ":counts").items()}
+        meta = cast(dict[str, str], self.redis.hgetall(prefix))
+        counts = {k: int(v) for k, v in cast(dict[str, str], self.redis.hgetall(prefix + ":counts")).items()}
         failed_by_code = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("failed:")}
         total = int(meta.get("total", 0))
         done = counts.get("sent", 0) + counts.get("failed", 0) + counts.get("skipped", 0)
-        return {"campaign": name, "run_id": run_id, "total": total, "queued": counts.get("queued", 0),
-                "sent": counts.get("sent", 0), "failed": counts.get("failed", 0), "skipped": counts.get("skipped", 0),
-                "failed_by_code": failed_by_code, "done": total > 0 and done >= total,
-                "started": float(meta["started"]) if meta.get("started") else None}  # fmt: skip
+        return {
+            "campaign": name,
+            "run_id": run_id,
+            "total": total,
+            "queued": counts.get("queued", 0),
+            "sent": counts.get("sent", 0),
+            "failed": counts.get("failed", 0),
+            "skipped": counts.get("skipped", 0),
+            "failed_by_code": failed_by_code,
+            "done": total > 0 and done >= total,
+            "started": float(meta["started"]) if meta.get("started") else None,
+        }
 
     def runs(self, name: str) -> list[str]:
-        return self.redis.zrevrange(f"wa:runs:{name}", 0, -1)
+        return cast(list[str], self.redis.zrevrange(f"wa:runs:{name}", 0, -1))
 
     def report(self, name: str, run_id: str) -> list[dict[str, Any]]:
         """One row per recipient: status, wamid or error, reason for skips."""
@@ -148,8 +168,15 @@ class CampaignRuns:
             pipe.hgetall("wa:idem:" + entry["key"]) if entry.get("key") else pipe.echo("")
         rows = []
         for (to, entry), record in zip(queued, pipe.execute(), strict=True):
-            row = {"to": to, "status": entry["status"], "reason": entry.get("reason"), "task_id": entry.get("task_id"),
-                   "wamid": None, "error_code": None, "error": None}  # fmt: skip
+            row = {
+                "to": to,
+                "status": entry["status"],
+                "reason": entry.get("reason"),
+                "task_id": entry.get("task_id"),
+                "wamid": None,
+                "error_code": None,
+                "error": None,
+            }
             if isinstance(record, dict) and record.get("state") in ("sent", "failed"):
                 row["status"] = record["state"]
                 row["wamid"] = record.get("wamid") or None

@@ -38,8 +38,15 @@ def beat_schedule_of(campaign: Campaign) -> Any:
         return rrule("MINUTELY", dtstart=at, count=1)
     minute, hour, day, month, weekday = cron_fields(spec.cron or "")
     start = datetime.now(campaign.zone).replace(second=0, microsecond=0)
-    return rrule("MINUTELY", dtstart=start, byminute=minute, byhour=hour, bymonthday=day, bymonth=month,
-                 byweekday=[(d - 1) % 7 for d in weekday] if weekday else None)  # fmt: skip
+    return rrule(
+        "MINUTELY",
+        dtstart=start,
+        byminute=minute,
+        byhour=hour,
+        bymonthday=day,
+        bymonth=month,
+        byweekday=[(d - 1) % 7 for d in weekday] if weekday else None,
+    )
 
 
 def run_id_now(campaign: Campaign, now: datetime) -> str:
@@ -48,7 +55,9 @@ def run_id_now(campaign: Campaign, now: datetime) -> str:
     if spec.every is not None:
         return str(int(now.timestamp() // spec.every * spec.every))
     if spec.at is not None:
-        return "at-" + (spec.at if spec.at.tzinfo else spec.at.replace(tzinfo=campaign.zone)).strftime("%Y%m%dT%H%M%z")
+        return "at-" + (spec.at if spec.at.tzinfo else spec.at.replace(tzinfo=campaign.zone)).strftime(
+            "%Y%m%dT%H%M%z"
+        )
     return now.astimezone(campaign.zone).strftime("%Y%m%dT%H%M")
 
 
@@ -59,8 +68,14 @@ def entry_name(name: str) -> str:
 def save(app: Celery, campaign: Campaign) -> None:
     """Store the campaign (with its audience) and (re)write its beat entry."""
     get_redis().set(DEF_PREFIX + campaign.name, campaign.model_dump_json())
-    RedBeatSchedulerEntry(entry_name(campaign.name), "worker.tasks.run_campaign", beat_schedule_of(campaign),
-                          kwargs={"name": campaign.name}, options={"queue": "campaign"}, app=app).save()  # fmt: skip
+    RedBeatSchedulerEntry(
+        entry_name(campaign.name),
+        "worker.tasks.run_campaign",
+        beat_schedule_of(campaign),
+        kwargs={"name": campaign.name},
+        options={"queue": "campaign"},
+        app=app,
+    ).save()
     log.info("campaign_loaded", campaign=campaign.name, recipients=len(campaign.rows))
 
 

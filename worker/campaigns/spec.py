@@ -116,8 +116,27 @@ class Campaign(_Model):
 
 # --- cron ---------------------------------------------------------------------------------------
 
-_NAMES = {"jan": 1, "feb": 2, "mar": 3, "apr": 4, "may": 5, "jun": 6, "jul": 7, "aug": 8, "sep": 9, "oct": 10,
-          "nov": 11, "dec": 12, "sun": 0, "mon": 1, "tue": 2, "wed": 3, "thu": 4, "fri": 5, "sat": 6}  # fmt: skip
+_NAMES = {
+    "jan": 1,
+    "feb": 2,
+    "mar": 3,
+    "apr": 4,
+    "may": 5,
+    "jun": 6,
+    "jul": 7,
+    "aug": 8,
+    "sep": 9,
+    "oct": 10,
+    "nov": 11,
+    "dec": 12,
+    "sun": 0,
+    "mon": 1,
+    "tue": 2,
+    "wed": 3,
+    "thu": 4,
+    "fri": 5,
+    "sat": 6,
+}
 _RANGES = [(0, 59), (0, 23), (1, 31), (1, 12), (0, 7)]  # weekday 7 is Sunday too
 
 
@@ -127,7 +146,9 @@ def cron_fields(expr: str) -> list[list[int] | None]:
     if len(parts) != 5:
         raise ValueError(f"cron needs 5 fields (minute hour day month weekday), got {len(parts)}: {expr!r}")
     out: list[list[int] | None] = []
-    for part, (low, high), label in zip(parts, _RANGES, ("minute", "hour", "day", "month", "weekday"), strict=True):
+    for part, (low, high), label in zip(
+        parts, _RANGES, ("minute", "hour", "day", "month", "weekday"), strict=True
+    ):
         if part == "*":
             out.append(None)
             continue
@@ -156,14 +177,16 @@ def cron_fields(expr: str) -> list[list[int] | None]:
 
 
 def _read_rows(audience: Audience, base: Path) -> list[dict[str, str]]:
-    if audience.numbers is not None:
-        return [{audience.phone_column: n} for n in audience.numbers]
+    if audience.csv is None:
+        return [{audience.phone_column: n} for n in audience.numbers or []]
     path = (base / audience.csv).resolve()
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.DictReader(handle)
             if audience.phone_column not in (reader.fieldnames or []):
-                raise CampaignError(f"{path}: no '{audience.phone_column}' column (columns: {reader.fieldnames})")
+                raise CampaignError(
+                    f"{path}: no '{audience.phone_column}' column (columns: {reader.fieldnames})"
+                )
             return [dict(row) for row in reader]
     except OSError as exc:
         raise CampaignError(f"audience.csv: cannot read {path}: {exc.strerror}") from None
@@ -180,8 +203,10 @@ def load_campaign(path: Path) -> Campaign:
     try:
         campaign = Campaign.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg'].removeprefix('Value error, ')}"
-                             for e in exc.errors(include_url=False, include_input=False))  # fmt: skip
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
         raise CampaignError(f"{path}: {problems}") from None
     campaign = campaign.model_copy(update={"rows": _read_rows(campaign.audience, path.parent)})
     _check_message(campaign)
@@ -253,8 +278,11 @@ def in_window(campaign: Campaign, to: str, now: datetime) -> bool:
     """Is it within the send window in the recipient's zone (from the number; else the campaign's)?"""
     if campaign.window is None:
         return True
-    zones = [z for z in phonenumbers.timezone.time_zones_for_number(phonenumbers.parse(to)) if "/" in z
-             and z != "Etc/Unknown"]  # fmt: skip
+    zones = [
+        z
+        for z in phonenumbers.timezone.time_zones_for_number(phonenumbers.parse(to))
+        if "/" in z and z != "Etc/Unknown"
+    ]
     local = now.astimezone(ZoneInfo(zones[0]) if zones else campaign.zone).time()
     start, end = campaign.window.start, campaign.window.end
     return start <= local < end if start <= end else (local >= start or local < end)

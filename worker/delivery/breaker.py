@@ -10,7 +10,7 @@ and the first success closes it. `pause`/`resume` do the same by hand; a manual 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -28,9 +28,16 @@ class Breaker:
         now = time.time()
         pipe = self.redis.pipeline(transaction=True)
         pipe.hget(self.key, "state")
-        pipe.hset(self.key, mapping={"state": "open", "code": code if code is not None else "",
-                                     "message": message[:500], "next_probe": now + self.probe_interval,
-                                     "updated": now})  # fmt: skip
+        pipe.hset(
+            self.key,
+            mapping={
+                "state": "open",
+                "code": code if code is not None else "",
+                "message": message[:500],
+                "next_probe": now + self.probe_interval,
+                "updated": now,
+            },
+        )
         pipe.hsetnx(self.key, "since", now)
         pipe.hincrby(self.key, "trips", 1)
         was, *_ = pipe.execute()
@@ -42,8 +49,18 @@ class Breaker:
 
     def pause(self, reason: str) -> None:
         now = time.time()
-        self.redis.hset(self.key, mapping={"state": "open", "manual": 1, "code": "", "message": reason,
-                                           "since": now, "updated": now, "next_probe": now})  # fmt: skip
+        self.redis.hset(
+            self.key,
+            mapping={
+                "state": "open",
+                "manual": 1,
+                "code": "",
+                "message": reason,
+                "since": now,
+                "updated": now,
+                "next_probe": now,
+            },
+        )
 
     def status(self) -> dict[str, Any]:
-        return self.redis.hgetall(self.key) or {"state": "closed"}
+        return cast(dict[str, Any], self.redis.hgetall(self.key)) or {"state": "closed"}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -37,11 +37,21 @@ class DeadLetters:
         self.ttl = ttl
         self._move = client.register_script(_MOVE)
 
-    def add(self, key: str, intent: dict[str, Any], error: dict[str, Any], attempts: int, task_id: str) -> None:
+    def add(
+        self, key: str, intent: dict[str, Any], error: dict[str, Any], attempts: int, task_id: str
+    ) -> None:
         now = time.time()
-        entry = {"idempotency_key": key, "task_id": task_id, "failed_at": now, "attempts": attempts,
-                 "kind": error.get("kind"), "code": error.get("code"), "error": error.get("error"),
-                 "details": error.get("details"), "intent": intent}  # fmt: skip
+        entry = {
+            "idempotency_key": key,
+            "task_id": task_id,
+            "failed_at": now,
+            "attempts": attempts,
+            "kind": error.get("kind"),
+            "code": error.get("code"),
+            "error": error.get("error"),
+            "details": error.get("details"),
+            "intent": intent,
+        }
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(ENTRIES, key, json.dumps(entry))
         pipe.zadd(INDEX, {key: now})
@@ -51,10 +61,14 @@ class DeadLetters:
             pipe.zrem(INDEX, *old)
         pipe.execute()
 
-    def list(self, code: int | None = None, kind: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-        keys = self.redis.zrevrange(INDEX, 0, -1)
+    def list(
+        self, code: int | None = None, kind: str | None = None, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        keys = cast(list[str], self.redis.zrevrange(INDEX, 0, -1))
         entries = [json.loads(raw) for raw in self.redis.hmget(ENTRIES, keys) if raw] if keys else []
-        chosen = [e for e in entries if (code is None or e["code"] == code) and (kind is None or e["kind"] == kind)]
+        chosen = [
+            e for e in entries if (code is None or e["code"] == code) and (kind is None or e["kind"] == kind)
+        ]
         return chosen[:limit]
 
     def reopen(self, key: str) -> dict[str, Any] | None:

@@ -151,7 +151,9 @@ class InvalidIntent(DispatchError, ValueError):
     @classmethod
     def from_fields(cls, errors: list[tuple[str, str]]) -> InvalidIntent:
         text = "; ".join(f"{field}: {reason}" for field, reason in errors)
-        return cls(f"invalid message intent: {text}", {"errors": [{"field": f, "reason": r} for f, r in errors]})
+        return cls(
+            f"invalid message intent: {text}", {"errors": [{"field": f, "reason": r} for f, r in errors]}
+        )
 
     @property
     def errors(self) -> list[dict[str, str]]:
@@ -227,9 +229,16 @@ def api_error(http_status: int, body: Any, retry_after: float | None = None) -> 
     err = err if isinstance(err, dict) else {}
     code = err.get("code")
     code = int(code) if isinstance(code, (int, str)) and str(code).lstrip("-").isdigit() else None
-    title = err.get("error_user_title") or err.get("title") or (CODES[code].title if code in CODES else None) or f"HTTP {http_status}"
+    title = (
+        err.get("error_user_title")
+        or err.get("title")
+        or (CODES[code].title if code in CODES else None)
+        or f"HTTP {http_status}"
+    )
     message = err.get("message") or f"HTTP {http_status}"
-    details = (err.get("error_data") or {}).get("details") if isinstance(err.get("error_data"), dict) else None
+    details = (
+        (err.get("error_data") or {}).get("details") if isinstance(err.get("error_data"), dict) else None
+    )
     info = {
         "code": code,
         "title": title,
@@ -249,6 +258,6 @@ def rebuild(error: dict[str, Any]) -> DispatchError:
     classes: list[type[DispatchError]] = [DispatchError]
     for cls in classes:
         classes.extend(cls.__subclasses__())
-    by_kind = {cls.kind: cls for cls in classes}
+    by_kind: dict[str, type[DispatchError]] = {cls.kind: cls for cls in classes}
     info = {k: v for k, v in error.items() if k != "error"}
-    return by_kind.get(info.get("kind"), DispatchError)(error.get("error", "failed"), info)
+    return by_kind.get(str(info.get("kind")), DispatchError)(error.get("error", "failed"), info)

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 import redis
+from redis.typing import EncodableT, FieldT
 
 PREFIX = "wa:idem:"
 
@@ -85,7 +86,7 @@ class IdempotencyStore:
     def begin(self, key: str, owner: str, take_over_stale: bool = False) -> Claim:
         """Claim `key` for sending. A stale `sending` record is reported, or with `take_over_stale`
         (at-least-once mode) claimed again."""
-        args = [owner, time.time(), self.stale_after, self.ttl, int(take_over_stale)]
+        args: list[str | float] = [owner, time.time(), self.stale_after, self.ttl, int(take_over_stale)]
         state, raw = self._begin(keys=[PREFIX + key], args=args)
         return Claim(State(state), json.loads(raw) if raw != "{}" else {})
 
@@ -97,21 +98,41 @@ class IdempotencyStore:
         """Back to `pending`: the API definitely did not accept it, a later delivery may send."""
         self._set(key, {}, None, state=State.PENDING, attempts=attempts)
 
-    def sent(self, key: str, attempts: int, wamid: str, wa_id: str | None, to: str, tally: str | None = None) -> None:
+    def sent(
+        self, key: str, attempts: int, wamid: str, wa_id: str | None, to: str, tally: str | None = None
+    ) -> None:
         """Keep the wamid; `tally` names a counters hash (a campaign run's) to count it in."""
         counters = {"sent": 1} if tally else {}
-        self._set(key, counters, tally, state=State.SENT, attempts=attempts, wamid=wamid, wa_id=wa_id or "", to=to,
-                  finished=time.time())  # fmt: skip
+        self._set(
+            key,
+            counters,
+            tally,
+            state=State.SENT,
+            attempts=attempts,
+            wamid=wamid,
+            wa_id=wa_id or "",
+            to=to,
+            finished=time.time(),
+        )
 
     def failed(self, key: str, attempts: int, error: dict[str, Any], tally: str | None = None) -> None:
         counters = {"failed": 1, f"failed:{error.get('code') or error.get('kind')}": 1} if tally else {}
-        self._set(key, counters, tally, state=State.FAILED, attempts=attempts, error=json.dumps(error),
-                  finished=time.time())  # fmt: skip
+        self._set(
+            key,
+            counters,
+            tally,
+            state=State.FAILED,
+            attempts=attempts,
+            error=json.dumps(error),
+            finished=time.time(),
+        )
 
-    def _set(self, key: str, counters: dict[str, int], tally: str | None, **fields: Any) -> None:
+    def _set(self, key: str, counters: dict[str, int], tally: str | None, **fields: str | float) -> None:
+        record: dict[FieldT, EncodableT] = {name: value for name, value in fields.items()}
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(PREFIX + key, mapping=fields)
+        pipe.hset(PREFIX + key, mapping=record)
         pipe.expire(PREFIX + key, self.ttl)
-        for counter, step in counters.items():
-            pipe.hincrby(tally, counter, step)
+        if tally:
+            for counter, step in counters.items():
+                pipe.hincrby(tally, counter, step)
         pipe.execute()

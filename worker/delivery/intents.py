@@ -17,9 +17,18 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from worker.delivery.errors import InvalidIntent
 
 MESSAGE_TYPES = (
-    "text", "image", "video", "audio", "document", "sticker",
-    "reaction", "location", "contacts", "interactive", "template",
-)  # fmt: skip
+    "text",
+    "image",
+    "video",
+    "audio",
+    "document",
+    "sticker",
+    "reaction",
+    "location",
+    "contacts",
+    "interactive",
+    "template",
+)
 
 # File extensions Meta accepts per media type ("Supported media types"); size limits are
 # enforced by Meta when it downloads the link (131052) since the size is unknown here.
@@ -104,7 +113,9 @@ class Media(ApiObject):
             ext = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else None
             allowed = MEDIA_EXTENSIONS[self.media_type]
             if ext is not None and ext not in allowed:
-                raise ValueError(f"link: .{ext} is not a supported {self.media_type} type ({', '.join(sorted(allowed))})")
+                raise ValueError(
+                    f"link: .{ext} is not a supported {self.media_type} type ({', '.join(sorted(allowed))})"
+                )
         return self
 
 

@@ -14,7 +14,7 @@ def _dump(obj: Any) -> Any:
 
 
 def message_payload(intent: MessageIntent) -> dict[str, Any]:
-    """The spec's message object: messaging_product, recipient_type, to, type, <type>, and context for replies."""
+    """The spec's message object: messaging_product, recipient_type, to, type, <type>, and context."""
     payload: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": intent.recipient_type,

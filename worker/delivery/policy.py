@@ -37,9 +37,9 @@ def _retry_after(state: RetryCallState) -> float | None:
 
 def call_with_retry(call: Callable[[], T], settings: Settings) -> T:
     """Run `call`, retrying TransientError with exponential backoff and jitter, Retry-After first."""
-    backoff = wait_exponential(multiplier=settings.inline_backoff, max=settings.inline_max_wait) + wait_random(
-        0, settings.inline_backoff
-    )
+    backoff = wait_exponential(
+        multiplier=settings.inline_backoff, max=settings.inline_max_wait
+    ) + wait_random(0, settings.inline_backoff)
 
     def wait(state: RetryCallState) -> float:
         hinted = _retry_after(state)
@@ -87,7 +87,9 @@ def decide(exc: DispatchError, attempts: int, requeues: int, settings: Settings)
         return Decision(Action.PAUSE, exc, settings.breaker_probe_interval, "paused")
     if isinstance(exc, TransientError):
         if attempts >= settings.max_attempts:
-            exhausted = RetriesExhausted(f"gave up after {attempts} attempts: {exc.message}", {**exc.info, "kind": Kind.EXHAUSTED})
+            exhausted = RetriesExhausted(
+                f"gave up after {attempts} attempts: {exc.message}", {**exc.info, "kind": Kind.EXHAUSTED}
+            )
             return Decision(Action.FAIL, exhausted)
         return Decision(Action.REQUEUE, exc, requeue_countdown(exc, requeues, settings), "requeued")
     if isinstance(exc, AmbiguousError) and settings.at_least_once:

@@ -57,7 +57,8 @@ local n = redis.call('HMGET', nkey, 'tat', 'factor', 'factor_at')
 local factor = math.min(1, tonumber(n[2] or '1') + (now - tonumber(n[3] or '0')) * recovery)
 local p = redis.call('HMGET', pkey, 'tat', 'blocked_until')
 local p_tat = tonumber(p[1] or '0')
-local at = math.max(now, tonumber(n[1] or '0'), p_tat - pair_interval * (pair_burst - 1), tonumber(p[2] or '0'))
+local pair_at = math.max(p_tat - pair_interval * (pair_burst - 1), tonumber(p[2] or '0'))
+local at = math.max(now, tonumber(n[1] or '0'), pair_at)
 local lane_tat = 0
 if lane_rate > 0 then
   lane_tat = tonumber(redis.call('GET', lkey) or '0')
@@ -172,15 +173,24 @@ class RateLimiter:
         max_wait = min(s.inline_max_wait, s.lane_max_ahead) if lane else s.inline_max_wait
         verdict, wait, *marked = self._acquire(
             keys=[number_key(self.pnid), self._pair_key(to), breaker_key(self.pnid), lane_key, record_key],
-            args=[s.rate_limit * (1 - s.rate_headroom), s.pair_interval, s.pair_burst, max_wait, s.rate_recovery,
-                  s.breaker_probe_interval, lane_rate],  # fmt: skip
+            args=[
+                s.rate_limit * (1 - s.rate_headroom),
+                s.pair_interval,
+                s.pair_burst,
+                max_wait,
+                s.rate_recovery,
+                s.breaker_probe_interval,
+                lane_rate,
+            ],
         )
         return Slot(Verdict(verdict), float(wait), marked == ["1"])
 
     def slow_down(self, retry_after: float | None) -> float:
         """Halve the shared rate and hold every worker for `retry_after`; returns the new factor."""
         pause = retry_after if retry_after is not None else 1.0
-        return float(self._slow_down(keys=[number_key(self.pnid)], args=[pause, self.settings.rate_recovery, 0.05]))
+        return float(
+            self._slow_down(keys=[number_key(self.pnid)], args=[pause, self.settings.rate_recovery, 0.05])
+        )
 
     def block_pair(self, to: str, retry_after: float | None) -> None:
         self._block_pair(keys=[self._pair_key(to)], args=[max(retry_after or 0, self.settings.pair_interval)])

@@ -1,4 +1,4 @@
-"""Sending one intent, start to end: claim its key, wait for a rate-limit slot, call the API, keep the outcome.
+"""Sending one intent, start to end: claim its key, wait for a slot, call the API, keep the outcome.
 
 The Celery tasks are thin glue around `deliver_message` and `deliver_read`. What to do after a
 failure is decided by `policy.decide` (pure); `MessageDelivery` carries it out. `Requeue` is the
@@ -117,7 +117,12 @@ class MessageDelivery:
     """One delivery of one send_message task message."""
 
     def __init__(
-        self, services: SendServices, kwargs: dict[str, Any], task_id: str, requeues: int, lane: Lane | None = None
+        self,
+        services: SendServices,
+        kwargs: dict[str, Any],
+        task_id: str,
+        requeues: int,
+        lane: Lane | None = None,
     ) -> None:
         self.services = services
         self.settings = services.settings
@@ -248,7 +253,9 @@ class MessageDelivery:
             exc.code in THROTTLE_CODES or (exc.code is None and exc.info.get("http_status") == 429)
         ):
             factor = self.services.limiter.slow_down(exc.retry_after)
-            log.warning("throttled", error_code=exc.code, retry_after=exc.retry_after, rate_factor=round(factor, 3))
+            log.warning(
+                "throttled", error_code=exc.code, retry_after=exc.retry_after, rate_factor=round(factor, 3)
+            )
 
     # --- the whole delivery ---------------------------------------------------------------------
 
@@ -258,7 +265,9 @@ class MessageDelivery:
         except InvalidIntent as exc:  # apps that enqueue by name skip the enqueue-time check
             raise self.fail(exc) from None
         self.key = intent.idempotency_key or self.task_id
-        structlog.contextvars.bind_contextvars(to=mask_phone(intent.to), type=intent.type, idempotency_key=self.key)
+        structlog.contextvars.bind_contextvars(
+            to=mask_phone(intent.to), type=intent.type, idempotency_key=self.key
+        )
 
         claim = self.services.store.begin(self.key, self.task_id, take_over_stale=self.settings.at_least_once)
         self.intent = intent
@@ -269,18 +278,22 @@ class MessageDelivery:
 
         payload = message_payload(intent)
         try:
-            resp = call_with_retry(lambda: self.send(intent.to, payload, self.wait_for_slot(intent.to)), self.settings)
+            resp = call_with_retry(
+                lambda: self.send(intent.to, payload, self.wait_for_slot(intent.to)), self.settings
+            )
         except NoSlot as exc:
             paused = exc.slot.verdict is Verdict.PAUSED
             kind = Kind.PAUSED if paused else Kind.RATE_LIMITED
-            cause = DispatchError("sending paused for this number" if paused else "rate limited", {"kind": kind})
+            cause = DispatchError(
+                "sending paused for this number" if paused else "rate limited", {"kind": kind}
+            )
             raise self.requeue(exc.slot.wait, cause, kind) from None
         except DispatchError as exc:
             raise self.carry_out(exc) from None
         return self.succeed(resp, intent)
 
     def check_claim(self, claim: Claim) -> None:
-        """Raise when the claim says this delivery must not send: busy elsewhere, lost mid-request, too old."""
+        """Raise when this delivery must not send: busy elsewhere, lost mid-request, or too old."""
         if claim.state is State.BUSY:
             log.info("outcome", outcome=Outcome.IN_FLIGHT_ELSEWHERE)
             busy = DispatchError("in flight in another delivery", {"kind": Kind.BUSY})

@@ -22,14 +22,18 @@ CHECK_NAMES = ("redis", "credentials", "workers", "api", "breaker")
 
 
 class Checks:
-    def __init__(self, settings: Settings, ping_workers: Callable[[float], list[dict[str, Any]]], breaker: Breaker) -> None:
+    def __init__(
+        self, settings: Settings, ping_workers: Callable[[float], list[dict[str, Any]]], breaker: Breaker
+    ) -> None:
         self.settings = settings
         self.ping_workers = ping_workers
         self._breaker = breaker
 
     def redis(self) -> dict[str, Any]:
         started = time.perf_counter()
-        redis.Redis.from_url(self.settings.celery_broker_url, socket_connect_timeout=3, socket_timeout=3).ping()
+        redis.Redis.from_url(
+            self.settings.celery_broker_url, socket_connect_timeout=3, socket_timeout=3
+        ).ping()
         return {"latency_ms": round((time.perf_counter() - started) * 1000, 1)}
 
     def credentials(self) -> dict[str, Any]:
@@ -69,7 +73,9 @@ class Checks:
     def breaker(self) -> dict[str, Any]:
         status = self._breaker.status()
         if status.get("state") == "open":
-            raise RuntimeError(f"sending is paused: {status.get('message')} (code {status.get('code') or '-'})")
+            raise RuntimeError(
+                f"sending is paused: {status.get('message')} (code {status.get('code') or '-'})"
+            )
         return {"state": "closed"}
 
     def run(self, names: list[str]) -> dict[str, dict[str, Any]]:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
+from structlog.typing import Processor
 
 from worker.settings import get_settings
 
@@ -54,14 +56,14 @@ def _scrub_item(key: str, value: Any, token: str | None) -> Any:
     return _scrub(value, token)
 
 
-def redact(_logger: Any, _method: str, event: dict[str, Any]) -> dict[str, Any]:
+def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     """structlog processor: the last line of defence before a record leaves the process."""
     secret = get_settings().access_token
     token = secret.get_secret_value() if secret else None
     return {k: _scrub_item(k, v, token) for k, v in event.items()}
 
 
-_SHARED = [
+_SHARED: list[Processor] = [
     structlog.contextvars.merge_contextvars,
     structlog.stdlib.add_log_level,
     structlog.stdlib.add_logger_name,
@@ -73,7 +75,11 @@ def configure(level: str | None = None) -> None:
     """Route structlog and stdlib logging (Celery's included) to one JSON-lines stream on stderr."""
     level = (level or get_settings().log_level).upper()
     structlog.configure(
-        processors=[structlog.stdlib.filter_by_level, *_SHARED, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *_SHARED,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,

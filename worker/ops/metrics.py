@@ -18,10 +18,17 @@ from prometheus_client.registry import REGISTRY, Collector
 SENT = Counter("wa_messages_sent_total", "Messages the API accepted (a wamid came back)", ["type"])
 FAILED = Counter("wa_messages_failed_total", "Messages that ended in failure", ["type", "kind", "code"])
 RETRIES = Counter("wa_retries_total", "Intents handed back to the queue", ["reason"])
-RATE_WAIT = Histogram("wa_rate_limit_wait_seconds", "Time spent waiting for a rate-limit slot",
-                      buckets=(0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5))  # fmt: skip
-API_LATENCY = Histogram("wa_api_latency_seconds", "Interakt API response time", ["outcome"],
-                        buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20))  # fmt: skip
+RATE_WAIT = Histogram(
+    "wa_rate_limit_wait_seconds",
+    "Time spent waiting for a rate-limit slot",
+    buckets=(0, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+API_LATENCY = Histogram(
+    "wa_api_latency_seconds",
+    "Interakt API response time",
+    ["outcome"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20),
+)
 
 
 class QueueDepth(Collector):
