@@ -23,6 +23,7 @@ from worker.delivery.deadletters import DeadLetters
 from worker.delivery.idempotency import IdempotencyStore
 from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.send import SendServices
+from worker.recovery.nodes import NODE, WORKERS, Registry
 from worker.settings import Settings
 
 
@@ -76,10 +77,14 @@ def settings(sandbox: ThreadSandbox) -> Settings:
 
 @pytest.fixture
 def send(r: redis.Redis, settings: Settings) -> SendServices:
+    """A delivery's collaborators, as this process's node: alive (it beats) like a worker's."""
+    Registry(r, settings.heartbeat_timeout).beat(NODE)
     return SendServices(
         settings=settings,
         client=InteraktClient(settings),
-        store=IdempotencyStore(r, settings.idempotency_ttl, stale_after=60),
+        store=IdempotencyStore(
+            r, settings.idempotency_ttl, stale_after=60, liveness=(WORKERS, NODE, settings.heartbeat_timeout)
+        ),
         limiter=RateLimiter(r, settings),
         breaker=Breaker(r, settings.phone_number_id, settings.breaker_probe_interval),
         dead=DeadLetters(r, settings.dead_letter_ttl),
