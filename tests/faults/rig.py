@@ -31,6 +31,7 @@ from worker.delivery.errors import DispatchError
 
 BATCH = 500
 RATE_LIMIT = 100  # messages/s for the sending number in these tests, unless a test sets its own
+PRODUCTION_RATE = 80  # DISPATCH_RATE_LIMIT's default
 
 
 def recipient(i: int) -> str:
@@ -150,6 +151,25 @@ class Rig:
             if pace:
                 time.sleep(pace)
         return ids
+
+    def kill_mid_batch(self, batch: int, first: int) -> float:
+        """SIGKILL the busy worker a third of the way through a batch and start another at once;
+        every intent must settle (a wamid, or `ambiguous` for one that may have reached the API),
+        none twice. Returns the seconds from the kill to the last intent settled."""
+        ids = self.produce(batch, first=first)
+        already = len(self.sandbox.accepted())
+        self.wait_accepted(already + batch // 3)
+        self.workers[-1].kill()
+        killed_at = time.monotonic()
+        self.add_worker()
+        outcomes = self.collect(ids, timeout=90)
+        settled = time.monotonic() - killed_at
+        report = self.check(outcomes)
+        assert set(report.failed_kinds) <= {"ambiguous"}, report.failed_kinds
+        assert report.sent + sum(report.failed_kinds.values()) == batch
+        assert report.failed_kinds["ambiguous"] <= 10  # at most what was in flight at the kill
+        assert settled <= 60, f"the last intent settled {settled:.1f}s after the kill"
+        return settled
 
     def wait_accepted(self, n: int) -> None:
         wait_for(lambda: len(self.sandbox.accepted()) >= n, 60, f"{n} accepted messages", interval=0.02)

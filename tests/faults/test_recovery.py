@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from tests.faults.rig import PRODUCTION_RATE as RATE
 from tests.faults.rig import Rig, cli, recipient, write_campaign
 from tests.harness import wait_for
 
@@ -23,26 +24,6 @@ pytestmark = pytest.mark.faults
 BROKERS = ["redis", "rabbitmq"]
 KILLS = 3  # per broker in CI; bench/recovery_soak.py runs twenty
 BATCH = 400
-RATE = 80  # DISPATCH_RATE_LIMIT's default
-
-
-def kill_mid_batch(rig: Rig, first: int) -> float:
-    """One kill; returns the seconds from SIGKILL to the last intent settled."""
-    ids = rig.produce(BATCH, first=first)
-    already = len(rig.sandbox.accepted())
-    rig.wait_accepted(already + BATCH // 3)
-    busy = rig.workers[-1]
-    busy.kill()
-    killed_at = time.monotonic()
-    rig.add_worker()
-    outcomes = rig.collect(ids, timeout=90)
-    settled = time.monotonic() - killed_at
-    report = rig.check(outcomes)
-    assert set(report.failed_kinds) <= {"ambiguous"}, report.failed_kinds
-    assert report.sent + sum(report.failed_kinds.values()) == BATCH
-    assert report.failed_kinds["ambiguous"] <= 10  # at most what was in flight at the kill
-    assert settled <= 60, f"the last intent settled {settled:.1f}s after the kill"
-    return settled
 
 
 @pytest.mark.parametrize("broker", BROKERS)
@@ -50,7 +31,7 @@ def test_a_killed_workers_intents_are_sent_by_the_others_within_a_minute(rig_fac
     rig: Rig = rig_factory(
         workers=1, latency=0.05, rate_limit=RATE, broker=broker, concurrency=64, production_timings=True
     )
-    times = [kill_mid_batch(rig, first=k * BATCH) for k in range(KILLS)]
+    times = [rig.kill_mid_batch(BATCH, first=k * BATCH) for k in range(KILLS)]
     print(
         f"\n{broker}: SIGKILL to last intent settled, {KILLS} kills: median {statistics.median(times):.1f}s, "
         f"each {', '.join(f'{t:.1f}s' for t in times)}"
