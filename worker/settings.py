@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     waba_id: str = Field("", validation_alias="INTERAKT_WABA_ID")
     phone_number_id: str = Field("", validation_alias="INTERAKT_PHONE_NUMBER_ID")
 
+    # Several senders (worker.delivery.senders): a TOML file; without it, INTERAKT_* is the only one.
+    senders_file: Path | None = Field(None, validation_alias="DISPATCH_SENDERS")
+
     # Redis: one URL for both unless the Celery-specific ones override it.
     redis_url: str = Field(DEFAULT_REDIS_URL, validation_alias="REDIS_URL")
     broker_url: str | None = Field(None, validation_alias="CELERY_BROKER_URL")

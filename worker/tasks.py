@@ -23,12 +23,13 @@ from worker.campaigns.runs import RunRef
 from worker.delivery.errors import EnqueueError
 from worker.delivery.intents import parse_intent, parse_read, validate
 from worker.delivery.send import Requeue, deliver_message, deliver_read
+from worker.delivery.senders import SendersError, sender_names, unknown_sender
 from worker.ops.logs import get_logger, mask_phone, mask_text
 from worker.recovery.ledger import Entry
 from worker.recovery.nodes import NODE, Registry
 from worker.recovery.recoverer import Recoverer, unacked_keys
 from worker.redis_conn import get_redis
-from worker.services import services
+from worker.services import ledger, services
 from worker.settings import get_settings
 
 log = get_logger("whatsapp_dispatch.enqueue")
@@ -62,18 +63,18 @@ class LedgeredTask(Task):
         self.check(kwargs)
         options.setdefault("kwargsrepr", mask_text(repr(kwargs)))
         task_id = options.setdefault("task_id", uuid())
-        ledger = services().ledger
+        book = ledger()
         try:
-            if ledger is not None:
-                ledger.record(task_id, Entry(self.name, kwargs, self.queue_of(options), eta_of(options)))
+            if book is not None:
+                book.record(task_id, Entry(self.name, kwargs, self.queue_of(options), eta_of(options)))
             result = super().apply_async(args, kwargs, **options)
         except (OperationalError, RedisError, RuntimeError) as exc:
             # RuntimeError: Celery's Redis result consumer gave up reconnecting before the publish.
             if isinstance(exc, RuntimeError) and "result store" not in str(exc):
                 raise
-            if ledger is not None:
+            if book is not None:
                 with suppress(RedisError):
-                    ledger.settle(task_id)  # never published: nothing to recover
+                    book.settle(task_id)  # never published: nothing to recover
             reason = " ".join(str(exc).split())
             raise EnqueueError(
                 f"not enqueued: the broker did not answer ({type(exc).__name__}: {reason})", {"code": None}
@@ -107,13 +108,25 @@ class ValidatedTask(LedgeredTask):
         type(self).validator(kwargs)
 
 
+def check_sender(name: str | None) -> None:
+    """A named sender must be one the deployment knows (DISPATCH_SENDERS, read without any token).
+    An intent that names none goes to `default`, which the workers check."""
+    known = sender_names(get_settings())
+    if name is not None and name not in known:
+        raise unknown_sender(name, known)
+
+
 def check_send(kwargs: dict[str, Any]) -> None:
     """An intent, plus the `campaign` a campaign run adds to its recipients' intents."""
     intent = dict(kwargs)
     campaign = intent.pop("campaign", None)
-    parse_intent(intent)
+    check_sender(parse_intent(intent).sender)
     if campaign is not None:
         validate(RunRef, campaign, prefix="campaign.")
+
+
+def check_read(kwargs: dict[str, Any]) -> None:
+    check_sender(parse_read(kwargs).sender)
 
 
 @app.task(
@@ -130,7 +143,7 @@ def send_message(self: Task, campaign: dict[str, Any] | None = None, **intent: A
         raise Reject(f"redis unavailable: {exc}", requeue=True) from None
 
 
-@app.task(bind=True, base=ValidatedTask, validator=parse_read, name="worker.tasks.mark_read")
+@app.task(bind=True, base=ValidatedTask, validator=check_read, name="worker.tasks.mark_read")
 def mark_read(self: Task, **receipt: Any) -> dict[str, Any]:
     return deliver_read(services().send, receipt, task_id=self.request.id)
 
@@ -170,15 +183,15 @@ def sweep_campaign_runs() -> list[dict[str, Any]]:
 @task_postrun.connect
 def _settle(task_id: str, state: str | None = None, **_: Any) -> None:
     """A task that ended leaves the ledger; one handed back (RETRY, a requeue) stays in it."""
-    ledger = services().ledger
-    if ledger is not None and state in (states.SUCCESS, states.FAILURE):
-        ledger.settle(task_id)
+    book = ledger()
+    if book is not None and state in (states.SUCCESS, states.FAILURE):
+        book.settle(task_id)
 
 
 def _republish(task_id: str) -> bool:
     """Publish a lost ledgered task again, under its own id and with what is left of its countdown."""
-    ledger = services().ledger
-    entry = ledger.entry(task_id) if ledger is not None else None
+    book = ledger()
+    entry = book.entry(task_id) if book is not None else None
     if entry is None:
         return False  # it settled meanwhile
     countdown = max(0.0, entry.eta - time.time()) if entry.eta else None
@@ -195,6 +208,10 @@ def _own_unacked_set(conf: Any = None, **_: Any) -> None:
     """Before the worker connects: its unacknowledged messages go to a set of its own node, so
     they can be put back the moment it is found dead, not after the visibility timeout."""
     settings = get_settings()
+    try:
+        services()  # every sender, with its token: a broken senders file stops the worker here
+    except SendersError as exc:
+        raise SystemExit(f"whatsapp-dispatch: cannot start: {exc}") from None
     if conf is not None and settings.redis_broker:
         conf.broker_transport_options = {**conf.broker_transport_options, **unacked_keys(NODE)}
     Registry(get_redis(), settings.heartbeat_timeout).beat(NODE)

@@ -41,6 +41,8 @@ MEDIA_EXTENSIONS: dict[str, frozenset[str]] = {
 }
 
 Short = Annotated[str, Field(min_length=1)]
+SENDER_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+SenderName = Annotated[str, Field(pattern=SENDER_NAME)]
 Caption = Annotated[str, Field(max_length=1024)]  # media captions
 BodyText = Annotated[str, Field(min_length=1, max_length=1024)]  # interactive bodies
 HeaderText = Annotated[str, Field(min_length=1, max_length=60)]  # interactive headers and footers
@@ -377,6 +379,7 @@ class MessageIntent(ApiObject):
     recipient_type: Literal["individual"] = "individual"
     context: Context | None = None
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    sender: SenderName | None = None  # which number sends it (worker.delivery.senders); `default` if none
 
     text: Text | None = None
     image: Image | None = None
@@ -454,6 +457,7 @@ def parse_intent(data: dict[str, Any]) -> MessageIntent:
 
 class ReadReceipt(ApiObject):
     message_id: Short
+    sender: SenderName | None = None
 
 
 def parse_read(data: dict[str, Any]) -> ReadReceipt:
