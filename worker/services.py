@@ -22,7 +22,7 @@ from worker.ops import logs
 from worker.process_local import process_local
 from worker.recovery.ledger import Ledger
 from worker.recovery.nodes import NODE, WORKERS
-from worker.redis_conn import get_redis
+from worker.redis_conn import get_enqueue_redis, get_redis
 from worker.settings import Settings, get_settings
 
 
@@ -80,4 +80,4 @@ def send_services(settings: Settings, client: redis.Redis) -> SendServices:
 def ledger() -> Ledger | None:
     """The intent ledger, with a Redis broker only (RabbitMQ has no pop-before-record gap). Apps
     that enqueue need it, and nothing else here (no sender's token)."""
-    return Ledger(get_redis()) if get_settings().redis_broker else None
+    return Ledger(get_enqueue_redis()) if get_settings().redis_broker else None
