@@ -37,6 +37,10 @@ campaign_app = typer.Typer(
 app.add_typer(campaign_app, name="campaign")
 optout_app = typer.Typer(help="Numbers that never receive campaign messages.", no_args_is_help=True)
 app.add_typer(optout_app, name="optout")
+templates_app = typer.Typer(
+    help="The template registry: sync the WABA's templates, list them, show one.", no_args_is_help=True
+)
+app.add_typer(templates_app, name="templates")
 console = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -251,13 +255,31 @@ def failed_redrive(
 
 
 def _load(path: Path) -> Campaign:
-    from worker.campaigns.spec import CampaignError, load_campaign
+    """A campaign file, its message also checked against the template registry when one is synced."""
+    import redis
 
+    from worker.campaigns.spec import CampaignError, load_campaign, sample_intent
+    from worker.delivery.errors import InvalidIntent
+    from worker.delivery.templates import TemplateRegistry
+
+    settings = get_settings()
+    # Fail fast: a file is checked without Redis too, only not against the registry.
+    client = redis.Redis.from_url(settings.state_redis_url, decode_responses=True, socket_connect_timeout=2)
     try:
-        return load_campaign(path)
+        campaign = load_campaign(path)
+        TemplateRegistry(client, settings.waba_id).check(sample_intent(campaign))
+    except redis.RedisError as exc:
+        typer.echo(f"templates not checked: the registry's Redis did not answer ({exc})", err=True)
     except CampaignError as exc:
         typer.echo(f"invalid campaign: {exc}", err=True)
         raise typer.Exit(1) from None
+    except InvalidIntent as exc:
+        typer.echo(
+            f"invalid campaign: {path}: message: {exc.message.removeprefix('invalid message intent: ')}",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    return campaign
 
 
 @campaign_app.command("validate")
@@ -361,7 +383,10 @@ def campaign_run(
         campaign = _load(Path(name_or_file))
         save(celery_app, campaign)
         name = campaign.name
-    started = run_campaign.apply_async(kwargs={"name": name, "run_id": run_id}).get(timeout=60)
+    try:
+        started = run_campaign.apply_async(kwargs={"name": name, "run_id": run_id}).get(timeout=60)
+    except DispatchError as exc:  # refused before any send (a template that does not fit the registry)
+        _fail({"error": f"campaign {name} refused: {exc}", **exc.info}, as_json, 1)
     if wait:
         _follow(name, started["run_id"], timeout, quiet=as_json)
     counts = _services().runs.counts(name, started["run_id"])
@@ -491,6 +516,67 @@ def _phones(numbers: list[str], as_json: bool) -> list[str]:
         return [normalize_phone(n) for n in numbers]
     except ValueError as exc:
         _fail({"error": str(exc)}, as_json, 2)
+
+
+@templates_app.command("sync")
+def templates_sync(
+    name: Annotated[str | None, typer.Option(help="Re-sync only this template (every language).")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Read every template of the WABA (all pages) into the registry; exit 1 if the API refused.
+
+    Example: wa-dispatch templates sync
+    """
+    from worker.delivery.templates import sync_templates
+
+    send = _services().send
+    try:
+        done = sync_templates(send.client, send.templates, send.settings.template_sync_backoff, name)
+    except DispatchError as exc:
+        _fail({"error": f"template sync failed: {exc}", **exc.info}, as_json, 1)
+    _emit(done, as_json, "template sync")
+
+
+@templates_app.command("list")
+def templates_list(as_json: JsonFlag = False) -> None:
+    """The synced templates, with their status; empty when never synced (then nothing is checked).
+
+    Example: wa-dispatch templates list
+    """
+    registry = _services().send.templates
+    stale = registry.stale()
+    rows = [
+        {
+            "name": t.name,
+            "language": t.language,
+            "status": t.status,
+            "category": t.category,
+            "parameter_format": t.parameter_format,
+            "stale": t.key in stale,
+        }
+        for t in registry.all()
+    ]
+    meta = registry.meta()
+    if as_json:
+        _emit({"synced_at": meta.get("synced_at"), "templates": rows}, as_json, "templates")
+        return
+    _emit(rows, False, f"templates of WABA {registry.waba_id} (synced at {meta.get('synced_at', 'never')})")
+
+
+@templates_app.command("show")
+def templates_show(name: str, as_json: JsonFlag = False) -> None:
+    """One template in every language, with its components; exit 1 when it is not in the registry.
+
+    Example: wa-dispatch templates show order_update
+    """
+    found = [t.model_dump(mode="json") for t in _services().send.templates.named(name)]
+    if not found:
+        _fail({"error": f"no template {name!r} in the registry (wa-dispatch templates sync)"}, as_json, 1)
+    if as_json:
+        _emit(found, as_json, name)
+        return
+    for template in found:
+        _emit(template, False, f"{template['name']} ({template['language']})")
 
 
 @app.command()

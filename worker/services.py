@@ -15,6 +15,7 @@ from worker.delivery.deadletters import DeadLetters
 from worker.delivery.idempotency import IdempotencyStore
 from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.send import SendServices
+from worker.delivery.templates import TemplateRegistry
 from worker.process_local import process_local
 from worker.redis_conn import get_redis
 from worker.settings import Settings, get_settings
@@ -45,5 +46,13 @@ def services() -> Services:
         limiter=RateLimiter(client, settings),
         breaker=Breaker(client, settings.phone_number_id, settings.breaker_probe_interval),
         dead=DeadLetters(client, settings.dead_letter_ttl),
+        templates=TemplateRegistry(client, settings.waba_id),
+        resync_template=_enqueue_resync,
     )
     return Services(send=send, runs=CampaignRuns(client, settings.dead_letter_ttl))
+
+
+def _enqueue_resync(name: str) -> None:
+    from worker.tasks import sync_templates  # the tasks module imports this one
+
+    sync_templates.apply_async(kwargs={"name": name})

@@ -18,6 +18,7 @@ from worker.campaigns.runs import RunRef
 from worker.delivery.errors import EnqueueError
 from worker.delivery.intents import parse_intent, parse_read, validate
 from worker.delivery.send import Requeue, deliver_message, deliver_read
+from worker.delivery.templates import sync_templates as sync_registry
 from worker.ops.logs import get_logger, mask_phone, mask_text
 from worker.services import services
 
@@ -64,12 +65,17 @@ class ValidatedTask(Task):
 
 
 def check_send(kwargs: dict[str, Any]) -> None:
-    """An intent, plus the `campaign` a campaign run adds to its recipients' intents."""
+    """An intent, plus the `campaign` a campaign run adds to its recipients' intents; a template
+    intent also against the synced registry (the worker checks again when Redis cannot say now)."""
     intent = dict(kwargs)
     campaign = intent.pop("campaign", None)
-    parse_intent(intent)
+    parsed = parse_intent(intent)
     if campaign is not None:
         validate(RunRef, campaign, prefix="campaign.")
+    try:
+        services().send.templates.check(parsed)
+    except RedisError:
+        log.warning("template_check_skipped", reason="redis unavailable")
 
 
 @app.task(
@@ -118,3 +124,11 @@ def send_campaign_chunk(name: str, run_id: str, start: int, stop: int) -> dict[s
 def sweep_campaign_runs() -> list[dict[str, Any]]:
     """Scheduled by beat every DISPATCH_SWEEP_INTERVAL: resume chunks whose message was lost."""
     return _fanout().resume_stalled()
+
+
+@app.task(name="worker.tasks.sync_templates")
+def sync_templates(name: str | None = None) -> dict[str, Any]:
+    """Scheduled by beat every DISPATCH_TEMPLATE_SYNC_INTERVAL (all templates); enqueued with `name`
+    when the API refuses a template as stale, or by a template status webhook."""
+    send = services().send
+    return sync_registry(send.client, send.templates, send.settings.template_sync_backoff, name)

@@ -9,6 +9,7 @@ the dead letters.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
@@ -35,6 +36,7 @@ from worker.delivery.intents import MessageIntent, parse_intent, parse_read
 from worker.delivery.payloads import message_payload, read_payload
 from worker.delivery.policy import Action, call_with_retry, decide
 from worker.delivery.ratelimit import RateLimiter, Slot, Verdict
+from worker.delivery.templates import STALE_CODES, TemplateRegistry
 from worker.ops import metrics
 from worker.ops.logs import get_logger, mask_phone
 from worker.settings import Settings
@@ -106,6 +108,10 @@ class SendServices:
     limiter: RateLimiter
     breaker: Breaker
     dead: DeadLetters
+    templates: TemplateRegistry
+    # Called with a template's name when the API says our copy is stale (the Celery side enqueues
+    # a re-sync); a no-op by default.
+    resync_template: Callable[[str], object] = lambda name: None
 
 
 def _bind(task_id: str, task: str) -> None:
@@ -262,6 +268,7 @@ class MessageDelivery:
     def run(self) -> dict[str, Any]:
         try:
             intent = parse_intent(self.kwargs)
+            self.services.templates.check(intent)
         except InvalidIntent as exc:  # apps that enqueue by name skip the enqueue-time check
             raise self.fail(exc) from None
         self.key = intent.idempotency_key or self.task_id
@@ -289,8 +296,20 @@ class MessageDelivery:
             )
             raise self.requeue(exc.slot.wait, cause, kind) from None
         except DispatchError as exc:
+            self.template_refused(exc, intent)
             raise self.carry_out(exc) from None
         return self.succeed(resp, intent)
+
+    def template_refused(self, exc: DispatchError, intent: MessageIntent) -> None:
+        """A 132000/132001/132012 means the registry's copy of the template is wrong: mark it stale
+        (no longer checked against) and ask for a re-sync, at most once a minute per template."""
+        template = intent.template
+        if template is None or exc.code not in STALE_CODES:
+            return
+        interval = self.settings.template_resync_min_interval
+        if self.services.templates.mark_stale(template.name, template.language.code, interval):
+            log.warning("template_stale", template=template.name, error_code=exc.code)
+            self.services.resync_template(template.name)
 
     def check_claim(self, claim: Claim) -> None:
         """Raise when this delivery must not send: busy elsewhere, lost mid-request, or too old."""
