@@ -187,7 +187,7 @@ def _check_buttons(
             problems.append(
                 (field, f"button index {index}: expected sub_type {sub_type}, given {given.sub_type}")
             )
-        elif given is not None or names:
+        elif sub_type == "url" and (given is not None or names):  # others carry a payload, or nothing
             expected = Expected(f"button index {index} ({sub_type})", names)
             problems += [(field, reason) for reason in _check_parameters(expected, given, named=False)]
     return problems
