@@ -12,6 +12,7 @@ Extra keyword arguments (`idempotency_key`, and Celery options such as `countdow
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from celery.result import AsyncResult
@@ -38,6 +39,7 @@ __all__ = [
     "send_template",
     "send_text",
     "send_video",
+    "upload_media",
 ]
 
 
@@ -236,3 +238,16 @@ def send_template(
 
 def mark_read(message_id: str, **options: Any) -> AsyncResult:
     return _mark_read.apply_async(kwargs={"message_id": message_id}, **options)
+
+
+def upload_media(file: str | Path | bytes, mime_type: str | None = None) -> str:
+    """Upload a file (a path or its bytes) to the sending number and return its media id, to send
+    with `send_image(to, id=...)` and the like. The type and size are checked first (InvalidIntent
+    names the rule: image jpeg/png 5 MB, video mp4/3gp 16 MB, audio 16 MB, document 100 MB,
+    sticker webp 100 KB / 500 KB animated). Unlike the send helpers this calls the API from this
+    process, so it needs the INTERAKT_* settings here too."""
+    from worker.delivery.media import upload_file
+    from worker.services import services
+
+    send = services().send
+    return upload_file(send.client, send.settings.phone_number_id, file, mime_type)

@@ -41,6 +41,8 @@ templates_app = typer.Typer(
     help="The template registry: sync the WABA's templates, list them, show one.", no_args_is_help=True
 )
 app.add_typer(templates_app, name="templates")
+media_app = typer.Typer(help="Media of the sending number: upload, show, delete.", no_args_is_help=True)
+app.add_typer(media_app, name="media")
 console = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
@@ -577,6 +579,53 @@ def templates_show(name: str, as_json: JsonFlag = False) -> None:
         return
     for template in found:
         _emit(template, False, f"{template['name']} ({template['language']})")
+
+
+@media_app.command("upload")
+def media_upload(
+    file: Path,
+    mime_type: Annotated[
+        str | None, typer.Option(help="The file's MIME type (default: from its name).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Upload a file, checked first against Meta's type and size rules; print its media id.
+
+    Example: wa-dispatch media upload receipt.png
+    """
+    from producers import upload_media
+
+    try:
+        media_id = upload_media(file, mime_type)
+    except DispatchError as exc:
+        _fail({"error": str(exc), **exc.info}, as_json, 1)
+    except OSError as exc:
+        _fail({"error": f"cannot read {file}: {exc.strerror}"}, as_json, 2)
+    _emit({"id": media_id, "file": str(file)}, as_json, "uploaded")
+
+
+def _media_call(method: str, media_id: str, as_json: bool) -> dict[str, Any]:
+    if not media_id.isdigit():  # it becomes a path of the API's URL
+        _fail({"error": f"a media id is digits, given {media_id!r}"}, as_json, 2)
+    try:
+        return _services().send.client.call(method, media_id).body
+    except DispatchError as exc:
+        _fail({"error": str(exc), **exc.info}, as_json, 1)
+
+
+@media_app.command("show")
+def media_show(media_id: str, as_json: JsonFlag = False) -> None:
+    """A media id's URL (valid for 5 minutes), MIME type, sha256 and size.
+
+    Example: wa-dispatch media show 1037543291543636
+    """
+    _emit(_media_call("GET", media_id, as_json), as_json, f"media {media_id}")
+
+
+@media_app.command("delete")
+def media_delete(media_id: str, as_json: JsonFlag = False) -> None:
+    """Delete an uploaded media id.  Example: wa-dispatch media delete 1037543291543636"""
+    _emit(_media_call("DELETE", media_id, as_json), as_json, f"media {media_id} deleted")
 
 
 @app.command()

@@ -13,6 +13,7 @@ from worker.delivery.breaker import Breaker
 from worker.delivery.client import InteraktClient
 from worker.delivery.deadletters import DeadLetters
 from worker.delivery.idempotency import IdempotencyStore
+from worker.delivery.media import MediaLinks
 from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.send import SendServices
 from worker.delivery.templates import TemplateRegistry
@@ -39,14 +40,16 @@ def services() -> Services:
     longest = settings.inline_attempts * (
         settings.connect_timeout + settings.read_timeout + settings.inline_max_wait
     )
+    api = InteraktClient(settings)
     send = SendServices(
         settings=settings,
-        client=InteraktClient(settings),
+        client=api,
         store=IdempotencyStore(client, settings.idempotency_ttl, stale_after=longest + 5),
         limiter=RateLimiter(client, settings),
         breaker=Breaker(client, settings.phone_number_id, settings.breaker_probe_interval),
         dead=DeadLetters(client, settings.dead_letter_ttl),
         templates=TemplateRegistry(client, settings.waba_id),
+        media=MediaLinks(client, api, settings),
         resync_template=_enqueue_resync,
     )
     return Services(send=send, runs=CampaignRuns(client, settings.dead_letter_ttl))

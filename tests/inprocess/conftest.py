@@ -21,6 +21,7 @@ from worker.delivery.breaker import Breaker
 from worker.delivery.client import InteraktClient
 from worker.delivery.deadletters import DeadLetters
 from worker.delivery.idempotency import IdempotencyStore
+from worker.delivery.media import MediaLinks
 from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.send import SendServices
 from worker.delivery.templates import TemplateRegistry
@@ -77,12 +78,14 @@ def settings(sandbox: ThreadSandbox) -> Settings:
 
 @pytest.fixture
 def send(r: redis.Redis, settings: Settings) -> SendServices:
+    api = InteraktClient(settings)
     return SendServices(
         settings=settings,
-        client=InteraktClient(settings),
+        client=api,
         store=IdempotencyStore(r, settings.idempotency_ttl, stale_after=60),
         limiter=RateLimiter(r, settings),
         breaker=Breaker(r, settings.phone_number_id, settings.breaker_probe_interval),
         dead=DeadLetters(r, settings.dead_letter_ttl),
         templates=TemplateRegistry(r, settings.waba_id),
+        media=MediaLinks(r, api, settings),
     )

@@ -33,6 +33,7 @@ from worker.delivery.errors import (
 from worker.delivery.idempotency import PREFIX as IDEM_PREFIX
 from worker.delivery.idempotency import Claim, IdempotencyStore, State
 from worker.delivery.intents import MessageIntent, parse_intent, parse_read
+from worker.delivery.media import MediaLinks
 from worker.delivery.payloads import message_payload, read_payload
 from worker.delivery.policy import Action, call_with_retry, decide
 from worker.delivery.ratelimit import RateLimiter, Slot, Verdict
@@ -109,6 +110,7 @@ class SendServices:
     breaker: Breaker
     dead: DeadLetters
     templates: TemplateRegistry
+    media: MediaLinks
     # Called with a template's name when the API says our copy is stale (the Celery side enqueues
     # a re-sync); a no-op by default.
     resync_template: Callable[[str], object] = lambda name: None
@@ -283,6 +285,10 @@ class MessageDelivery:
         if claim.state in (State.SENT, State.FAILED):
             return self.replay(claim, intent)
 
+        try:  # a link to upload first: fetched and uploaded once, then sent by id
+            intent = self.services.media.resolve(intent)
+        except DispatchError as exc:
+            raise self.carry_out(exc) from None
         payload = message_payload(intent)
         try:
             resp = call_with_retry(
