@@ -22,7 +22,7 @@ before the fault, which is what makes a timeout ambiguous in real life.
 Templates and media, as the API has them:
 
     GET  {base}/{waba_id}/message_templates?limit=&after=&name=   pages of EXAMPLE_TEMPLATES
-    POST /_sandbox/templates {"templates": [...], "replace": false}  add or replace templates
+    POST /_sandbox/templates {"templates": [...], "replace": false}  add or edit templates
     POST {base}/{phone_number_id}/media          multipart: messaging_product, type, file
     GET | DELETE {base}/{media_id}               the uploaded media's metadata / delete it
     GET  /_sandbox/media/{media_id}              its bytes
@@ -382,9 +382,11 @@ class Handler(BaseHTTPRequestHandler):
             return self._upload(raw)
         body = self._body(raw)
         if self.path == "/_sandbox/templates":
-            with state.lock:
+            added = list((body or {}).get("templates", []))
+            keys = {(t["name"], t["language"]) for t in added}
+            with state.lock:  # a template of the same name and language is edited, not added twice
                 kept = [] if (body or {}).get("replace") else state.templates
-                state.templates = kept + list((body or {}).get("templates", []))
+                state.templates = [t for t in kept if (t["name"], t["language"]) not in keys] + added
             return self._send(200, {"ok": True, "templates": len(state.templates)})
         if self.path == "/_sandbox/faults":
             now = time.time()

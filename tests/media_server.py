@@ -67,7 +67,7 @@ def media_server() -> Iterator[MediaServer]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
     server.media = MediaServer(server.server_port, {"/receipt.png": (PNG, "image/png")})  # type: ignore[attr-defined]
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield server.media  # type: ignore[attr-defined]

@@ -72,6 +72,8 @@ def check_send(kwargs: dict[str, Any]) -> None:
     parsed = parse_intent(intent)
     if campaign is not None:
         validate(RunRef, campaign, prefix="campaign.")
+    if parsed.template is None:
+        return
     try:
         services().send.templates.check(parsed)
     except RedisError:
