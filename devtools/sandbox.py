@@ -50,6 +50,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from worker.delivery.media import RULES
+
 MESSAGE_TYPES = {
     "text",
     "image",
@@ -68,74 +70,52 @@ _TEMPLATES = re.compile(r"^/(?:api/)?v\d+\.\d+/(?P<waba>[^/]+)/message_templates
 _MEDIA = re.compile(r"^/(?:api/)?v\d+\.\d+/(?P<pnid>[^/]+)/media/?$")
 _MEDIA_ID = re.compile(r"^/(?:api/)?v\d+\.\d+/(?P<media_id>\d{10,})/?$")
 
+
+def _template(name: str, category: str, *components: dict[str, Any], **extra: str) -> dict[str, Any]:
+    """A template as `message_templates` lists it (APPROVED, en_US unless `extra` says otherwise)."""
+    return {
+        "name": name,
+        "language": "en_US",
+        "status": "APPROVED",
+        "category": category,
+        "components": list(components),
+        **extra,
+    }
+
+
+def _body(text: str) -> dict[str, Any]:
+    return {"type": "BODY", "text": text}
+
+
 EXAMPLE_TEMPLATES: list[dict[str, Any]] = [
-    {
-        "name": "hello_world",
-        "language": "en_US",
-        "status": "APPROVED",
-        "category": "UTILITY",
-        "components": [{"type": "BODY", "text": "Hello World"}],
-    },
-    {
-        "name": "order_update",
-        "language": "en_US",
-        "status": "APPROVED",
-        "category": "UTILITY",
-        "components": [{"type": "BODY", "text": "Hi {{1}}, your order has shipped."}],
-    },
-    {
-        "name": "order_receipt",
-        "language": "en_US",
-        "status": "APPROVED",
-        "category": "UTILITY",
-        "components": [
-            {"type": "HEADER", "format": "IMAGE"},
-            {"type": "BODY", "text": "Hi {{1}}, order {{2}} is confirmed."},
-            {
-                "type": "BUTTONS",
-                "buttons": [
-                    {"type": "URL", "text": "Track", "url": "https://example.com/track/{{1}}"},
-                    {"type": "QUICK_REPLY", "text": "Help"},
-                ],
-            },
-        ],
-    },
-    {
-        "name": "welcome_named",
-        "language": "en_US",
-        "status": "APPROVED",
-        "category": "MARKETING",
-        "parameter_format": "NAMED",
-        "components": [{"type": "BODY", "text": "Welcome {{first_name}}, from {{city}}!"}],
-    },
-    {
-        "name": "summer_sale",
-        "language": "en_US",
-        "status": "PAUSED",
-        "category": "MARKETING",
-        "components": [{"type": "BODY", "text": "Sale: {{1}} off"}],
-    },
+    _template("hello_world", "UTILITY", _body("Hello World")),
+    _template("order_update", "UTILITY", _body("Hi {{1}}, your order has shipped.")),
+    _template(
+        "order_receipt",
+        "UTILITY",
+        {"type": "HEADER", "format": "IMAGE"},
+        _body("Hi {{1}}, order {{2}} is confirmed."),
+        {
+            "type": "BUTTONS",
+            "buttons": [
+                {"type": "URL", "text": "Track", "url": "https://example.com/track/{{1}}"},
+                {"type": "QUICK_REPLY", "text": "Help"},
+            ],
+        },
+    ),
+    _template(
+        "welcome_named",
+        "MARKETING",
+        _body("Welcome {{first_name}}, from {{city}}!"),
+        parameter_format="NAMED",
+    ),
+    _template("summer_sale", "MARKETING", _body("Sale: {{1}} off"), status="PAUSED"),
 ]
 
-# The sandbox's own reading of Meta's media rules: MIME types per `type`, and the size limit.
+# Meta's media rules are data (MIME types per type, and size limits); the checks below are the
+# sandbox's own. A sticker up to the animated limit: the sandbox does not parse WebP.
 MEDIA_LIMITS: dict[str, tuple[tuple[str, ...], int]] = {
-    "image": (("image/jpeg", "image/png"), 5 * 2**20),
-    "video": (("video/mp4", "video/3gpp"), 16 * 2**20),
-    "audio": (("audio/aac", "audio/amr", "audio/mpeg", "audio/mp4", "audio/ogg"), 16 * 2**20),
-    "document": (
-        (
-            "text/plain",
-            "application/pdf",
-            "application/msword",
-            "application/vnd.ms-excel",
-            "application/vnd.ms-powerpoint",
-            "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-        ),
-        100 * 2**20,
-    ),
-    "sticker": (("image/webp",), 500 * 2**10),
+    str(kind): (rule.mime_types, rule.animated_max_bytes or rule.max_bytes) for kind, rule in RULES.items()
 }
 CODE_TITLES = {
     132000: "Number of parameters does not match the expected number of params",
