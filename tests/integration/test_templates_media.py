@@ -19,7 +19,7 @@ import pytest
 
 from devtools.localstack import RedisServer
 from tests.harness import BIN, Beat, Sandbox, Worker, tmpdir, wait_for, worker_env
-from tests.media_server import MediaServer, media_server
+from tests.media_server import PNG, MediaServer, media_server
 
 pytestmark = pytest.mark.integration
 
@@ -197,6 +197,28 @@ def test_a_thousand_recipients_with_one_image_link_upload_it_once(rig: Rig, tmp_
     shown = rig.cli("media", "show", media_id)
     assert shown["file_size"] == uploads[0]["size"] and shown["mime_type"] == "image/png"
     assert rig.cli("media", "delete", media_id) == {"success": True}
+
+
+def test_media_upload_checks_the_rules_first_then_show_and_delete(rig: Rig, tmp_path: Path) -> None:
+    rig.sandbox.reset()
+    big = tmp_path / "big.png"
+    big.write_bytes(PNG + b"\x00" * 5 * 2**20)
+    too_big = rig.cli("media", "upload", str(big), code=1)
+    assert (
+        too_big["kind"] == "invalid" and "(image: image/jpeg or image/png, at most 5 MB)" in too_big["error"]
+    )
+    gif = tmp_path / "anim.gif"
+    gif.write_bytes(b"GIF89a")
+    assert "image/gif is not accepted" in rig.cli("media", "upload", str(gif), code=1)["error"]
+    assert rig.sandbox.requests() == []  # nothing reached the API
+
+    good = tmp_path / "receipt.png"
+    good.write_bytes(PNG)
+    media_id = rig.cli("media", "upload", str(good))["id"]
+    assert rig.cli("media", "show", media_id)["file_size"] == len(PNG)
+    assert rig.cli("media", "delete", media_id) == {"success": True}
+    assert "no media" in rig.cli("media", "show", media_id, code=1)["error"]
+    assert "a media id is digits" in rig.cli("media", "show", "../123", code=2)["error"]
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1:{port}", "169.254.169.254"])

@@ -101,7 +101,7 @@ def check_media(data: bytes, mime_type: str, kind: MediaType | None = None) -> M
         wanted = [RULES[kind]] if kind else list(RULES.values())
         kinds = [kind] if kind else list(RULES)
         rules = "; ".join(rule.describe(k) for k, rule in zip(kinds, wanted, strict=True))
-        raise InvalidIntent.from_fields([("file", f"{mime or 'no type'} is not accepted ({rules})")])
+        raise InvalidIntent.from_fields([("file", f"{mime or '(no MIME type)'} is not accepted ({rules})")])
     rule = RULES[found]
     limit = rule.animated_max_bytes if rule.animated_max_bytes and _animated_webp(data) else rule.max_bytes
     if len(data) > limit:
@@ -220,7 +220,7 @@ def fetch_link(
             resp = pool.urlopen(
                 "GET",
                 path,
-                headers={"Host": parts.netloc},
+                headers={"Host": parts.netloc.rsplit("@", 1)[-1]},  # never forward userinfo
                 redirect=False,
                 preload_content=False,
                 retries=False,
