@@ -119,3 +119,46 @@ def test_a_link_that_cannot_be_fetched_fails_permanently_before_any_send(
         MessageDelivery(send, intent, "img-refused", requeues=0).run()
     assert refused.value.kind == "permanent" and sandbox.state.requests == []
     assert [e["kind"] for e in send.dead.list()] == ["permanent"]
+
+
+def test_a_template_header_link_is_uploaded_too(
+    send: SendServices, sandbox: ThreadSandbox, files: MediaServer
+) -> None:
+    settings = send.settings.model_copy(update={"media_allow_hosts": "127.0.0.1", "media_upload_links": True})
+    links = SendServices(
+        **{
+            **send.__dict__,
+            "settings": settings,
+            "media": MediaLinks(send.media.redis, send.client, settings),
+        }
+    )
+    header = {
+        "type": "header",
+        "parameters": [{"type": "image", "image": {"link": files.url("/receipt.png")}}],
+    }
+    body = {
+        "type": "body",
+        "parameters": [{"type": "text", "text": "Asha"}, {"type": "text", "text": "A-42"}],
+    }
+    button = {
+        "type": "button",
+        "sub_type": "url",
+        "index": 0,
+        "parameters": [{"type": "text", "text": "A-42"}],
+    }
+    template = {"name": "order_receipt", "language": {"code": "en_US"}, "components": [header, body, button]}
+    MessageDelivery(links, {"to": spec.TO, "type": "template", "template": template}, "tpl-img", 0).run()
+    [sent] = sandbox.accepted()
+    [upload] = uploads(sandbox)
+    sent_header = sent["body"]["template"]["components"][0]["parameters"][0]
+    assert (
+        sent_header == {"type": "image", "image": {"id": sent_header["image"]["id"]}}
+        and upload["problem"] is None
+    )
+    assert sent["body"]["template"]["components"][1:] == [body, button]
+
+
+def test_a_refused_link_is_named_without_its_query(send: SendServices) -> None:
+    with pytest.raises(LinkRefused) as refused:
+        fetch_link("http://127.0.0.1/r.png?X-Amz-Signature=s3cr3t", frozenset(), LIMIT, 5, 20)
+    assert "s3cr3t" not in str(refused.value) and "http://127.0.0.1/r.png not fetched" in str(refused.value)

@@ -110,8 +110,9 @@ def test_a_campaign_that_does_not_fit_its_template_is_refused_before_any_send(
     assert shown["components"] == [{"type": "BODY", "text": "Hi {{1}}, your order has shipped."}]
     assert "no template 'nope'" in rig.cli("templates", "show", "nope", code=1)["error"]
 
-    refused = rig.cli("campaign", "validate", str(wrong), code=1)
-    assert "template.components.0: body: expected 1 parameter ({{1}}), given 2" in refused
+    for command in ("validate", "preview"):
+        refused = rig.cli("campaign", command, str(wrong), code=1)
+        assert "template.components.0: body: expected 1 parameter ({{1}}), given 2" in refused
     ran = rig.cli("campaign", "run", "wrong-count", "--run-id", "r1", code=1)  # refused by the worker
     assert ran["kind"] == "invalid" and "given 2" in ran["error"]
     assert rig.messages() == []

@@ -26,8 +26,8 @@ import redis
 import urllib3
 
 from worker.delivery.client import InteraktClient
-from worker.delivery.errors import InvalidIntent, PermanentError
-from worker.delivery.intents import MessageIntent
+from worker.delivery.errors import InvalidIntent, PermanentError, TransientError
+from worker.delivery.intents import Media, MessageIntent, Template
 from worker.settings import Settings
 
 MB = 2**20
@@ -42,6 +42,9 @@ class MediaType(StrEnum):
     AUDIO = "audio"
     DOCUMENT = "document"
     STICKER = "sticker"
+
+
+MEDIA_KINDS = frozenset(MediaType)
 
 
 @dataclass(frozen=True)
@@ -153,8 +156,9 @@ class Fetched:
 
 
 def _refused(url: str, reason: str, http_status: int | None = None) -> LinkRefused:
-    return LinkRefused(
-        f"media link {url} not fetched: {reason}",
+    shown = urlparse(url)._replace(query="", fragment="", netloc=urlparse(url).netloc.rsplit("@", 1)[-1])
+    return LinkRefused(  # without query or userinfo: a signed link carries its credentials there
+        f"media link {shown.geturl()} not fetched: {reason}",
         {"code": None, "title": "media link not fetched", "http_status": http_status},
     )
 
@@ -287,8 +291,11 @@ class MediaLinks:
             timeout=self.lock_timeout,
             blocking_timeout=self.lock_timeout,
         )
-        with lock:
-            return self.cached(url) or self._fetch_and_upload(url, kind)
+        try:
+            with lock:
+                return self.cached(url) or self._fetch_and_upload(url, kind)
+        except redis.exceptions.LockError:  # another delivery held it past the timeout: try again later
+            raise TransientError("another delivery is still uploading this link", {"code": None}) from None
 
     def _fetch_and_upload(self, url: str, kind: MediaType) -> str:
         s = self.settings
@@ -305,12 +312,33 @@ class MediaLinks:
         self.redis.set(by_content, str(media_id), ex=ttl)
         return str(media_id)
 
-    def resolve(self, intent: MessageIntent) -> MessageIntent:
-        """The intent with its media link replaced by an uploaded media id, when the intent asks
-        (`upload: true`) or DISPATCH_MEDIA_UPLOAD_LINKS says so; otherwise unchanged."""
-        media = getattr(intent, intent.type) if intent.type in MediaType.__members__.values() else None
+    def _by_id(self, media: Media | None, kind: str) -> Media | None:
+        """`media` sent by an uploaded id instead of its link; None when it stays as it is."""
         if media is None or media.link is None or not (media.upload or self.settings.media_upload_links):
-            return intent
-        media_id = self.media_id(media.link, MediaType(intent.type))
-        by_id = media.model_copy(update={"id": media_id, "link": None, "upload": None})
-        return intent.model_copy(update={intent.type: by_id})
+            return None
+        media_id = self.media_id(media.link, MediaType(kind))
+        return media.model_copy(update={"id": media_id, "link": None, "upload": None})
+
+    def resolve(self, intent: MessageIntent) -> MessageIntent:
+        """The intent with its media links (a media message's, or a template's header parameter)
+        replaced by uploaded media ids, where the link says `upload: true` or
+        DISPATCH_MEDIA_UPLOAD_LINKS says so; otherwise unchanged."""
+        if intent.template is not None:
+            template = self._resolve_template(intent.template)
+            return intent if template is None else intent.model_copy(update={"template": template})
+        by_id = self._by_id(getattr(intent, intent.type), intent.type) if intent.type in MEDIA_KINDS else None
+        return intent if by_id is None else intent.model_copy(update={intent.type: by_id})
+
+    def _resolve_template(self, template: Template) -> Template | None:
+        changed = False
+        components = []
+        for component in template.components or []:
+            parameters = []
+            for param in component.parameters or []:
+                by_id = (
+                    self._by_id(getattr(param, param.type), param.type) if param.type in MEDIA_KINDS else None
+                )
+                parameters.append(param if by_id is None else param.model_copy(update={param.type: by_id}))
+                changed = changed or by_id is not None
+            components.append(component.model_copy(update={"parameters": parameters or component.parameters}))
+        return template.model_copy(update={"components": components}) if changed else None
