@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -89,13 +90,7 @@ def test_a_link_is_uploaded_once_and_sent_by_id(
     send: SendServices, sandbox: ThreadSandbox, files: MediaServer
 ) -> None:
     settings = send.settings.model_copy(update={"media_allow_hosts": "127.0.0.1"})
-    links = SendServices(
-        **{
-            **send.__dict__,
-            "settings": settings,
-            "media": MediaLinks(send.media.redis, send.client, settings),
-        }
-    )
+    links = replace(send, settings=settings, media=MediaLinks(send.media.redis, send.client, settings))
     image = {"link": files.url("/receipt.png"), "upload": True, "caption": "Receipt"}
 
     def deliver(i: int) -> dict:
@@ -125,13 +120,7 @@ def test_a_template_header_link_is_uploaded_too(
     send: SendServices, sandbox: ThreadSandbox, files: MediaServer
 ) -> None:
     settings = send.settings.model_copy(update={"media_allow_hosts": "127.0.0.1", "media_upload_links": True})
-    links = SendServices(
-        **{
-            **send.__dict__,
-            "settings": settings,
-            "media": MediaLinks(send.media.redis, send.client, settings),
-        }
-    )
+    links = replace(send, settings=settings, media=MediaLinks(send.media.redis, send.client, settings))
     header = {
         "type": "header",
         "parameters": [{"type": "image", "image": {"link": files.url("/receipt.png")}}],

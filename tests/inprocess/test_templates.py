@@ -3,6 +3,7 @@ through the rate limit, a delivery refused before sending, and a 132000 marking 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -78,7 +79,7 @@ def test_a_132000_marks_the_copy_stale_and_asks_for_a_resync(
 ) -> None:
     sync_templates(send.client, send.templates, backoff=0.01)
     asked: list[str] = []
-    resyncing = SendServices(**{**send.__dict__, "resync_template": asked.append})
+    resyncing = replace(send, resync_template=asked.append)
     # The template was edited on Meta's side after our sync: it now takes two parameters.
     two = {"type": "BODY", "text": "Hi {{1}}, order {{2}} has shipped."}
     edited = {"name": "order_update", "language": "en_US", "status": "APPROVED", "components": [two]}

@@ -280,11 +280,15 @@ class TemplateRegistry:
 
     def put(self, name: str, templates: list[SyncedTemplate]) -> None:
         """A one-template re-sync: every language of `name` as the API has it now."""
+        old = [t.key for t in self.named(name)]
+        stale = [key for key in self.stale() if key.startswith(f"{name}:")]  # names have no ':'
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.hdel(self.key, *[t.key for t in self.named(name)] or [f"{name}:"])
+            if old:
+                pipe.hdel(self.key, *old)
             if templates:
                 pipe.hset(self.key, mapping={t.key: t.model_dump_json() for t in templates})
-            pipe.srem(self.stale_key, *[f"{name}:{t.language}" for t in templates] or [f"{name}:"])
+            if stale:
+                pipe.srem(self.stale_key, *stale)
             pipe.execute()
         self._cache.clear()
 
