@@ -18,6 +18,8 @@ from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.send import SendServices
 from worker.delivery.templates import TemplateRegistry
 from worker.process_local import process_local
+from worker.recovery.ledger import Ledger
+from worker.recovery.nodes import NODE, WORKERS
 from worker.redis_conn import get_redis
 from worker.settings import Settings, get_settings
 
@@ -26,6 +28,7 @@ from worker.settings import Settings, get_settings
 class Services:
     send: SendServices
     runs: CampaignRuns
+    ledger: Ledger | None  # with a Redis broker only: RabbitMQ has no pop-before-record gap
 
     @property
     def settings(self) -> Settings:
@@ -44,7 +47,12 @@ def services() -> Services:
     send = SendServices(
         settings=settings,
         client=api,
-        store=IdempotencyStore(client, settings.idempotency_ttl, stale_after=longest + 5),
+        store=IdempotencyStore(
+            client,
+            settings.idempotency_ttl,
+            stale_after=longest + 5,
+            liveness=(WORKERS, NODE, settings.heartbeat_timeout),
+        ),
         limiter=RateLimiter(client, settings),
         breaker=Breaker(client, settings.phone_number_id, settings.breaker_probe_interval),
         dead=DeadLetters(client, settings.dead_letter_ttl),
@@ -52,7 +60,8 @@ def services() -> Services:
         media=MediaLinks(client, api, settings),
         resync_template=_enqueue_resync,
     )
-    return Services(send=send, runs=CampaignRuns(client, settings.dead_letter_ttl))
+    ledger = Ledger(client) if settings.redis_broker else None
+    return Services(send=send, runs=CampaignRuns(client, settings.dead_letter_ttl), ledger=ledger)
 
 
 def _enqueue_resync(name: str) -> None:

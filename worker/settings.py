@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     dead_letter_ttl: int = Field(30 * 24 * 3600, validation_alias="DISPATCH_DEAD_LETTER_TTL")
     publish_max_retries: int = Field(10, ge=0, validation_alias="DISPATCH_PUBLISH_MAX_RETRIES")
 
+    # Crash recovery (worker.recovery): a worker that has not beaten for the timeout is dead; its
+    # messages go back to the queues at once, and the ledger is audited a grace period later.
+    heartbeat_interval: float = Field(2.0, gt=0, validation_alias="DISPATCH_HEARTBEAT_INTERVAL")
+    heartbeat_timeout: float = Field(10.0, gt=0, validation_alias="DISPATCH_HEARTBEAT_TIMEOUT")
+    audit_grace: float = Field(10.0, gt=0, validation_alias="DISPATCH_AUDIT_GRACE")
+    audit_interval: float = Field(60.0, gt=0, validation_alias="DISPATCH_AUDIT_INTERVAL")
+
     beat_interval: float = Field(5.0, gt=0, validation_alias="DISPATCH_BEAT_INTERVAL")
 
     # Template registry: re-synced by beat; the template endpoints allow ~200 requests an hour.
@@ -114,6 +121,10 @@ class Settings(BaseSettings):
         """DISPATCH_MEDIA_ALLOW_HOSTS: comma-separated host names (or host:port) exempt from the
         public-address rule of media fetches."""
         return frozenset(h.strip().lower() for h in self.media_allow_hosts.split(",") if h.strip())
+
+    @property
+    def redis_broker(self) -> bool:
+        return self.celery_broker_url.startswith(("redis://", "rediss://", "unix://"))
 
     @property
     def messages_url(self) -> str:

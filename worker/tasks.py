@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from contextlib import suppress
+from datetime import datetime
 from typing import Any
 
-from celery import Task
+from celery import Task, states
 from celery.exceptions import Reject
 from celery.result import AsyncResult
+from celery.signals import celeryd_init, task_postrun, worker_ready, worker_shutdown
+from celery.utils import uuid
 from celery.worker.request import Request
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
@@ -20,7 +25,12 @@ from worker.delivery.intents import parse_intent, parse_read, validate
 from worker.delivery.send import Requeue, deliver_message, deliver_read
 from worker.delivery.templates import sync_templates as sync_registry
 from worker.ops.logs import get_logger, mask_phone, mask_text
+from worker.recovery.ledger import Entry
+from worker.recovery.nodes import NODE, Registry
+from worker.recovery.recoverer import Recoverer, unacked_keys
+from worker.redis_conn import get_redis
 from worker.services import services
+from worker.settings import get_settings
 
 log = get_logger("whatsapp_dispatch.enqueue")
 
@@ -35,11 +45,14 @@ class MaskedRequest(Request):
         super().send_event(type, **fields)
 
 
-class ValidatedTask(Task):
-    """Refuses a bad intent before anything reaches Redis, and shows Flower masked arguments."""
+class LedgeredTask(Task):
+    """Keyword arguments only; recorded in the intent ledger before it is published (so the Redis
+    transport's pop gap cannot lose it), and settled when it ends; Flower sees masked arguments."""
 
     Request = MaskedRequest
-    validator: Callable[[dict[str, Any]], Any]
+
+    def check(self, kwargs: dict[str, Any]) -> None:
+        """Raise InvalidIntent for arguments the task would refuse."""
 
     def apply_async(
         self, args: Any = None, kwargs: dict[str, Any] | None = None, **options: Any
@@ -47,14 +60,21 @@ class ValidatedTask(Task):
         if args:
             raise TypeError(f"{self.name} takes keyword arguments only")
         kwargs = kwargs or {}
-        type(self).validator(kwargs)
+        self.check(kwargs)
         options.setdefault("kwargsrepr", mask_text(repr(kwargs)))
+        task_id = options.setdefault("task_id", uuid())
+        ledger = services().ledger
         try:
+            if ledger is not None:
+                ledger.record(task_id, Entry(self.name, kwargs, self.queue_of(options), eta_of(options)))
             result = super().apply_async(args, kwargs, **options)
         except (OperationalError, RedisError, RuntimeError) as exc:
             # RuntimeError: Celery's Redis result consumer gave up reconnecting before the publish.
             if isinstance(exc, RuntimeError) and "result store" not in str(exc):
                 raise
+            if ledger is not None:
+                with suppress(RedisError):
+                    ledger.settle(task_id)  # never published: nothing to recover
             reason = " ".join(str(exc).split())
             raise EnqueueError(
                 f"not enqueued: the broker did not answer ({type(exc).__name__}: {reason})", {"code": None}
@@ -62,6 +82,30 @@ class ValidatedTask(Task):
         fields = {"to": mask_phone(kwargs["to"]), "type": kwargs.get("type")} if "to" in kwargs else {}
         log.info("enqueued", task_id=result.id, task=self.name, **fields)
         return result
+
+    def queue_of(self, options: dict[str, Any]) -> str:
+        """The queue a publish goes to (a retry names it by its routing key)."""
+        queue = options.get("queue") or options.get("routing_key")
+        if queue:
+            return str(getattr(queue, "name", queue))
+        routes: dict[str, dict[str, str]] = self.app.conf.task_routes or {}
+        return routes.get(self.name, {}).get("queue") or self.app.conf.task_default_queue
+
+
+def eta_of(options: dict[str, Any]) -> float | None:
+    if options.get("countdown"):
+        return time.time() + float(options["countdown"])
+    eta = options.get("eta")
+    return eta.timestamp() if isinstance(eta, datetime) else None
+
+
+class ValidatedTask(LedgeredTask):
+    """Refuses a bad intent before anything reaches Redis."""
+
+    validator: Callable[[dict[str, Any]], Any]
+
+    def check(self, kwargs: dict[str, Any]) -> None:
+        type(self).validator(kwargs)
 
 
 def check_send(kwargs: dict[str, Any]) -> None:
@@ -111,13 +155,13 @@ def _fanout() -> Fanout:
     return Fanout(services().send, services().runs, _enqueue_chunk, _requeue_recipient)
 
 
-@app.task(name="worker.tasks.run_campaign")
+@app.task(base=LedgeredTask, name="worker.tasks.run_campaign")
 def run_campaign(name: str, run_id: str | None = None) -> dict[str, Any]:
     """Fired by beat (or `wa-dispatch campaign run`): enqueue the run's chunks."""
     return _fanout().start_run(name, run_id)
 
 
-@app.task(name="worker.tasks.send_campaign_chunk")
+@app.task(base=LedgeredTask, name="worker.tasks.send_campaign_chunk")
 def send_campaign_chunk(name: str, run_id: str, start: int, stop: int) -> dict[str, int]:
     return _fanout().send_chunk(app, name, run_id, start, stop)
 
@@ -134,3 +178,52 @@ def sync_templates(name: str | None = None) -> dict[str, Any]:
     when the API refuses a template as stale, or by a template status webhook."""
     send = services().send
     return sync_registry(send.client, send.templates, send.settings.template_sync_backoff, name)
+
+
+# --- crash recovery: Celery's lifecycle -> worker.recovery -------------------------------------
+
+
+@task_postrun.connect
+def _settle(task_id: str, state: str | None = None, **_: Any) -> None:
+    """A task that ended leaves the ledger; one handed back (RETRY, a requeue) stays in it."""
+    ledger = services().ledger
+    if ledger is not None and state in (states.SUCCESS, states.FAILURE):
+        ledger.settle(task_id)
+
+
+def _republish(task_id: str) -> bool:
+    """Publish a lost ledgered task again, under its own id and with what is left of its countdown."""
+    ledger = services().ledger
+    entry = ledger.entry(task_id) if ledger is not None else None
+    if entry is None:
+        return False  # it settled meanwhile
+    countdown = max(0.0, entry.eta - time.time()) if entry.eta else None
+    task = app.tasks[entry.task]
+    task.apply_async(kwargs=entry.kwargs, task_id=task_id, queue=entry.queue, countdown=countdown)
+    return True
+
+
+_recoverer: list[Recoverer] = []
+
+
+@celeryd_init.connect
+def _own_unacked_set(conf: Any = None, **_: Any) -> None:
+    """Before the worker connects: its unacknowledged messages go to a set of its own node, so
+    they can be put back the moment it is found dead, not after the visibility timeout."""
+    settings = get_settings()
+    if conf is not None and settings.redis_broker:
+        conf.broker_transport_options = {**conf.broker_transport_options, **unacked_keys(NODE)}
+    Registry(get_redis(), settings.heartbeat_timeout).beat(NODE)
+
+
+@worker_ready.connect
+def _start_recoverer(**_: Any) -> None:
+    recoverer = Recoverer(app, get_redis(), get_settings(), NODE, _republish)
+    recoverer.start()
+    _recoverer.append(recoverer)
+
+
+@worker_shutdown.connect
+def _stop_recoverer(**_: Any) -> None:
+    for recoverer in _recoverer:
+        recoverer.stop()

@@ -25,6 +25,7 @@ from worker.delivery.media import MediaLinks
 from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.send import SendServices
 from worker.delivery.templates import TemplateRegistry
+from worker.recovery.nodes import NODE, WORKERS, Registry
 from worker.settings import Settings
 
 
@@ -78,11 +79,15 @@ def settings(sandbox: ThreadSandbox) -> Settings:
 
 @pytest.fixture
 def send(r: redis.Redis, settings: Settings) -> SendServices:
+    """A delivery's collaborators, as this process's node: alive (it beats) like a worker's."""
+    Registry(r, settings.heartbeat_timeout).beat(NODE)
     api = InteraktClient(settings)
     return SendServices(
         settings=settings,
         client=api,
-        store=IdempotencyStore(r, settings.idempotency_ttl, stale_after=60),
+        store=IdempotencyStore(
+            r, settings.idempotency_ttl, stale_after=60, liveness=(WORKERS, NODE, settings.heartbeat_timeout)
+        ),
         limiter=RateLimiter(r, settings),
         breaker=Breaker(r, settings.phone_number_id, settings.breaker_probe_interval),
         dead=DeadLetters(r, settings.dead_letter_ttl),
