@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test unit cov run sandbox worker lint format bench redis-server chromium clean
+.PHONY: install test unit cov run sandbox worker lint format bench soak redis-server chromium clean
 
 install: $(VENV)/.installed
 
@@ -59,6 +59,10 @@ sandbox: install
 
 worker: install
 	$(BIN)/celery -A worker worker --pool threads --concurrency 64 --loglevel INFO
+
+# Crash-recovery soak (about 12 minutes): 20 SIGKILLs per broker, no intent lost, time to settle.
+soak: install redis-server
+	$(BIN)/python -m bench.recovery_soak
 
 # Throughput benchmark (a few minutes): prints a table with the naive baseline beside it.
 bench: install redis-server

@@ -39,7 +39,7 @@ import phonenumbers.timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from worker.delivery.errors import InvalidIntent
-from worker.delivery.intents import MessageIntent, normalize_phone, parse_intent
+from worker.delivery.intents import MessageIntent, field_errors, normalize_phone, parse_intent
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -203,10 +203,7 @@ def load_campaign(path: Path) -> Campaign:
     try:
         campaign = Campaign.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors(include_url=False, include_input=False)
-        )
+        problems = "; ".join(f"{field}: {reason}" for field, reason in field_errors(exc, whole="file"))
         raise CampaignError(f"{path}: {problems}") from None
     campaign = campaign.model_copy(update={"rows": _read_rows(campaign.audience, path.parent)})
     _check_message(campaign)

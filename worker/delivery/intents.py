@@ -41,6 +41,9 @@ MEDIA_EXTENSIONS: dict[str, frozenset[str]] = {
 }
 
 Short = Annotated[str, Field(min_length=1)]
+Caption = Annotated[str, Field(max_length=1024)]  # media captions
+BodyText = Annotated[str, Field(min_length=1, max_length=1024)]  # interactive bodies
+HeaderText = Annotated[str, Field(min_length=1, max_length=60)]  # interactive headers and footers
 
 
 class ApiObject(BaseModel):
@@ -125,12 +128,12 @@ class Media(ApiObject):
 
 class Image(Media):
     media_type: ClassVar[str] = "image"
-    caption: Annotated[str, Field(max_length=1024)] | None = None
+    caption: Caption | None = None
 
 
 class Video(Media):
     media_type: ClassVar[str] = "video"
-    caption: Annotated[str, Field(max_length=1024)] | None = None
+    caption: Caption | None = None
 
 
 class Audio(Media):
@@ -143,7 +146,7 @@ class Sticker(Media):
 
 class Document(Media):
     media_type: ClassVar[str] = "document"
-    caption: Annotated[str, Field(max_length=1024)] | None = None
+    caption: Caption | None = None
     filename: Short | None = None
 
 
@@ -151,16 +154,16 @@ class Document(Media):
 
 
 class TextBlock(ApiObject):
-    text: Annotated[str, Field(min_length=1, max_length=60)]
+    text: HeaderText
 
 
 class Body(ApiObject):
-    text: Annotated[str, Field(min_length=1, max_length=1024)]
+    text: BodyText
 
 
 class Header(ApiObject):
     type: Literal["text", "image", "video", "document"]
-    text: Annotated[str, Field(min_length=1, max_length=60)] | None = None
+    text: HeaderText | None = None
     image: Image | None = None
     video: Video | None = None
     document: Document | None = None
@@ -174,7 +177,7 @@ class Header(ApiObject):
 
 class TextHeader(ApiObject):
     type: Literal["text"]
-    text: Annotated[str, Field(min_length=1, max_length=60)]
+    text: HeaderText
 
 
 class ReplyId(ApiObject):
@@ -424,9 +427,17 @@ def normalize_phone(number: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p.startswith(("function-", "constrained-")))]
-    return ".".join(parts) or "intent"
+def field_errors(exc: ValidationError, prefix: str = "", whole: str = "intent") -> list[tuple[str, str]]:
+    """(field, reason) for each of pydantic's errors; `whole` names an error of the whole object."""
+    found = []
+    for error in exc.errors(include_input=False, include_url=False):
+        parts = [
+            str(p)
+            for p in error["loc"]
+            if not (isinstance(p, str) and p.startswith(("function-", "constrained-")))
+        ]
+        found.append((prefix + (".".join(parts) or whole), error["msg"].removeprefix("Value error, ")))
+    return found
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -437,10 +448,7 @@ def validate(model: type[M], data: Any, prefix: str = "") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors(include_input=False, include_url=False)
-        raise InvalidIntent.from_fields(
-            [(prefix + _field(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in errors]
-        ) from None
+        raise InvalidIntent.from_fields(field_errors(exc, prefix)) from None
 
 
 def parse_intent(data: dict[str, Any]) -> MessageIntent:

@@ -322,7 +322,8 @@ class MessageDelivery:
         if claim.state is State.BUSY:
             log.info("outcome", outcome=Outcome.IN_FLIGHT_ELSEWHERE)
             busy = DispatchError("in flight in another delivery", {"kind": Kind.BUSY})
-            raise Requeue(self.services.store.stale_after / 4, busy)
+            # Look again once its owner has had time to be found dead, if it is.
+            raise Requeue(self.services.store.heartbeat_timeout, busy)
         if claim.state is State.STALE:
             lost = AmbiguousError(
                 "a worker stopped while this message was being sent: it may have been delivered",

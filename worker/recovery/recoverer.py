@@ -124,7 +124,5 @@ class Recoverer:
         held = [unacked_keys(node)["unacked_key"] for node in self.registry.alive()]
         lost = self.ledger.lost(time.time() - self.settings.audit_grace, held)
         republished = [task_id for task_id in lost if self.republish(task_id)]
-        if lost:
-            log.warning(
-                "ledger_audit", lost=len(lost), republished=len(republished), task_ids=republished[:20]
-            )
+        log_at = log.warning if republished else log.info
+        log_at("ledger_audit", lost=len(lost), republished=len(republished), task_ids=republished[:20])
