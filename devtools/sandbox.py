@@ -18,12 +18,28 @@ A rule matches when its `to`/`type` filters match, its `rate` draws true, it has
 left and its `for` seconds (counted from when the rules were set) have not run out; the first
 matching rule applies. `accept: true` records the message as accepted
 before the fault, which is what makes a timeout ambiguous in real life.
+
+Templates and media, as the API has them:
+
+    GET  {base}/{waba_id}/message_templates?limit=&after=&name=   pages of EXAMPLE_TEMPLATES
+    POST /_sandbox/templates {"templates": [...], "replace": false}  add or edit templates
+    POST {base}/{phone_number_id}/media          multipart: messaging_product, type, file
+    GET | DELETE {base}/{media_id}               the uploaded media's metadata / delete it
+    GET  /_sandbox/media/{media_id}              its bytes
+
+A template message is checked against the sandbox's own templates: an unknown name or language
+answers 132001, a PAUSED or DISABLED one 132015 or 132016, a parameter count that does not match
+the placeholders 132000, a header parameter of the wrong type 132012. A fault rule with
+`"type": "message_templates"` applies to the template listing (e.g. its rate limit).
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import email.parser
+import email.policy
+import hashlib
 import json
 import os
 import random
@@ -32,6 +48,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+from worker.delivery.media import RULES
 
 MESSAGE_TYPES = {
     "text",
@@ -47,6 +66,64 @@ MESSAGE_TYPES = {
     "template",
 }
 _ROUTE = re.compile(r"^/(?:api/)?v\d+\.\d+/(?P<pnid>[^/]+)/messages/?$")
+_TEMPLATES = re.compile(r"^/(?:api/)?v\d+\.\d+/(?P<waba>[^/]+)/message_templates/?$")
+_MEDIA = re.compile(r"^/(?:api/)?v\d+\.\d+/(?P<pnid>[^/]+)/media/?$")
+_MEDIA_ID = re.compile(r"^/(?:api/)?v\d+\.\d+/(?P<media_id>\d{10,})/?$")
+
+
+def _template(name: str, category: str, *components: dict[str, Any], **extra: str) -> dict[str, Any]:
+    """A template as `message_templates` lists it (APPROVED, en_US unless `extra` says otherwise)."""
+    return {
+        "name": name,
+        "language": "en_US",
+        "status": "APPROVED",
+        "category": category,
+        "components": list(components),
+        **extra,
+    }
+
+
+def _body(text: str) -> dict[str, Any]:
+    return {"type": "BODY", "text": text}
+
+
+EXAMPLE_TEMPLATES: list[dict[str, Any]] = [
+    _template("hello_world", "UTILITY", _body("Hello World")),
+    _template("order_update", "UTILITY", _body("Hi {{1}}, your order has shipped.")),
+    _template(
+        "order_receipt",
+        "UTILITY",
+        {"type": "HEADER", "format": "IMAGE"},
+        _body("Hi {{1}}, order {{2}} is confirmed."),
+        {
+            "type": "BUTTONS",
+            "buttons": [
+                {"type": "URL", "text": "Track", "url": "https://example.com/track/{{1}}"},
+                {"type": "QUICK_REPLY", "text": "Help"},
+            ],
+        },
+    ),
+    _template(
+        "welcome_named",
+        "MARKETING",
+        _body("Welcome {{first_name}}, from {{city}}!"),
+        parameter_format="NAMED",
+    ),
+    _template("summer_sale", "MARKETING", _body("Sale: {{1}} off"), status="PAUSED"),
+]
+
+# Meta's media rules are data (MIME types per type, and size limits); the checks below are the
+# sandbox's own. A sticker up to the animated limit: the sandbox does not parse WebP.
+MEDIA_LIMITS: dict[str, tuple[tuple[str, ...], int]] = {
+    str(kind): (rule.mime_types, rule.animated_max_bytes or rule.max_bytes) for kind, rule in RULES.items()
+}
+CODE_TITLES = {
+    132000: "Number of parameters does not match the expected number of params",
+    132001: "Template name does not exist in the translation",
+    132012: "Parameter format does not match format in the created template",
+    132015: "Template is paused",
+    132016: "Template is disabled",
+}
 _TITLES = {500: "Internal server error", 429: "Rate limit hit", 400: "Invalid parameter"}
 
 
@@ -57,11 +134,15 @@ class SandboxState:
         self.lock = threading.Lock()
         self.rules: list[dict[str, Any]] = []
         self.requests: list[dict[str, Any]] = []
+        self.templates: list[dict[str, Any]] = [dict(t) for t in EXAMPLE_TEMPLATES]
+        self.media: dict[str, dict[str, Any]] = {}
 
     def reset(self) -> None:
         with self.lock:
             self.rules = []
             self.requests = []
+            self.templates = [dict(t) for t in EXAMPLE_TEMPLATES]
+            self.media = {}
 
     def pick_fault(self, body: dict[str, Any]) -> dict[str, Any] | None:
         with self.lock:
@@ -102,6 +183,73 @@ def _error(status: int, code: int, message: str, details: str | None = None) -> 
     if details:
         err["error_data"] = {"messaging_product": "whatsapp", "details": details}
     return status, {"error": err}
+
+
+def _placeholder_count(text: str | None) -> int:
+    return len(set(re.findall(r"\{\{\s*(\w+)\s*\}\}", text or "")))
+
+
+def template_error(templates: list[dict[str, Any]], sent: dict[str, Any]) -> tuple[int, str] | None:
+    """The sandbox's own check of a template message against its templates: (code, details) or None."""
+    language = (sent.get("language") or {}).get("code")
+    found = next((t for t in templates if t["name"] == sent.get("name") and t["language"] == language), None)
+    if found is None:
+        return 132001, f"template name ({sent.get('name')}) does not exist in {language}"
+    status = {"PAUSED": 132015, "DISABLED": 132016}.get(found["status"], 132001)
+    if found["status"] != "APPROVED":
+        return status, f"template {found['name']} is {found['status']}"
+    given = {c.get("type"): c.get("parameters") or [] for c in sent.get("components") or []}
+    for part in found["components"]:
+        kind = part["type"].lower()
+        if kind not in ("header", "body"):
+            continue
+        params = given.get(kind, [])
+        media = part.get("format", "TEXT") != "TEXT"
+        wanted = 1 if media else _placeholder_count(part.get("text"))
+        if len(params) != wanted:
+            return (
+                132000,
+                f"number of {kind} parameters ({len(params)}) does not match the expected ({wanted})",
+            )
+        if media and params[0].get("type") != part["format"].lower():
+            return 132012, f"header parameter of type {params[0].get('type')}, expected {part['format']}"
+    return None
+
+
+def media_error(fields: dict[str, Any]) -> str | None:
+    """What is wrong with an upload's form fields, or None."""
+    if fields.get("messaging_product") != "whatsapp":
+        return "messaging_product must be 'whatsapp'"
+    upload = fields.get("file")
+    if not isinstance(upload, dict):
+        return "the 'file' part is required"
+    mime = upload["mime_type"]
+    kind = next((k for k, (types, _) in MEDIA_LIMITS.items() if mime in types), None)
+    if kind is None or fields.get("type") not in (mime, kind):
+        return f"file must have a supported type (got {mime}, type {fields.get('type')})"
+    if len(upload["data"]) > MEDIA_LIMITS[kind][1]:
+        return f"{kind} is larger than {MEDIA_LIMITS[kind][1]} bytes"
+    return None
+
+
+def parse_multipart(content_type: str, raw: bytes) -> dict[str, Any]:
+    """Form fields by name; a file part as {"data", "mime_type", "filename"}."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    fields: dict[str, Any] = {}
+    for part in message.iter_parts() if message.is_multipart() else []:
+        name = part.get_param("name", header="content-disposition")
+        data = part.get_payload(decode=True) or b""
+        if part.get_filename() is not None:
+            fields[str(name)] = {
+                "data": data,
+                "mime_type": part.get_content_type(),
+                "filename": part.get_filename(),
+            }
+        else:
+            fields[str(name)] = data.decode()
+    return fields
 
 
 def check_message(body: Any) -> str | None:
@@ -158,16 +306,33 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _body(self) -> Any:
+    def _raw(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        return self.rfile.read(length) if length else b""
+
+    def _body(self, raw: bytes) -> Any:
         try:
             return json.loads(raw or b"null")
         except ValueError:
             return None
 
+    def _auth_error(self) -> tuple[int, dict[str, Any]] | None:
+        token = self.headers.get("x-access-token")
+        if not token or (self.server.state.token and token != self.server.state.token):
+            return _error(401, 190, "Invalid OAuth access token - Cannot parse access token")
+        if not self.headers.get("x-waba-id"):
+            return _error(400, 100, "(#100) The parameter x-waba-id is required.")
+        return None
+
     def do_GET(self) -> None:
         state = self.server.state
+        url = urlparse(self.path)
+        if url.path.startswith("/_sandbox/media/"):
+            return self._media_bytes(url.path.rsplit("/", 1)[-1])
+        if _TEMPLATES.match(url.path):
+            return self._list_templates(parse_qs(url.query))
+        if _MEDIA_ID.match(url.path):
+            return self._media_object(_MEDIA_ID.match(url.path)["media_id"], delete=False)  # type: ignore[index]
         if self.path == "/_sandbox/health":
             return self._send(200, {"ok": True})
         if self.path.startswith("/_sandbox/requests"):
@@ -181,6 +346,9 @@ class Handler(BaseHTTPRequestHandler):
         self._send(404, {"error": {"message": "not found", "code": 100}})
 
     def do_DELETE(self) -> None:
+        match = _MEDIA_ID.match(self.path)
+        if match:
+            return self._media_object(match["media_id"], delete=True)
         if self.path == "/_sandbox/faults":
             with self.server.state.lock:
                 self.server.state.rules = []
@@ -189,7 +357,17 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         state = self.server.state
-        body = self._body()
+        raw = self._raw()
+        if _MEDIA.match(self.path):
+            return self._upload(raw)
+        body = self._body(raw)
+        if self.path == "/_sandbox/templates":
+            added = list((body or {}).get("templates", []))
+            keys = {(t["name"], t["language"]) for t in added}
+            with state.lock:  # a template of the same name and language is edited, not added twice
+                kept = [] if (body or {}).get("replace") else state.templates
+                state.templates = [t for t in kept if (t["name"], t["language"]) not in keys] + added
+            return self._send(200, {"ok": True, "templates": len(state.templates)})
         if self.path == "/_sandbox/faults":
             now = time.time()
             rules = [
@@ -224,19 +402,112 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._send(status, answer, headers)
 
+    def _list_templates(self, query: dict[str, list[str]]) -> None:
+        """One page of templates, Graph API style: `data`, and `paging` with `next` unless last."""
+        refused = self._auth_error()
+        if refused:
+            return self._send(*refused)
+        state = self.server.state
+        state.record({"time": time.time(), "route": "message_templates", "query": query})
+        rule = state.pick_fault({"type": "message_templates"})
+        if rule:
+            return self._send(*_fault_answer(rule))
+        limit = int(query.get("limit", ["25"])[0])
+        start = int(base64.b64decode(query["after"][0]).decode()) if "after" in query else 0
+        with state.lock:
+            chosen = [t for t in state.templates if query.get("name", [""])[0] in t["name"]]
+        page = chosen[start : start + limit]
+        cursors = {
+            "before": base64.b64encode(str(start).encode()).decode(),
+            "after": base64.b64encode(str(start + len(page)).encode()).decode(),
+        }
+        paging: dict[str, Any] = {"cursors": cursors}
+        if start + limit < len(chosen):
+            paging["next"] = (
+                f"http://{self.headers.get('Host')}{urlparse(self.path).path}?after={cursors['after']}"
+            )
+        self._send(200, {"data": page, "paging": paging})
+
+    def _upload(self, raw: bytes) -> None:
+        refused = self._auth_error()
+        if refused:
+            return self._send(*refused)
+        state = self.server.state
+        fields = parse_multipart(self.headers.get("Content-Type") or "", raw)
+        problem = media_error(fields)
+        state.record(
+            {
+                "time": time.time(),
+                "route": "media",
+                "problem": problem,
+                "size": len(fields["file"]["data"]) if isinstance(fields.get("file"), dict) else None,
+            }
+        )
+        if problem:
+            return self._send(*_error(400, 131053, "Media upload error", problem))
+        media_id = str(random.randint(10**15, 10**16 - 1))
+        upload = fields["file"]
+        with state.lock:
+            state.media[media_id] = {**upload, "sha256": hashlib.sha256(upload["data"]).hexdigest()}
+        self._send(200, {"id": media_id})
+
+    def _media_object(self, media_id: str, delete: bool) -> None:
+        refused = self._auth_error()
+        if refused:
+            return self._send(*refused)
+        state = self.server.state
+        with state.lock:
+            found = state.media.pop(media_id, None) if delete else state.media.get(media_id)
+        if found is None:
+            return self._send(*_error(400, 100, "(#100) Invalid parameter", f"no media {media_id}"))
+        if delete:
+            return self._send(200, {"success": True})
+        self._send(
+            200,
+            {
+                "messaging_product": "whatsapp",
+                "url": f"http://{self.headers.get('Host')}/_sandbox/media/{media_id}",
+                "mime_type": found["mime_type"],
+                "sha256": found["sha256"],
+                "file_size": len(found["data"]),
+                "id": media_id,
+            },
+        )
+
+    def _media_bytes(self, media_id: str) -> None:
+        found = self.server.state.media.get(media_id)
+        if found is None:
+            return self._send(404, {"error": {"message": "not found", "code": 100}})
+        self.send_response(200)
+        self.send_header("Content-Type", found["mime_type"])
+        self.send_header("Content-Length", str(len(found["data"])))
+        self.end_headers()
+        self.wfile.write(found["data"])
+
+    def _refusal(self, state: SandboxState, body: Any) -> tuple[int, dict[str, Any]] | None:
+        """The error answer for a request the API would refuse before looking at faults."""
+        refused = self._auth_error()
+        if refused:
+            return refused
+        if not (self.headers.get("Content-Type") or "").startswith("application/json"):
+            return _error(400, 100, "(#100) Content-Type must be application/json")
+        problem = check_message(body)
+        if problem:
+            return _error(400, 100, "(#100) Invalid parameter", problem)
+        if body.get("type") == "template":
+            with state.lock:
+                mismatch = template_error(state.templates, body["template"])
+            if mismatch:
+                code, details = mismatch
+                return _error(400, code, f"(#{code}) {CODE_TITLES[code]}", details)
+        return None
+
     def _answer(
         self, state: SandboxState, body: Any, entry: dict[str, Any]
     ) -> tuple[int, Any, dict[str, str] | None]:
-        token = self.headers.get("x-access-token")
-        if not token or (state.token and token != state.token):
-            return (*_error(401, 190, "Invalid OAuth access token - Cannot parse access token"), None)
-        if not self.headers.get("x-waba-id"):
-            return (*_error(400, 100, "(#100) The parameter x-waba-id is required."), None)
-        if not (self.headers.get("Content-Type") or "").startswith("application/json"):
-            return (*_error(400, 100, "(#100) Content-Type must be application/json"), None)
-        problem = check_message(body)
-        if problem:
-            return (*_error(400, 100, "(#100) Invalid parameter", problem), None)
+        refused = self._refusal(state, body)
+        if refused:
+            return (*refused, None)
         rule = state.pick_fault(body) or {}
         entry["fault"] = rule or None
         accepted = not rule or rule.get("accept", False)

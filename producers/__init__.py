@@ -12,6 +12,7 @@ Extra keyword arguments (`idempotency_key`, `sender`, and Celery options such as
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from celery.result import AsyncResult
@@ -38,6 +39,7 @@ __all__ = [
     "send_template",
     "send_text",
     "send_video",
+    "upload_media",
 ]
 
 
@@ -242,3 +244,16 @@ def mark_read(message_id: str, sender: str | None = None, **options: Any) -> Asy
     """Mark an inbound message read, on the number (`sender`) that received it."""
     receipt = {"message_id": message_id, **({"sender": sender} if sender else {})}
     return _mark_read.apply_async(kwargs=receipt, **options)
+
+
+def upload_media(file: str | Path | bytes, mime_type: str | None = None, sender: str | None = None) -> str:
+    """Upload a file (a path or its bytes) to a sender's number and return its media id, to send
+    with `send_image(to, id=..., sender=...)` and the like. The type and size are checked first
+    (InvalidIntent names the rule: image jpeg/png 5 MB, video mp4/3gp 16 MB, audio 16 MB, document
+    100 MB, sticker webp 100 KB / 500 KB animated). Unlike the send helpers this calls the API from
+    this process, so it needs the sender's settings (and token) here too."""
+    from worker.delivery.media import upload_file
+    from worker.services import services
+
+    number = services().send.sender(sender)
+    return upload_file(number.client, number.settings.phone_number_id, file, mime_type)

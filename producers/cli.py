@@ -40,6 +40,12 @@ optout_app = typer.Typer(help="Numbers that never receive campaign messages.", n
 app.add_typer(optout_app, name="optout")
 senders_app = typer.Typer(help="The numbers this deployment sends from.", no_args_is_help=True)
 app.add_typer(senders_app, name="senders")
+templates_app = typer.Typer(
+    help="The template registry: sync the WABA's templates, list them, show one.", no_args_is_help=True
+)
+app.add_typer(templates_app, name="templates")
+media_app = typer.Typer(help="Media of the sending number: upload, show, delete.", no_args_is_help=True)
+app.add_typer(media_app, name="media")
 console = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 SenderOption = Annotated[
@@ -278,13 +284,32 @@ def failed_redrive(
 
 
 def _load(path: Path) -> Campaign:
-    from worker.campaigns.spec import CampaignError, load_campaign
+    """A campaign file, its message also checked against the template registry when one is synced."""
+    import redis
 
+    from worker.campaigns.spec import CampaignError, load_campaign, sample_intent
+    from worker.delivery.errors import InvalidIntent
+    from worker.delivery.templates import TemplateRegistry
+
+    settings = get_settings()
+    # Fail fast: a file is checked without Redis too, only not against the registry.
+    client = redis.Redis.from_url(settings.state_redis_url, decode_responses=True, socket_connect_timeout=2)
     try:
-        return load_campaign(path)
+        campaign = load_campaign(path)
+        if campaign.sender in (None, "default"):  # another sender's account is checked at run start
+            TemplateRegistry(client, settings.waba_id).check(sample_intent(campaign))
+    except redis.RedisError as exc:
+        typer.echo(f"templates not checked: the registry's Redis did not answer ({exc})", err=True)
     except CampaignError as exc:
         typer.echo(f"invalid campaign: {exc}", err=True)
         raise typer.Exit(1) from None
+    except InvalidIntent as exc:
+        typer.echo(
+            f"invalid campaign: {path}: message: {exc.message.removeprefix('invalid message intent: ')}",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    return campaign
 
 
 @campaign_app.command("validate")
@@ -388,7 +413,10 @@ def campaign_run(
         campaign = _load(Path(name_or_file))
         save(celery_app, campaign)
         name = campaign.name
-    started = run_campaign.apply_async(kwargs={"name": name, "run_id": run_id}).get(timeout=60)
+    try:
+        started = run_campaign.apply_async(kwargs={"name": name, "run_id": run_id}).get(timeout=60)
+    except DispatchError as exc:  # refused before any send (a template that does not fit the registry)
+        _fail({"error": f"campaign {name} refused: {exc}", **exc.info}, as_json, 1)
     if wait:
         _follow(name, started["run_id"], timeout, quiet=as_json)
     counts = _services().runs.counts(name, started["run_id"])
@@ -518,6 +546,117 @@ def _phones(numbers: list[str], as_json: bool) -> list[str]:
         return [normalize_phone(n) for n in numbers]
     except ValueError as exc:
         _fail({"error": str(exc)}, as_json, 2)
+
+
+@templates_app.command("sync")
+def templates_sync(
+    name: Annotated[str | None, typer.Option(help="Re-sync only this template (every language).")] = None,
+    sender: SenderOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Read every template of a sender's WABA (all pages) into the registry; exit 1 if the API refused.
+
+    Example: wa-dispatch templates sync --sender support
+    """
+    from worker.delivery.templates import sync_templates
+
+    number = _number(sender, as_json)
+    try:
+        done = sync_templates(number.client, number.templates, number.settings.template_sync_backoff, name)
+    except DispatchError as exc:
+        _fail({"error": f"template sync failed: {exc}", **exc.info}, as_json, 1)
+    _emit(done, as_json, "template sync")
+
+
+@templates_app.command("list")
+def templates_list(sender: SenderOption = None, as_json: JsonFlag = False) -> None:
+    """The synced templates, with their status; empty when never synced (then nothing is checked).
+
+    Example: wa-dispatch templates list
+    """
+    registry = _number(sender, as_json).templates
+    stale = registry.stale()
+    rows = [
+        {
+            "name": t.name,
+            "language": t.language,
+            "status": t.status,
+            "category": t.category,
+            "parameter_format": t.parameter_format,
+            "stale": t.key in stale,
+        }
+        for t in registry.all()
+    ]
+    meta = registry.meta()
+    if as_json:
+        _emit({"synced_at": meta.get("synced_at"), "templates": rows}, as_json, "templates")
+        return
+    _emit(rows, False, f"templates of WABA {registry.waba_id} (synced at {meta.get('synced_at', 'never')})")
+
+
+@templates_app.command("show")
+def templates_show(name: str, sender: SenderOption = None, as_json: JsonFlag = False) -> None:
+    """One template in every language, with its components; exit 1 when it is not in the registry.
+
+    Example: wa-dispatch templates show order_update
+    """
+    found = [t.model_dump(mode="json") for t in _number(sender, as_json).templates.named(name)]
+    if not found:
+        _fail({"error": f"no template {name!r} in the registry (wa-dispatch templates sync)"}, as_json, 1)
+    if as_json:
+        _emit(found, as_json, name)
+        return
+    for template in found:
+        _emit(template, False, f"{template['name']} ({template['language']})")
+
+
+@media_app.command("upload")
+def media_upload(
+    file: Path,
+    mime_type: Annotated[
+        str | None, typer.Option(help="The file's MIME type (default: from its name).")
+    ] = None,
+    sender: SenderOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Upload a file to a sender's number, checked first against Meta's type and size rules; print
+    its media id.
+
+    Example: wa-dispatch media upload receipt.png
+    """
+    from producers import upload_media
+
+    try:
+        media_id = upload_media(file, mime_type, sender=sender)
+    except DispatchError as exc:
+        _fail({"error": str(exc), **exc.info}, as_json, 1)
+    except OSError as exc:
+        _fail({"error": f"cannot read {file}: {exc.strerror}"}, as_json, 2)
+    _emit({"id": media_id, "file": str(file)}, as_json, "uploaded")
+
+
+def _media_call(method: str, media_id: str, sender: str | None, as_json: bool) -> dict[str, Any]:
+    if not media_id.isdigit():  # it becomes a path of the API's URL
+        _fail({"error": f"a media id is digits, given {media_id!r}"}, as_json, 2)
+    try:
+        return _number(sender, as_json).client.call(method, media_id).body
+    except DispatchError as exc:
+        _fail({"error": str(exc), **exc.info}, as_json, 1)
+
+
+@media_app.command("show")
+def media_show(media_id: str, sender: SenderOption = None, as_json: JsonFlag = False) -> None:
+    """A media id's URL (valid for 5 minutes), MIME type, sha256 and size.
+
+    Example: wa-dispatch media show 1037543291543636
+    """
+    _emit(_media_call("GET", media_id, sender, as_json), as_json, f"media {media_id}")
+
+
+@media_app.command("delete")
+def media_delete(media_id: str, sender: SenderOption = None, as_json: JsonFlag = False) -> None:
+    """Delete an uploaded media id.  Example: wa-dispatch media delete 1037543291543636"""
+    _emit(_media_call("DELETE", media_id, sender, as_json), as_json, f"media {media_id} deleted")
 
 
 @app.command()

@@ -25,11 +25,16 @@ def make_app() -> Celery:
             "worker.tasks.run_campaign": {"queue": CAMPAIGN_QUEUE},
             "worker.tasks.send_campaign_chunk": {"queue": CAMPAIGN_QUEUE},
             "worker.tasks.sweep_campaign_runs": {"queue": CAMPAIGN_QUEUE},
+            "worker.tasks.sync_templates": {"queue": CAMPAIGN_QUEUE},
         },
         beat_schedule={
             "sweep-campaign-runs": {
                 "task": "worker.tasks.sweep_campaign_runs",
                 "schedule": settings.sweep_interval,
+            },
+            "sync-templates": {
+                "task": "worker.tasks.sync_templates",
+                "schedule": settings.template_sync_interval,
             },
         },
         task_serializer="json",

@@ -15,9 +15,11 @@ from worker.delivery.breaker import Breaker
 from worker.delivery.client import InteraktClient
 from worker.delivery.deadletters import DeadLetters
 from worker.delivery.idempotency import IdempotencyStore
+from worker.delivery.media import MediaLinks
 from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.send import SenderServices, SendServices
 from worker.delivery.senders import senders
+from worker.delivery.templates import TemplateRegistry
 from worker.ops import logs
 from worker.process_local import process_local
 from worker.recovery.ledger import Ledger
@@ -63,17 +65,28 @@ def send_services(settings: Settings, client: redis.Redis) -> SendServices:
             liveness=(WORKERS, NODE, settings.heartbeat_timeout),
         ),
         dead=DeadLetters(client, settings.dead_letter_ttl),
-        senders={
-            name: SenderServices(
-                name=name,
-                settings=own,
-                client=InteraktClient(own),
-                limiter=RateLimiter(client, own),
-                breaker=Breaker(client, own.phone_number_id, own.breaker_probe_interval),
-            )
-            for name, own in own_settings.items()
-        },
+        senders={name: _sender_services(name, own, client) for name, own in own_settings.items()},
+        resync_template=_enqueue_resync,
     )
+
+
+def _sender_services(name: str, own: Settings, client: redis.Redis) -> SenderServices:
+    api = InteraktClient(own)
+    return SenderServices(
+        name=name,
+        settings=own,
+        client=api,
+        limiter=RateLimiter(client, own),
+        breaker=Breaker(client, own.phone_number_id, own.breaker_probe_interval),
+        templates=TemplateRegistry(client, own.waba_id),
+        media=MediaLinks(client, api, own),
+    )
+
+
+def _enqueue_resync(name: str) -> None:
+    from worker.tasks import sync_templates  # the tasks module imports this one
+
+    sync_templates.apply_async(kwargs={"name": name})
 
 
 @process_local

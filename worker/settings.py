@@ -81,6 +81,18 @@ class Settings(BaseSettings):
 
     beat_interval: float = Field(5.0, gt=0, validation_alias="DISPATCH_BEAT_INTERVAL")
 
+    # Template registry: re-synced by beat; the template endpoints allow ~200 requests an hour.
+    template_sync_interval: float = Field(3600.0, gt=0, validation_alias="DISPATCH_TEMPLATE_SYNC_INTERVAL")
+    template_resync_min_interval: float = Field(
+        60.0, ge=0, validation_alias="DISPATCH_TEMPLATE_RESYNC_MIN_INTERVAL"
+    )
+    template_sync_backoff: float = Field(10.0, gt=0, validation_alias="DISPATCH_TEMPLATE_SYNC_BACKOFF")
+
+    # Media: link -> uploaded id, fetched safely (see worker/delivery/media.py)
+    media_upload_links: bool = Field(False, validation_alias="DISPATCH_MEDIA_UPLOAD_LINKS")
+    media_allow_hosts: str = Field("", validation_alias="DISPATCH_MEDIA_ALLOW_HOSTS")
+    media_cache_ttl: int = Field(29 * 24 * 3600, gt=0, validation_alias="DISPATCH_MEDIA_CACHE_TTL")
+
     metrics_port: int = Field(0, ge=0, le=65535, validation_alias="DISPATCH_METRICS_PORT")
     metrics_addr: str = Field("0.0.0.0", validation_alias="DISPATCH_METRICS_ADDR")
 
@@ -106,6 +118,12 @@ class Settings(BaseSettings):
         """Idempotency records, limits and dead letters live beside the results."""
         backend = self.celery_result_backend
         return backend if backend.startswith(("redis://", "rediss://", "unix://")) else self.redis_url
+
+    @property
+    def media_allowed_hosts(self) -> frozenset[str]:
+        """DISPATCH_MEDIA_ALLOW_HOSTS: comma-separated host names (or host:port) exempt from the
+        public-address rule of media fetches."""
+        return frozenset(h.strip().lower() for h in self.media_allow_hosts.split(",") if h.strip())
 
     @property
     def redis_broker(self) -> bool:

@@ -23,12 +23,14 @@ from worker.campaigns.runs import RunRef
 from worker.delivery.errors import EnqueueError
 from worker.delivery.intents import parse_intent, parse_read, validate
 from worker.delivery.send import Requeue, deliver_message, deliver_read
-from worker.delivery.senders import SendersError, sender_names, unknown_sender
+from worker.delivery.senders import DEFAULT, SendersError, sender_names, unknown_sender
+from worker.delivery.templates import TemplateRegistry
+from worker.delivery.templates import sync_templates as sync_registry
 from worker.ops.logs import get_logger, mask_phone, mask_text
 from worker.recovery.ledger import Entry
 from worker.recovery.nodes import NODE, Registry
 from worker.recovery.recoverer import Recoverer, unacked_keys
-from worker.redis_conn import get_redis
+from worker.redis_conn import get_enqueue_redis, get_redis
 from worker.services import ledger, services
 from worker.settings import get_settings
 
@@ -117,12 +119,20 @@ def check_sender(name: str | None) -> None:
 
 
 def check_send(kwargs: dict[str, Any]) -> None:
-    """An intent, plus the `campaign` a campaign run adds to its recipients' intents."""
+    """An intent, plus the `campaign` a campaign run adds to its recipients' intents; a template
+    intent also against the synced registry (the worker checks again when Redis cannot say now)."""
     intent = dict(kwargs)
     campaign = intent.pop("campaign", None)
-    check_sender(parse_intent(intent).sender)
+    parsed = parse_intent(intent)
+    check_sender(parsed.sender)
     if campaign is not None:
         validate(RunRef, campaign, prefix="campaign.")
+    if parsed.template is None or parsed.sender not in (None, DEFAULT):
+        return  # another sender's templates are checked by the worker, which has its account
+    try:
+        TemplateRegistry(get_enqueue_redis(), get_settings().waba_id).check(parsed)
+    except RedisError:
+        log.warning("template_check_skipped", reason="redis unavailable")
 
 
 def check_read(kwargs: dict[str, Any]) -> None:
@@ -175,6 +185,14 @@ def send_campaign_chunk(name: str, run_id: str, start: int, stop: int) -> dict[s
 def sweep_campaign_runs() -> list[dict[str, Any]]:
     """Scheduled by beat every DISPATCH_SWEEP_INTERVAL: resume chunks whose message was lost."""
     return _fanout().resume_stalled()
+
+
+@app.task(name="worker.tasks.sync_templates")
+def sync_templates(name: str | None = None, sender: str | None = None) -> dict[str, Any]:
+    """Scheduled by beat every DISPATCH_TEMPLATE_SYNC_INTERVAL (all templates); enqueued with `name`
+    when the API refuses a template as stale, or by a template status webhook."""
+    number = services().send.sender(sender)
+    return sync_registry(number.client, number.templates, number.settings.template_sync_backoff, name)
 
 
 # --- crash recovery: Celery's lifecycle -> worker.recovery -------------------------------------

@@ -25,8 +25,16 @@ from celery import Celery
 
 from worker.campaigns.runs import CampaignRuns, RunRef
 from worker.campaigns.schedule import run_id_now, stored
-from worker.campaigns.spec import BadRow, Campaign, CampaignError, in_window, intent_for, recipient_of
-from worker.delivery.errors import DispatchError
+from worker.campaigns.spec import (
+    BadRow,
+    Campaign,
+    CampaignError,
+    in_window,
+    intent_for,
+    recipient_of,
+    sample_intent,
+)
+from worker.delivery.errors import DispatchError, InvalidIntent
 from worker.delivery.send import MessageDelivery, Requeue, SendServices
 from worker.ops.logs import get_logger
 from worker.process_local import process_local
@@ -77,9 +85,14 @@ class Fanout:
     def start_run(self, name: str, run_id: str | None) -> dict[str, Any]:
         _campaigns.pop(name, None)
         campaign = _campaign(name)
+        number = self.send.sender(campaign.sender)
+        try:  # a template that does not fit the synced registry refuses the run before any send
+            number.templates.check(sample_intent(campaign))
+        except InvalidIntent as exc:
+            log.error("campaign_refused", campaign=name, error=exc.message)
+            raise
         run_id = run_id or run_id_now(campaign, datetime.now(UTC))
         fresh = self.runs.start(name, run_id, len(campaign.rows))
-        number = self.send.sender(campaign.sender)
         share = number.settings.rate_limit * (1 - self.settings.rate_headroom) * self.settings.campaign_share
         number.limiter.set_lane(name, min(share, campaign.throttle or share))
         chunks = -(-len(campaign.rows) // self.settings.campaign_chunk)

@@ -40,7 +40,7 @@ import phonenumbers.timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from worker.delivery.errors import InvalidIntent
-from worker.delivery.intents import SenderName, field_errors, normalize_phone, parse_intent
+from worker.delivery.intents import MessageIntent, SenderName, field_errors, normalize_phone, parse_intent
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -212,11 +212,16 @@ def load_campaign(path: Path) -> Campaign:
     return campaign
 
 
+def sample_intent(campaign: Campaign) -> MessageIntent:
+    """The message filled with placeholder values; every row's intent has the same shape."""
+    sample = {name: "x" for name in placeholders(campaign.message)}
+    return parse_intent({**fill(campaign.message, sample), "to": "+919999595313"})
+
+
 def _check_message(campaign: Campaign) -> None:
     """The message must be a valid intent once filled in: try it with placeholder values."""
-    sample = {name: "x" for name in placeholders(campaign.message)}
     try:
-        parse_intent({**fill(campaign.message, sample), "to": "+919999595313"})
+        sample_intent(campaign)
     except InvalidIntent as exc:
         raise CampaignError(f"message: {exc.message.removeprefix('invalid message intent: ')}") from None
 

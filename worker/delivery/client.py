@@ -63,6 +63,7 @@ def _refused_before_sending(exc: requests.ConnectionError) -> bool:
 class InteraktClient:
     def __init__(self, settings: Settings) -> None:
         self.url = settings.messages_url
+        self.api_url = settings.api_url.rstrip("/")
         self.timeout = (settings.connect_timeout, settings.read_timeout)
         self.session = requests.Session()
         # Proxies from the environment, read once: with trust_env every request re-scans os.environ.
@@ -72,15 +73,22 @@ class InteraktClient:
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         token = settings.access_token.get_secret_value() if settings.access_token else ""
-        self.session.headers.update(
-            {"x-access-token": token, "x-waba-id": settings.waba_id, "Content-Type": "application/json"}
-        )
+        # Content-Type per request: a multipart upload sets its own.
+        self.session.headers.update({"x-access-token": token, "x-waba-id": settings.waba_id})
 
     def post(self, payload: dict[str, Any]) -> ApiResponse:
         """POST to /{phone_number_id}/messages; raise TransientError, AmbiguousError or an ApiError."""
+        return self.call(
+            "POST", self.url, data=json.dumps(payload), headers={"Content-Type": "application/json"}
+        )
+
+    def call(self, method: str, url_or_path: str, **kwargs: Any) -> ApiResponse:
+        """Any API call (`url_or_path` relative to INTERAKT_API_URL, e.g. `{waba_id}/message_templates`),
+        with the same timeouts and the same exceptions as `post`."""
+        url = url_or_path if "://" in url_or_path else f"{self.api_url}/{url_or_path.lstrip('/')}"
         started = time.perf_counter()
         try:
-            resp = self.session.post(self.url, data=json.dumps(payload), timeout=self.timeout)
+            resp = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.ConnectTimeout as exc:
             raise TransientError("connect timeout: the API was not reached", _net_info(exc)) from None
         except requests.ReadTimeout as exc:

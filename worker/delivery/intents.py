@@ -99,6 +99,8 @@ class Media(ApiObject):
 
     id: Short | None = None
     link: Short | None = None
+    # Ask the worker to fetch the link, upload it and send by id (never part of the API payload).
+    upload: bool | None = Field(None, exclude=True)
 
     media_type: ClassVar[str] = "image"
 
@@ -113,6 +115,8 @@ class Media(ApiObject):
     def _one_source(self) -> Media:
         if (self.id is None) == (self.link is None):
             raise ValueError("exactly one of 'id' or 'link' is required")
+        if self.upload and self.link is None:
+            raise ValueError("'upload' applies to a 'link'")
         if self.link:
             path = urlparse(self.link).path
             ext = path.rsplit(".", 1)[-1].lower() if "." in path.rsplit("/", 1)[-1] else None

@@ -30,7 +30,8 @@ from worker.settings import Settings
 T = TypeVar("T")
 
 
-def _retry_after(state: RetryCallState) -> float | None:
+def retry_after_of(state: RetryCallState) -> float | None:
+    """The Retry-After of the TransientError a tenacity attempt ended with, if any."""
     exc = state.outcome.exception() if state.outcome else None
     return exc.retry_after if isinstance(exc, TransientError) else None
 
@@ -42,11 +43,11 @@ def call_with_retry(call: Callable[[], T], settings: Settings) -> T:
     ) + wait_random(0, settings.inline_backoff)
 
     def wait(state: RetryCallState) -> float:
-        hinted = _retry_after(state)
+        hinted = retry_after_of(state)
         return hinted if hinted is not None else backoff(state)
 
     def stop(state: RetryCallState) -> bool:
-        hinted = _retry_after(state)
+        hinted = retry_after_of(state)
         return stop_after_attempt(settings.inline_attempts)(state) or (
             hinted is not None and hinted > settings.inline_max_wait
         )

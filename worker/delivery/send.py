@@ -9,6 +9,7 @@ the dead letters.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any
@@ -32,10 +33,12 @@ from worker.delivery.errors import (
 from worker.delivery.idempotency import PREFIX as IDEM_PREFIX
 from worker.delivery.idempotency import Claim, IdempotencyStore, State
 from worker.delivery.intents import MessageIntent, parse_intent, parse_read
+from worker.delivery.media import MediaLinks
 from worker.delivery.payloads import message_payload, read_payload
 from worker.delivery.policy import Action, call_with_retry, decide
 from worker.delivery.ratelimit import RateLimiter, Slot, Verdict
 from worker.delivery.senders import DEFAULT, unknown_sender
+from worker.delivery.templates import STALE_CODES, TemplateRegistry
 from worker.ops import metrics
 from worker.ops.logs import get_logger, mask_phone
 from worker.settings import Settings
@@ -99,13 +102,16 @@ class Lane:
 
 @dataclass(frozen=True)
 class SenderServices:
-    """One sender's own: its settings (number, account, token, limits), client, limiter, breaker."""
+    """One sender's own: its settings (number, account, token, limits), client, limiter, breaker,
+    template registry and media links."""
 
     name: str
     settings: Settings
     client: InteraktClient
     limiter: RateLimiter
     breaker: Breaker
+    templates: TemplateRegistry  # its account's templates (waba_id)
+    media: MediaLinks  # links uploaded to its number (phone_number_id)
 
 
 @dataclass(frozen=True)
@@ -117,6 +123,9 @@ class SendServices:
     store: IdempotencyStore
     dead: DeadLetters
     senders: dict[str, SenderServices]
+    # Called with a template's name when the API says our copy is stale (the Celery side enqueues
+    # a re-sync); a no-op by default.
+    resync_template: Callable[[str], object] = lambda name: None
 
     def sender(self, name: str | None) -> SenderServices:
         """The named sender (`default` when none), or InvalidIntent naming the known ones."""
@@ -289,6 +298,7 @@ class MessageDelivery:
         try:
             intent = parse_intent(self.kwargs)
             self.sender = self.services.sender(intent.sender)
+            self.sender.templates.check(intent)
         except InvalidIntent as exc:  # apps that enqueue by name skip the enqueue-time check
             raise self.fail(exc) from None
         self.key = intent.idempotency_key or self.task_id
@@ -303,6 +313,10 @@ class MessageDelivery:
         if claim.state in (State.SENT, State.FAILED):
             return self.replay(claim, intent)
 
+        try:  # a link to upload first: fetched and uploaded once, then sent by id
+            intent = self.number.media.resolve(intent)
+        except DispatchError as exc:
+            raise self.carry_out(exc) from None
         payload = message_payload(intent)
         try:
             resp = call_with_retry(
@@ -316,8 +330,20 @@ class MessageDelivery:
             )
             raise self.requeue(exc.slot.wait, cause, kind) from None
         except DispatchError as exc:
+            self.template_refused(exc, intent)
             raise self.carry_out(exc) from None
         return self.succeed(resp, intent)
+
+    def template_refused(self, exc: DispatchError, intent: MessageIntent) -> None:
+        """A 132000/132001/132012 means the registry's copy of the template is wrong: mark it stale
+        (no longer checked against) and ask for a re-sync, at most once a minute per template."""
+        template = intent.template
+        if template is None or exc.code not in STALE_CODES:
+            return
+        interval = self.settings.template_resync_min_interval
+        if self.number.templates.mark_stale(template.name, template.language.code, interval):
+            log.warning("template_stale", template=template.name, error_code=exc.code)
+            self.services.resync_template(template.name)
 
     def check_claim(self, claim: Claim) -> None:
         """Raise when this delivery must not send: busy elsewhere, lost mid-request, or too old."""

@@ -1,0 +1,115 @@
+"""A template intent against its synced template: each mismatch names the component, the index, and
+the expected and given counts; a fitting intent passes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from devtools.sandbox import EXAMPLE_TEMPLATES
+from tests.spec_examples import TO
+from worker.delivery.intents import Template, parse_intent
+from worker.delivery.templates import SyncedTemplate, check_template, placeholders
+
+SYNCED = {t["name"]: SyncedTemplate.model_validate(t) for t in EXAMPLE_TEMPLATES}
+IMAGE = {"type": "image", "image": {"link": "https://example.com/r.png"}}
+
+
+def text(*values: str, name: str | None = None) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": v, **({"parameter_name": name} if name else {})} for v in values]
+
+
+def template(name: str, *components: dict[str, Any], language: str = "en_US") -> Template:
+    intent = {"name": name, "language": {"code": language}, "components": list(components) or None}
+    parsed = parse_intent({"to": TO, "type": "template", "template": intent}).template
+    assert parsed is not None
+    return parsed
+
+
+def problems(name: str, *components: dict[str, Any], language: str = "en_US") -> list[tuple[str, str]]:
+    return check_template(template(name, *components, language=language), SYNCED.get(name))
+
+
+RECEIPT_OK = (
+    {"type": "header", "parameters": [IMAGE]},
+    {"type": "body", "parameters": text("Asha", "A-42")},
+    {"type": "button", "sub_type": "url", "index": 0, "parameters": text("A-42")},
+)
+
+
+def test_a_fitting_intent_passes() -> None:
+    assert problems("hello_world") == []
+    assert problems("order_update", {"type": "body", "parameters": text("Asha")}) == []
+    assert problems("order_receipt", *RECEIPT_OK) == []
+    quick = {
+        "type": "button",
+        "sub_type": "quick_reply",
+        "index": "1",
+        "parameters": [{"type": "payload", "payload": "h"}],
+    }
+    assert problems("order_receipt", *RECEIPT_OK, quick) == []
+
+
+def test_body_count_mismatch_names_component_index_expected_and_given() -> None:
+    assert problems("order_update", {"type": "body", "parameters": text("Asha", "extra")}) == [
+        ("template.components.0", "body: expected 1 parameter ({{1}}), given 2")
+    ]
+    assert problems("order_update") == [
+        ("template.components", "body: expected 1 parameter ({{1}}), given 0")
+    ]
+    receipt = problems(
+        "order_receipt", RECEIPT_OK[0], {"type": "body", "parameters": text("Asha")}, RECEIPT_OK[2]
+    )
+    assert receipt == [("template.components.1", "body: expected 2 parameters ({{1}}, {{2}}), given 1")]
+
+
+def test_header_format_must_match() -> None:
+    video = {"type": "video", "video": {"link": "https://example.com/v.mp4"}}
+    wrong = problems("order_receipt", {"type": "header", "parameters": [video]}, *RECEIPT_OK[1:])
+    assert wrong == [("template.components.0", "header: the template's header is IMAGE, given video")]
+    missing = problems("order_receipt", *RECEIPT_OK[1:])
+    assert missing == [("template.components", "header: expected 1 parameter (image), given 0")]
+    extra = problems(
+        "order_update", {"type": "header", "parameters": text("x")}, {"type": "body", "parameters": text("A")}
+    )
+    assert extra == [("template.components.0", "header: the template has no header")]
+
+
+def test_buttons_are_checked_by_index_and_sub_type() -> None:
+    wrong_sub = {"type": "button", "sub_type": "quick_reply", "index": 0, "parameters": text("x")}
+    assert problems("order_receipt", *RECEIPT_OK[:2], wrong_sub) == [
+        ("template.components.2", "button index 0: expected sub_type url, given quick_reply")
+    ]
+    beyond = {"type": "button", "sub_type": "url", "index": 5, "parameters": text("x")}
+    assert ("template.components.3", "button index 5: the template has 2 buttons") in problems(
+        "order_receipt", *RECEIPT_OK, beyond
+    )
+    assert problems("order_receipt", *RECEIPT_OK[:2]) == [
+        ("template.components", "button index 0 (url): expected 1 parameter ({{1}}), given 0")
+    ]
+
+
+def test_named_parameters() -> None:
+    ok = text("Asha", name="first_name") + text("Pune", name="city")
+    assert problems("welcome_named", {"type": "body", "parameters": ok}) == []
+    wrong = text("Asha", name="first_name") + text("Pune", name="town")
+    [(field, reason)] = problems("welcome_named", {"type": "body", "parameters": wrong})
+    assert field == "template.components.0" and "expected parameter_name ['city', 'first_name']" in reason
+
+
+@pytest.mark.parametrize(
+    ("name", "language", "reason"),
+    [
+        ("no_such", "en_US", "no template 'no_such' in language en_US"),
+        ("order_update", "fr", "no template 'order_update' in language fr"),
+        ("summer_sale", "en_US", "template summer_sale:en_US is PAUSED, not APPROVED"),
+    ],
+)
+def test_missing_or_not_approved(name: str, language: str, reason: str) -> None:
+    synced = SYNCED.get(name) if language == "en_US" else None
+    assert check_template(template(name, language=language), synced) == [("template.name", reason)]
+
+
+def test_placeholders() -> None:
+    assert placeholders("Hi {{1}}, {{ 2 }} and {{1}} again, {{first_name}}") == ["1", "2", "first_name"]
