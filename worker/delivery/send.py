@@ -45,8 +45,9 @@ from worker.settings import Settings
 
 log = get_logger("whatsapp_dispatch.delivery")
 
-# Redis stalled us this long past our slot (a restart): sending now would overrun the limit.
-STALL_TOLERANCE = 0.25
+# Woken this long past our slot (Redis stalled, or the CPU was starved): sending now would bunch
+# with the sends of the next slots and overrun the limit in that second, so take a fresh slot.
+STALL_TOLERANCE = 0.1
 
 
 class Outcome(StrEnum):
