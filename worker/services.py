@@ -15,15 +15,18 @@ from worker.delivery.deadletters import DeadLetters
 from worker.delivery.idempotency import IdempotencyStore
 from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.send import SendServices
+from worker.delivery.window import CustomerWindows
 from worker.process_local import process_local
 from worker.redis_conn import get_redis
 from worker.settings import Settings, get_settings
+from worker.statuses.tracker import StatusStore
 
 
 @dataclass(frozen=True)
 class Services:
     send: SendServices
     runs: CampaignRuns
+    statuses: StatusStore
 
     @property
     def settings(self) -> Settings:
@@ -45,5 +48,10 @@ def services() -> Services:
         limiter=RateLimiter(client, settings),
         breaker=Breaker(client, settings.phone_number_id, settings.breaker_probe_interval),
         dead=DeadLetters(client, settings.dead_letter_ttl),
+        windows=CustomerWindows(client),
     )
-    return Services(send=send, runs=CampaignRuns(client, settings.dead_letter_ttl))
+    return Services(
+        send=send,
+        runs=CampaignRuns(client, settings.dead_letter_ttl),
+        statuses=StatusStore(client, settings.idempotency_ttl),
+    )

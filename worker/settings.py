@@ -69,6 +69,14 @@ class Settings(BaseSettings):
     dead_letter_ttl: int = Field(30 * 24 * 3600, validation_alias="DISPATCH_DEAD_LETTER_TTL")
     publish_max_retries: int = Field(10, ge=0, validation_alias="DISPATCH_PUBLISH_MAX_RETRIES")
 
+    # Webhooks (worker.web): secrets are comma-separated so one can be rotated without downtime.
+    webhook_secret: SecretStr | None = Field(None, validation_alias="DISPATCH_WEBHOOK_SECRET")
+    webhook_verify_token: SecretStr | None = Field(None, validation_alias="DISPATCH_WEBHOOK_VERIFY_TOKEN")
+    status_task: str | None = Field(None, validation_alias="DISPATCH_STATUS_TASK")
+    inbound_task: str | None = Field(None, validation_alias="DISPATCH_INBOUND_TASK")
+    auto_read: bool = Field(False, validation_alias="DISPATCH_AUTO_READ")
+    window_check: bool = Field(False, validation_alias="DISPATCH_WINDOW_CHECK")
+
     beat_interval: float = Field(5.0, gt=0, validation_alias="DISPATCH_BEAT_INTERVAL")
 
     metrics_port: int = Field(0, ge=0, le=65535, validation_alias="DISPATCH_METRICS_PORT")
@@ -96,6 +104,12 @@ class Settings(BaseSettings):
         """Idempotency records, limits and dead letters live beside the results."""
         backend = self.celery_result_backend
         return backend if backend.startswith(("redis://", "rediss://", "unix://")) else self.redis_url
+
+    @property
+    def webhook_secrets(self) -> list[bytes]:
+        """Every secret a webhook may be signed with (DISPATCH_WEBHOOK_SECRET, comma-separated)."""
+        raw = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
+        return [part.strip().encode() for part in raw.split(",") if part.strip()]
 
     @property
     def messages_url(self) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
-from celery import Task
+from celery import Task, bootsteps
 from celery.exceptions import Reject
 from celery.result import AsyncResult
 from celery.worker.request import Request
@@ -20,6 +23,9 @@ from worker.delivery.intents import parse_intent, parse_read, validate
 from worker.delivery.send import Requeue, deliver_message, deliver_read
 from worker.ops.logs import get_logger, mask_phone, mask_text
 from worker.services import services
+from worker.statuses.apply import Applier, Reactions
+from worker.statuses.consumer import consume
+from worker.statuses.inbox import Inbox
 
 log = get_logger("whatsapp_dispatch.enqueue")
 
@@ -118,3 +124,39 @@ def send_campaign_chunk(name: str, run_id: str, start: int, stop: int) -> dict[s
 def sweep_campaign_runs() -> list[dict[str, Any]]:
     """Scheduled by beat every DISPATCH_SWEEP_INTERVAL: resume chunks whose message was lost."""
     return _fanout().resume_stalled()
+
+
+def _enqueue(name: str, kwargs: dict[str, Any], queue: str | None) -> None:
+    app.send_task(name, kwargs=kwargs, queue=queue)
+
+
+class WebhookApplier(bootsteps.StartStopStep):
+    """Every worker drains the webhook inbox in a thread beside its pool (see worker.statuses)."""
+
+    requires: ClassVar[set[str]] = {"celery.worker.components:Pool"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self, parent: Any) -> None:
+        s = services()
+        settings = s.settings
+        reactions = Reactions(
+            settings.status_task, settings.inbound_task, settings.auto_read, settings.phone_number_id
+        )
+        applier = Applier(s.statuses, s.send.windows, s.send.dead, reactions, _enqueue)
+        inbox = Inbox(s.statuses.redis, f"{socket.gethostname()}-{os.getpid()}")
+        self.thread = threading.Thread(
+            target=consume, args=(inbox, applier, self.stop_event), name="webhook-applier", daemon=True
+        )
+        self.thread.start()
+
+    def stop(self, parent: Any) -> None:
+        self.stop_event.set()
+        if self.thread:
+            self.thread.join(5)
+
+
+app.steps["worker"].add(WebhookApplier)

@@ -23,6 +23,7 @@ from worker.delivery.deadletters import DeadLetters
 from worker.delivery.idempotency import IdempotencyStore
 from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.send import SendServices
+from worker.delivery.window import CustomerWindows
 from worker.settings import Settings
 
 
@@ -83,4 +84,5 @@ def send(r: redis.Redis, settings: Settings) -> SendServices:
         limiter=RateLimiter(r, settings),
         breaker=Breaker(r, settings.phone_number_id, settings.breaker_probe_interval),
         dead=DeadLetters(r, settings.dead_letter_ttl),
+        windows=CustomerWindows(r),
     )

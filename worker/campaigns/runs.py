@@ -47,7 +47,7 @@ class RunRef(BaseModel):
     @property
     def lane(self) -> Lane:
         """The send path's view of the run: the campaign's lane, and the run's counters hash."""
-        return Lane(name=self.name, tally=run_prefix(self.name, self.run_id) + ":counts")
+        return Lane(name=self.name, tally=run_prefix(self.name, self.run_id) + ":counts", run_id=self.run_id)
 
 
 class CampaignRuns:

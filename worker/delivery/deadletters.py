@@ -80,6 +80,11 @@ class DeadLetters:
         self._move(keys=[IDEM_PREFIX + key], args=["failed", "pending"])
         return json.loads(raw)
 
+    def undelivered(self, key: str) -> None:
+        """A `sent` key whose message failed after all (a status webhook) becomes `failed`, so it
+        can be re-driven."""
+        self._move(keys=[IDEM_PREFIX + key], args=["sent", "failed"])
+
     def restore(self, key: str) -> None:
         """Undo `reopen` when the enqueue failed: the record is `failed` again, as its entry says."""
         self._move(keys=[IDEM_PREFIX + key], args=["pending", "failed"])

@@ -8,6 +8,7 @@ the dead letters.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from enum import StrEnum
@@ -26,6 +27,7 @@ from worker.delivery.errors import (
     InvalidIntent,
     Kind,
     PairRateLimited,
+    PermanentError,
     TransientError,
     rebuild,
 )
@@ -35,6 +37,7 @@ from worker.delivery.intents import MessageIntent, parse_intent, parse_read
 from worker.delivery.payloads import message_payload, read_payload
 from worker.delivery.policy import Action, call_with_retry, decide
 from worker.delivery.ratelimit import RateLimiter, Slot, Verdict
+from worker.delivery.window import CustomerWindows, window_open
 from worker.ops import metrics
 from worker.ops.logs import get_logger, mask_phone
 from worker.settings import Settings
@@ -94,6 +97,7 @@ class Lane:
 
     name: str
     tally: str
+    run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ class SendServices:
     limiter: RateLimiter
     breaker: Breaker
     dead: DeadLetters
+    windows: CustomerWindows
 
 
 def _bind(task_id: str, task: str) -> None:
@@ -275,6 +280,14 @@ class MessageDelivery:
         self.check_claim(claim)
         if claim.state in (State.SENT, State.FAILED):
             return self.replay(claim, intent)
+        if self.settings.window_check and self.window_closed(intent):
+            raise self.fail(
+                PermanentError(
+                    "(131047) Re-engagement message: the customer has not written in 24 hours; "
+                    "only a template can be sent (checked here, nothing was sent)",
+                    {"code": 131047, "title": "Re-engagement message", "details": "DISPATCH_WINDOW_CHECK"},
+                )
+            )
 
         payload = message_payload(intent)
         try:
@@ -307,10 +320,24 @@ class MessageDelivery:
         if claim.state is State.CLAIMED and time.time() - claim.created > self.settings.max_age:
             raise self.fail(ExpiredError(f"not sent within DISPATCH_MAX_AGE={self.settings.max_age:g}s", {}))
 
+    def window_closed(self, intent: MessageIntent) -> bool:
+        """A free-form message to a customer who has not written in 24 hours (templates may go)."""
+        if intent.type == "template":
+            return False
+        last = self.services.windows.last_inbound(self.settings.phone_number_id, intent.to)
+        return not window_open(last, time.time())
+
+    def origin(self, intent: MessageIntent) -> dict[str, str]:
+        """What the wamid index keeps, so a status webhook finds the intent (and can re-drive it)."""
+        run = {"campaign": self.lane.name, "run_id": self.lane.run_id} if self.lane else {}
+        return {"task_id": self.task_id, "type": intent.type, "intent": json.dumps(self.kwargs), **run}
+
     def succeed(self, resp: ApiResponse, intent: MessageIntent) -> dict[str, Any]:
         if not resp.wamid:
             raise self.fail(AmbiguousError("the API answered 2xx without a wamid", {"body": resp.body}))
-        self.services.store.sent(self.key, self.attempts, resp.wamid, resp.wa_id, intent.to, tally=self.tally)
+        self.services.store.sent(
+            self.key, self.attempts, resp.wamid, resp.wa_id, intent.to, self.tally, self.origin(intent)
+        )
         if self.probe and self.services.breaker.close():
             log.warning("breaker_closed", wamid=resp.wamid)
         metrics.SENT.labels(intent.type).inc()
