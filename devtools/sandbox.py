@@ -79,7 +79,9 @@ class SandboxState:
         with self.lock:
             self.rules = []
             self.requests = []
-            self.webhooks = {**WEBHOOK_DEFAULTS, "url": None}
+            self.webhooks = dict(WEBHOOK_DEFAULTS)
+        if self.poster:
+            self.poster.clear()
 
     def pick_fault(self, body: dict[str, Any]) -> dict[str, Any] | None:
         with self.lock:

@@ -111,6 +111,10 @@ class Poster:
             heapq.heappush(self.queue, (time.time() + delay, next(self.seq), url, body, secret, 1))
             self.lock.notify()
 
+    def clear(self) -> None:
+        with self.lock:
+            self.log.clear()
+
     def pending(self) -> int:
         with self.lock:
             return len(self.queue)
@@ -120,7 +124,7 @@ class Poster:
             with self.lock:
                 while not self.queue or self.queue[0][0] > time.time():
                     self.lock.wait(self.queue[0][0] - time.time() if self.queue else None)
-                due, seq, url, body, secret, tries = heapq.heappop(self.queue)
+                _due, seq, url, body, secret, tries = heapq.heappop(self.queue)
             raw, headers = signed(body, secret)
             status = post(url, raw, headers)
             with self.lock:

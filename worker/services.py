@@ -50,8 +50,7 @@ def services() -> Services:
         dead=DeadLetters(client, settings.dead_letter_ttl),
         windows=CustomerWindows(client),
     )
+    statuses = StatusStore(client, settings.idempotency_ttl)
     return Services(
-        send=send,
-        runs=CampaignRuns(client, settings.dead_letter_ttl),
-        statuses=StatusStore(client, settings.idempotency_ttl),
+        send=send, runs=CampaignRuns(client, settings.dead_letter_ttl, statuses), statuses=statuses
     )

@@ -116,11 +116,12 @@ class Applier:
             "outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, wamid=applied.event.wamid
         )
         if "key" in origin and "intent" in origin:
-            self.dead.undelivered(origin["key"])
+            kept = {"error": exc.message, **exc.info}
+            self.dead.undelivered(origin["key"], kept)
             self.dead.add(
                 origin["key"],
                 json.loads(origin["intent"]),
-                {"error": exc.message, **exc.info},
+                kept,
                 int(origin.get("attempts") or 0),
                 origin.get("task_id", ""),
             )

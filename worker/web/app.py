@@ -34,6 +34,7 @@ from worker.statuses.events import parse
 log = get_logger("whatsapp_dispatch.web")
 
 MAX_BODY = 1024 * 1024
+DRAIN_LIMIT = 8 * MAX_BODY
 # Interakt wants an answer within 3 s; leave room for the network on both sides.
 ANSWER_WITHIN = 2.5
 REDIS_TIMEOUT = 1.0
@@ -56,16 +57,18 @@ def _refuse(reason: Rejected, status: int, message: str) -> JSONResponse:
 
 
 async def _read_body(request: Request) -> bytes | None:
-    """The raw body, or None once it passes MAX_BODY (read no further than that)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > MAX_BODY:
-        return None
+    """The raw body, or None when it is over MAX_BODY. An oversized body is read on (and
+    dropped) up to DRAIN_LIMIT, so an ordinary client, which writes its whole body before it
+    reads the answer, gets the 413 rather than a reset connection; past that it is cut off."""
     body = bytearray()
+    seen = 0
     async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_BODY:
-            return None
-    return bytes(body)
+        seen += len(chunk)
+        if seen <= MAX_BODY:
+            body += chunk
+        elif seen > DRAIN_LIMIT:
+            break
+    return bytes(body) if seen <= MAX_BODY else None
 
 
 def _redis(request: Request) -> redis.asyncio.Redis:
