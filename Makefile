@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test unit cov run sandbox worker lint format bench redis-server chromium clean
+.PHONY: install test unit cov run sandbox worker web lint format bench bench-webhooks redis-server chromium clean
 
 install: $(VENV)/.installed
 
@@ -60,9 +60,17 @@ sandbox: install
 worker: install
 	$(BIN)/celery -A worker worker --pool threads --concurrency 64 --loglevel INFO
 
+# The webhook receiver on $PORT (default 8000); needs DISPATCH_WEBHOOK_SECRET.
+web: install
+	$(BIN)/python -m worker.web
+
 # Throughput benchmark (a few minutes): prints a table with the naive baseline beside it.
 bench: install redis-server
 	$(BIN)/python -m bench.throughput
+
+# Webhook benchmark (about a minute): accepted and applied events/s beside the naive baseline.
+bench-webhooks: install redis-server
+	$(BIN)/python -m bench.webhooks
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info
