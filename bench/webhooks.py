@@ -137,60 +137,41 @@ def env_for(url: str) -> dict[str, str]:
     return env
 
 
+def measured(
+    name: str, url: str, port: int, started: list[Process], messages: int, connections: int
+) -> Figures:
+    """Measure one path, then stop what it started."""
+    try:
+        return measure(name, port, redis.Redis.from_url(url, decode_responses=True), messages, connections)
+    finally:
+        for process in reversed(started):
+            process.stop()
+
+
 def run_dispatch(workdir: Path, url: str, messages: int, connections: int) -> Figures:
     env = env_for(url)
     web = Web(workdir, env).start()
     worker = Worker(workdir, env, url, concurrency=4).start()
-    try:
-        return measure(
-            "dispatch",
-            web.port,
-            redis.Redis.from_url(url, decode_responses=True),
-            messages,
-            connections,
-        )
-    finally:
-        worker.stop()
-        web.stop()
+    return measured("dispatch", url, web.port, [web, worker], messages, connections)
 
 
 def run_naive(workdir: Path, url: str, messages: int, connections: int) -> Figures:
     env = env_for(url)
     port = free_port()
     web = Process("naive-web", workdir)
-    web.spawn(
-        [
-            str(BIN / "uvicorn"),
-            "bench.naive_webhook:web",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
+    uvicorn = [str(BIN / "uvicorn"), "bench.naive_webhook:web", "--port", str(port), "--no-access-log"]
+    web.spawn([*uvicorn, "--log-level", "warning"], env=env)
     wait_for(lambda: socket.create_connection(("127.0.0.1", port), 1), 30, "naive web")
     worker = Worker(
         workdir,
         env,
         url,
-        name="naive-worker",
+        "naive-worker",
         app="bench.naive_webhook",
         concurrency=16,
         args=("-Q", "naive_webhook"),
-    ).start()
-    try:
-        return measure(
-            "naive baseline",
-            port,
-            redis.Redis.from_url(url, decode_responses=True),
-            messages,
-            connections,
-        )
-    finally:
-        worker.stop()
-        web.stop()
+    )
+    return measured("naive baseline", url, port, [web, worker.start()], messages, connections)
 
 
 def main(argv: list[str] | None = None) -> None:

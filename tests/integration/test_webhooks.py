@@ -22,7 +22,6 @@ import pytest
 import redis
 from celery import Celery
 
-from devtools.localstack import Web
 from devtools.webhooks import inbound_body, post, signed, status_body
 from tests.harness import (
     BIN,
@@ -30,6 +29,7 @@ from tests.harness import (
     TOKEN,
     RedisServer,
     Sandbox,
+    Web,
     Worker,
     free_port,
     tmpdir,

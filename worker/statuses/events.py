@@ -54,8 +54,14 @@ INTERAKT_STATUS = re.compile(r"^message_(?:api|campaign)_(sent|delivered|read|fa
 INTERAKT_INBOUND = "message_received"
 
 
+class _AsDict:
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict the app's tasks receive."""
+        return asdict(self)  # type: ignore[call-overload]
+
+
 @dataclass(frozen=True)
-class StatusEvent:
+class StatusEvent(_AsDict):
     """One status of one outgoing message; `error` (code, title, message, details) when failed."""
 
     wamid: str
@@ -65,12 +71,9 @@ class StatusEvent:
     phone_number_id: str | None = None
     error: dict[str, Any] | None = None
 
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class InboundMessage:
+class InboundMessage(_AsDict):
     """One message a customer sent; `message` is the API's message object as it came."""
 
     wamid: str
@@ -81,9 +84,6 @@ class InboundMessage:
     profile_name: str | None = None
     context: dict[str, Any] | None = None
     message: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
