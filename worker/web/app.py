@@ -50,9 +50,10 @@ class Rejected(StrEnum):
     REDIS_UNAVAILABLE = "redis_unavailable"
 
 
-def _refuse(reason: Rejected, status: int, message: str) -> JSONResponse:
+def _refuse(reason: Rejected, status: int, message: str, **fields: str) -> JSONResponse:
     metrics.WEBHOOK_REJECTED.labels(reason).inc()
-    log.warning("webhook_rejected", reason=reason, http_status=status)
+    level = log.error if status >= 500 else log.warning
+    level("webhook_rejected", reason=reason, http_status=status, **fields)
     return JSONResponse({"error": message, "reason": reason}, status_code=status)
 
 
@@ -102,22 +103,19 @@ async def receive(request: Request) -> Response:
     if not signature.verify(body, request.headers.get(signature.HEADER), _settings(request).webhook_secrets):
         return _refuse(Rejected.SIGNATURE, 401, f"missing or wrong {signature.HEADER}")
     try:
-        parsed = parse(json.loads(body), received)
+        doc = json.loads(body)
     except ValueError:
         return _refuse(Rejected.MALFORMED, 400, "the body is not JSON")
+    parsed = parse(doc, received)
     if parsed.source is None or not parsed.events:
         metrics.WEBHOOK_REJECTED.labels(Rejected.UNKNOWN_SHAPE).inc()
-        keys = sorted(json.loads(body))[:10] if body.startswith(b"{") else []
+        keys = sorted(doc)[:10] if isinstance(doc, dict) else []  # the keys only: bodies hold numbers
         log.warning("webhook_unknown_shape", keys=keys, source=parsed.source, size=len(body))
         return JSONResponse({"ok": True, "stored": False})
     try:
         await asyncio.wait_for(inbox.accept(_redis(request), body, parsed.source, received), ANSWER_WITHIN)
     except (RedisError, OSError, TimeoutError) as exc:
-        metrics.WEBHOOK_REJECTED.labels(Rejected.REDIS_UNAVAILABLE).inc()
-        log.error("webhook_rejected", reason=Rejected.REDIS_UNAVAILABLE, error=type(exc).__name__)
-        return JSONResponse(
-            {"error": "try again later", "reason": Rejected.REDIS_UNAVAILABLE}, status_code=503
-        )
+        return _refuse(Rejected.REDIS_UNAVAILABLE, 503, "try again later", error=type(exc).__name__)
     metrics.WEBHOOK_RECEIVED.labels(parsed.source, "status").inc(len(parsed.statuses))
     metrics.WEBHOOK_RECEIVED.labels(parsed.source, "message").inc(len(parsed.messages))
     return JSONResponse({"ok": True, "stored": True})
