@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test unit cov run sandbox worker web lint format bench bench-webhooks redis-server chromium clean
+.PHONY: install test unit cov run sandbox worker web lint format bench bench-webhooks soak redis-server chromium clean
 
 install: $(VENV)/.installed
 
@@ -63,6 +63,10 @@ worker: install
 # The webhook receiver on $PORT (default 8000); needs DISPATCH_WEBHOOK_SECRET.
 web: install
 	$(BIN)/python -m worker.web
+
+# Crash-recovery soak (about 12 minutes): 20 SIGKILLs per broker, no intent lost, time to settle.
+soak: install redis-server
+	$(BIN)/python -m bench.recovery_soak
 
 # Throughput benchmark (a few minutes): prints a table with the naive baseline beside it.
 bench: install redis-server

@@ -2,8 +2,8 @@
 
 Every helper builds the same keyword arguments `worker.tasks.send_message` takes and enqueues
 them with `apply_async`, so a bad intent raises `InvalidIntent` here, before Redis sees it.
-Extra keyword arguments (`idempotency_key`, and Celery options such as `countdown`, `eta`,
-`queue`, `priority`) pass through.
+Extra keyword arguments (`idempotency_key`, `sender`, and Celery options such as `countdown`,
+`eta`, `queue`, `priority`) pass through.
 
     from producers import send_text
     result = send_text("+919999595313", "Your order has shipped", idempotency_key="order-123-shipped")
@@ -54,14 +54,18 @@ def send(
     *,
     reply_to: str | None = None,
     idempotency_key: str | None = None,
+    sender: str | None = None,
     **options: Any,
 ) -> AsyncResult:
-    """Enqueue any message type; `reply_to` is the wamid to quote (the API's `context.message_id`)."""
+    """Enqueue any message type; `reply_to` is the wamid to quote (the API's `context.message_id`),
+    `sender` one of DISPATCH_SENDERS (`default` when not given)."""
     intent: dict[str, Any] = {"to": to, "type": type, type: content}
     if reply_to:
         intent["context"] = {"message_id": reply_to}
     if idempotency_key:
         intent["idempotency_key"] = idempotency_key
+    if sender:
+        intent["sender"] = sender
     return send_message.apply_async(kwargs=intent, **options)
 
 
@@ -236,8 +240,10 @@ def send_template(
     return send(to, "template", template, **kw)
 
 
-def mark_read(message_id: str, **options: Any) -> AsyncResult:
-    return _mark_read.apply_async(kwargs={"message_id": message_id}, **options)
+def mark_read(message_id: str, sender: str | None = None, **options: Any) -> AsyncResult:
+    """Mark an inbound message read, on the number (`sender`) that received it."""
+    receipt = {"message_id": message_id, **({"sender": sender} if sender else {})}
+    return _mark_read.apply_async(kwargs=receipt, **options)
 
 
 def delivery_status(

@@ -22,6 +22,7 @@ from worker.settings import get_settings
 
 if TYPE_CHECKING:
     from worker.campaigns.spec import Campaign
+    from worker.delivery.send import SenderServices
     from worker.services import Services
 
 app = typer.Typer(
@@ -37,8 +38,13 @@ campaign_app = typer.Typer(
 app.add_typer(campaign_app, name="campaign")
 optout_app = typer.Typer(help="Numbers that never receive campaign messages.", no_args_is_help=True)
 app.add_typer(optout_app, name="optout")
+senders_app = typer.Typer(help="The numbers this deployment sends from.", no_args_is_help=True)
+app.add_typer(senders_app, name="senders")
 console = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+SenderOption = Annotated[
+    str | None, typer.Option("--sender", help="A sender of DISPATCH_SENDERS (else `default`).")
+]
 
 
 @app.callback()
@@ -105,17 +111,21 @@ def send(
         Path, typer.Option("--json-file", "-f", help="A JSON file with send_message's keyword arguments.")
     ],
     wait: Annotated[float, typer.Option(help="Seconds to wait for the wamid (0: do not wait).")] = 30,
+    sender: SenderOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Enqueue one intent.
 
-    Example: wa-dispatch send -f intent.json
+    Example: wa-dispatch send -f intent.json --sender support
     (intent.json: {"to": "+919999595313", "type": "text", "text": {"body": "Hi"}})
     """
     from worker.tasks import send_message
 
+    intent = json.loads(intent_file.read_text())
+    if sender:
+        intent["sender"] = sender
     try:
-        result = send_message.apply_async(kwargs=json.loads(intent_file.read_text()))
+        result = send_message.apply_async(kwargs=intent)
     except DispatchError as exc:
         _fail({"error": str(exc), **exc.info}, as_json, 2)
     if not wait:
@@ -148,27 +158,41 @@ def status(
         raise typer.Exit(1)
 
 
+def _number(sender: str | None, as_json: bool) -> SenderServices:
+    """A sender's own services, or a clear error naming the known senders."""
+    try:
+        return _services().send.sender(sender)
+    except DispatchError as exc:
+        _fail({"error": str(exc), **exc.info}, as_json, 2)
+
+
 @app.command()
 def pause(
     reason: Annotated[str, typer.Option(help="Why, for the logs and `breaker`.")] = "paused by hand",
+    sender: SenderOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Stop sending for this phone number id; queued intents wait, none fails. Undo with `resume`."""
-    _services().send.breaker.pause(reason)
-    breaker(as_json=as_json)
+    """Stop sending for a sender's number; queued intents wait, none fails. Undo with `resume`."""
+    _number(sender, as_json).breaker.pause(reason)
+    breaker(sender=sender, as_json=as_json)
 
 
 @app.command()
-def resume(as_json: JsonFlag = False) -> None:
+def resume(sender: SenderOption = None, as_json: JsonFlag = False) -> None:
     """Resume sending after a pause or an account error."""
-    _services().send.breaker.close()
-    breaker(as_json=as_json)
+    _number(sender, as_json).breaker.close()
+    breaker(sender=sender, as_json=as_json)
 
 
 @app.command()
-def breaker(as_json: JsonFlag = False) -> None:
-    """Show the account circuit breaker of this phone number id (closed = sending)."""
-    data = {"phone_number_id": get_settings().phone_number_id, **_services().send.breaker.status()}
+def breaker(sender: SenderOption = None, as_json: JsonFlag = False) -> None:
+    """Show the account circuit breaker of a sender's number (closed = sending)."""
+    number = _number(sender, as_json)
+    data = {
+        "sender": number.name,
+        "phone_number_id": number.settings.phone_number_id,
+        **number.breaker.status(),
+    }
     _emit(data, as_json, "account circuit breaker")
 
 
@@ -179,13 +203,14 @@ def failed_list(
         str | None, typer.Option(help="Only this kind: permanent, ambiguous, exhausted, ...")
     ] = None,
     limit: int = 100,
+    sender: SenderOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List dead letters, newest first.
 
     Example: wa-dispatch failed list --code 131047
     """
-    entries = _services().send.dead.list(code=code, kind=kind, limit=limit)
+    entries = _services().send.dead.list(code=code, kind=kind, sender=sender, limit=limit)
     table = Table(title=f"{len(entries)} failed intents", title_justify="left")
     for column in ("idempotency key", "kind", "code", "attempts", "error"):
         table.add_column(column, overflow="fold")
@@ -201,6 +226,7 @@ def failed_redrive(
     keys: Annotated[list[str] | None, typer.Argument(help="Idempotency keys to re-drive.")] = None,
     code: Annotated[int | None, typer.Option(help="Re-drive every dead letter with this code.")] = None,
     kind: Annotated[str | None, typer.Option(help="Re-drive every dead letter of this kind.")] = None,
+    sender: SenderOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Enqueue failed intents again under their own idempotency keys (a key already sent is a no-op).
@@ -211,9 +237,10 @@ def failed_redrive(
     from worker.tasks import send_message
 
     dead = _services().send.dead
-    chosen = list(keys or []) or [e["idempotency_key"] for e in dead.list(code=code, kind=kind, limit=10**6)]
+    listed = dead.list(code=code, kind=kind, sender=sender, limit=10**6)
+    chosen = list(keys or []) or [e["idempotency_key"] for e in listed]
     if not chosen:
-        _fail({"error": "nothing to re-drive: name keys, --code or --kind"}, as_json, 1)
+        _fail({"error": "nothing to re-drive: name keys, --code, --kind or --sender"}, as_json, 1)
     done: list[dict[str, Any]] = []
     with Progress(
         TextColumn("re-driving"),
@@ -507,9 +534,11 @@ def health(
     check: Annotated[
         list[str] | None, typer.Option(help="Only these: redis, credentials, workers, api, breaker.")
     ] = None,
+    sender: SenderOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Check Redis, credentials, workers and the API host without sending anything; exit 1 if any fails.
+    """Check Redis, a sender's credentials, API host and breaker, and the workers, without sending
+    anything; exit 1 if any fails.
 
     Example (a Kubernetes readiness probe): wa-dispatch health --check redis --check credentials
     """
@@ -519,9 +548,8 @@ def health(
     unknown = sorted(set(check or []) - set(CHECK_NAMES))
     if unknown:
         _fail({"error": f"unknown checks {unknown}: choose from {', '.join(CHECK_NAMES)}"}, as_json, 2)
-    checks = Checks(
-        get_settings(), lambda timeout: celery_app.control.ping(timeout=timeout), _services().send.breaker
-    )
+    number = _number(sender, as_json)
+    checks = Checks(number.settings, lambda timeout: celery_app.control.ping(timeout=timeout), number.breaker)
     results = checks.run(check or list(CHECK_NAMES))
     rows = [
         {"check": name, "ok": r["ok"], "detail": {k: v for k, v in r.items() if k != "ok"}}
@@ -530,6 +558,42 @@ def health(
     _emit(results, as_json, "health", _table(rows, "health"))
     if not all(r["ok"] for r in results.values()):
         raise typer.Exit(1)
+
+
+@senders_app.command("list")
+def senders_list(as_json: JsonFlag = False) -> None:
+    """The senders this deployment knows (DISPATCH_SENDERS and the INTERAKT_* `default`), tokens masked."""
+    rows = [
+        {
+            "sender": number.name,
+            "phone_number_id": number.settings.phone_number_id,
+            "waba_id": number.settings.waba_id,
+            "api_url": number.settings.api_url,
+            "rate_limit": number.settings.rate_limit,
+            "token": "********" if number.settings.access_token else None,
+        }
+        for number in _services().send.senders.values()
+    ]
+    _emit(rows, as_json, "senders")
+
+
+@senders_app.command("check")
+def senders_check(file: Path, as_json: JsonFlag = False) -> None:
+    """Validate a senders file (and that each token's variable or file is there); exit 1 if not.
+
+    Example: wa-dispatch senders check /etc/wa-dispatch/senders.toml
+    """
+    from worker.delivery.senders import SendersError, load_senders
+
+    try:
+        found = load_senders(file, get_settings())
+    except SendersError as exc:
+        _fail({"error": str(exc)}, as_json, 1)
+    _emit(
+        [{"sender": name, "phone_number_id": s.phone_number_id} for name, s in found.items()],
+        as_json,
+        "valid",
+    )
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -4,6 +4,8 @@ enough that faults resolve in seconds. Nothing here mocks HTTP or Redis."""
 from __future__ import annotations
 
 import os
+import subprocess
+import uuid
 
 from devtools.localstack import (
     BIN,
@@ -27,6 +29,7 @@ __all__ = [
     "WABA_ID",
     "Beat",
     "Process",
+    "RabbitVhost",
     "RedisServer",
     "Sandbox",
     "Web",
@@ -38,11 +41,49 @@ __all__ = [
 ]
 
 TOKEN = "test-token-SECRET-5f2c9a"
+
+
+class RabbitVhost:
+    """A vhost of its own on the machine's RabbitMQ (127.0.0.1:5672, guest/guest), made and
+    removed with rabbitmqctl."""
+
+    def __init__(self) -> None:
+        self.name = f"wa-test-{uuid.uuid4().hex[:8]}"
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", self.name], check=True, capture_output=True)
+        subprocess.run(
+            ["rabbitmqctl", "-q", "set_permissions", "-p", self.name, "guest", ".*", ".*", ".*"],
+            check=True,
+            capture_output=True,
+        )
+        self.url = f"amqp://guest:guest@127.0.0.1:5672/{self.name}"
+
+    def delete(self) -> None:
+        subprocess.run(["rabbitmqctl", "-q", "delete_vhost", self.name], capture_output=True)
+
+
 WABA_ID = "waba-1234"
 PHONE_NUMBER_ID = "1122334455"
 
 
-def worker_env(redis_url: str, api_url: str, **overrides: str) -> dict[str, str]:
+# Fast backoff and short timeouts, so API faults resolve in seconds. Never the recovery settings
+# (visibility timeout, restore interval, prefetch, heartbeat): those keep production defaults.
+TEST_TIMINGS = {
+    "DISPATCH_READ_TIMEOUT": "2",
+    "DISPATCH_CONNECT_TIMEOUT": "1",
+    "DISPATCH_INLINE_ATTEMPTS": "3",
+    "DISPATCH_INLINE_BACKOFF": "0.05",
+    "DISPATCH_INLINE_MAX_WAIT": "2",
+    "DISPATCH_REQUEUE_BACKOFF": "0.5",
+    "DISPATCH_REQUEUE_MAX_WAIT": "5",
+    "DISPATCH_MAX_ATTEMPTS": "6",
+    "DISPATCH_RATE_LIMIT": "1000",
+    "DISPATCH_PAIR_BURST": "100000",
+    "DISPATCH_BREAKER_PROBE_INTERVAL": "1",
+}
+
+
+def worker_env(redis_url: str, api_url: str, timings: bool = True, **overrides: str) -> dict[str, str]:
+    """A worker's environment; `timings=False` keeps every production default but the rate limit."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INTERAKT_", "DISPATCH_", "CELERY_"))}
     env.update(
         {
@@ -51,22 +92,9 @@ def worker_env(redis_url: str, api_url: str, **overrides: str) -> dict[str, str]
             "INTERAKT_ACCESS_TOKEN": TOKEN,
             "INTERAKT_WABA_ID": WABA_ID,
             "INTERAKT_PHONE_NUMBER_ID": PHONE_NUMBER_ID,
-            # Test timings: fast backoff, short timeouts, so faults resolve in seconds.
-            "DISPATCH_READ_TIMEOUT": "2",
-            "DISPATCH_CONNECT_TIMEOUT": "1",
-            "DISPATCH_INLINE_ATTEMPTS": "3",
-            "DISPATCH_INLINE_BACKOFF": "0.05",
-            "DISPATCH_INLINE_MAX_WAIT": "2",
-            "DISPATCH_REQUEUE_BACKOFF": "0.5",
-            "DISPATCH_REQUEUE_MAX_WAIT": "5",
-            "DISPATCH_MAX_ATTEMPTS": "6",
-            "DISPATCH_RATE_LIMIT": "1000",
-            "DISPATCH_PAIR_BURST": "100000",
-            "DISPATCH_BREAKER_PROBE_INTERVAL": "1",
-            "DISPATCH_VISIBILITY_TIMEOUT": "20",
-            "DISPATCH_RESTORE_INTERVAL": "1",
             "DISPATCH_LOG_LEVEL": "INFO",
             "PYTHONUNBUFFERED": "1",
+            **(TEST_TIMINGS if timings else {}),
         }
     )
     env.update(overrides)

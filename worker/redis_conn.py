@@ -1,7 +1,8 @@
-"""The Redis client for the worker's own state (idempotency, limits, breaker, dead letters).
+"""The Redis clients for the project's own state (idempotency, limits, breaker, dead letters, ledger).
 
-It retries a dropped connection with backoff for about 20 seconds, so a Redis restart or
-fail-over pauses a send instead of failing it.
+The workers' client retries a dropped connection with backoff for about 20 seconds, so a Redis
+restart or fail-over pauses a send instead of failing it. An app's enqueue gives up as soon as
+the publish itself would (DISPATCH_PUBLISH_MAX_RETRIES), so `EnqueueError` comes as promptly.
 """
 
 from __future__ import annotations
@@ -30,3 +31,16 @@ def get_redis() -> redis.Redis:
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
     return redis.Redis(connection_pool=pool)
+
+
+@process_local
+def get_enqueue_redis() -> redis.Redis:
+    settings = get_settings()
+    return redis.Redis.from_url(
+        settings.state_redis_url,
+        decode_responses=True,
+        socket_timeout=10,
+        socket_connect_timeout=2,
+        retry=Retry(ExponentialBackoff(cap=2.0, base=0.2), retries=settings.publish_max_retries),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError],
+    )

@@ -1,12 +1,14 @@
 """The per-process collaborators, built in one place, once per process (again after a fork).
 
 The send path and the campaigns take what they need as arguments; the Celery tasks, the CLI and
-the health checks get it from `services()`.
+the health checks get it from `services()`; an app that only enqueues needs `ledger()`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import redis
 
 from worker.campaigns.runs import CampaignRuns
 from worker.delivery.breaker import Breaker
@@ -14,10 +16,14 @@ from worker.delivery.client import InteraktClient
 from worker.delivery.deadletters import DeadLetters
 from worker.delivery.idempotency import IdempotencyStore
 from worker.delivery.ratelimit import RateLimiter
-from worker.delivery.send import SendServices
+from worker.delivery.send import SenderServices, SendServices
+from worker.delivery.senders import senders
 from worker.delivery.window import CustomerWindows
+from worker.ops import logs
 from worker.process_local import process_local
-from worker.redis_conn import get_redis
+from worker.recovery.ledger import Ledger
+from worker.recovery.nodes import NODE, WORKERS
+from worker.redis_conn import get_enqueue_redis, get_redis
 from worker.settings import Settings, get_settings
 from worker.statuses.tracker import StatusStore
 
@@ -35,22 +41,49 @@ class Services:
 
 @process_local
 def services() -> Services:
+    """Everything a worker (or an operator's command) needs; reads every sender's token."""
     settings = get_settings()
     client = get_redis()
+    statuses = StatusStore(client, settings.idempotency_ttl)
+    runs = CampaignRuns(client, settings.dead_letter_ttl, statuses)
+    return Services(send=send_services(settings, client), runs=runs, statuses=statuses)
+
+
+def send_services(settings: Settings, client: redis.Redis) -> SendServices:
+    """The send path's collaborators over one Redis: shared records and dead letters, each sender's own."""
     # A send can take connect + read timeout per inline attempt plus the waits between them.
     longest = settings.inline_attempts * (
         settings.connect_timeout + settings.read_timeout + settings.inline_max_wait
     )
-    send = SendServices(
+    own_settings = senders(settings)
+    for own in own_settings.values():
+        if own.access_token:
+            logs.register_secret(own.access_token.get_secret_value())
+    return SendServices(
         settings=settings,
-        client=InteraktClient(settings),
-        store=IdempotencyStore(client, settings.idempotency_ttl, stale_after=longest + 5),
-        limiter=RateLimiter(client, settings),
-        breaker=Breaker(client, settings.phone_number_id, settings.breaker_probe_interval),
+        store=IdempotencyStore(
+            client,
+            settings.idempotency_ttl,
+            stale_after=longest + 5,
+            liveness=(WORKERS, NODE, settings.heartbeat_timeout),
+        ),
         dead=DeadLetters(client, settings.dead_letter_ttl),
         windows=CustomerWindows(client),
+        senders={
+            name: SenderServices(
+                name=name,
+                settings=own,
+                client=InteraktClient(own),
+                limiter=RateLimiter(client, own),
+                breaker=Breaker(client, own.phone_number_id, own.breaker_probe_interval),
+            )
+            for name, own in own_settings.items()
+        },
     )
-    statuses = StatusStore(client, settings.idempotency_ttl)
-    return Services(
-        send=send, runs=CampaignRuns(client, settings.dead_letter_ttl, statuses), statuses=statuses
-    )
+
+
+@process_local
+def ledger() -> Ledger | None:
+    """The intent ledger, with a Redis broker only (RabbitMQ has no pop-before-record gap). Apps
+    that enqueue need it, and nothing else here (no sender's token)."""
+    return Ledger(get_enqueue_redis()) if get_settings().redis_broker else None

@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     waba_id: str = Field("", validation_alias="INTERAKT_WABA_ID")
     phone_number_id: str = Field("", validation_alias="INTERAKT_PHONE_NUMBER_ID")
 
+    # Several senders (worker.delivery.senders): a TOML file; without it, INTERAKT_* is the only one.
+    senders_file: Path | None = Field(None, validation_alias="DISPATCH_SENDERS")
+
     # Redis: one URL for both unless the Celery-specific ones override it.
     redis_url: str = Field(DEFAULT_REDIS_URL, validation_alias="REDIS_URL")
     broker_url: str | None = Field(None, validation_alias="CELERY_BROKER_URL")
@@ -77,6 +80,13 @@ class Settings(BaseSettings):
     auto_read: bool = Field(False, validation_alias="DISPATCH_AUTO_READ")
     window_check: bool = Field(False, validation_alias="DISPATCH_WINDOW_CHECK")
 
+    # Crash recovery (worker.recovery): a worker that has not beaten for the timeout is dead; its
+    # messages go back to the queues at once, and the ledger is audited a grace period later.
+    heartbeat_interval: float = Field(2.0, gt=0, validation_alias="DISPATCH_HEARTBEAT_INTERVAL")
+    heartbeat_timeout: float = Field(10.0, gt=0, validation_alias="DISPATCH_HEARTBEAT_TIMEOUT")
+    audit_grace: float = Field(10.0, gt=0, validation_alias="DISPATCH_AUDIT_GRACE")
+    audit_interval: float = Field(60.0, gt=0, validation_alias="DISPATCH_AUDIT_INTERVAL")
+
     beat_interval: float = Field(5.0, gt=0, validation_alias="DISPATCH_BEAT_INTERVAL")
 
     metrics_port: int = Field(0, ge=0, le=65535, validation_alias="DISPATCH_METRICS_PORT")
@@ -110,6 +120,10 @@ class Settings(BaseSettings):
         """Every secret a webhook may be signed with (DISPATCH_WEBHOOK_SECRET, comma-separated)."""
         raw = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
         return [part.strip().encode() for part in raw.split(",") if part.strip()]
+
+    @property
+    def redis_broker(self) -> bool:
+        return self.celery_broker_url.startswith(("redis://", "rediss://", "unix://"))
 
     @property
     def messages_url(self) -> str:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
+import time
 from collections.abc import Callable
+from contextlib import suppress
+from datetime import datetime
 from typing import Any, ClassVar
 
-from celery import Task, bootsteps
+from celery import Task, bootsteps, states
 from celery.exceptions import Reject
 from celery.result import AsyncResult
+from celery.signals import celeryd_init, task_postrun, worker_ready, worker_shutdown
+from celery.utils import uuid
 from celery.worker.request import Request
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
@@ -21,8 +24,14 @@ from worker.campaigns.runs import RunRef
 from worker.delivery.errors import EnqueueError
 from worker.delivery.intents import parse_intent, parse_read, validate
 from worker.delivery.send import Requeue, deliver_message, deliver_read
+from worker.delivery.senders import SendersError, sender_names, unknown_sender
 from worker.ops.logs import get_logger, mask_phone, mask_text
-from worker.services import services
+from worker.recovery.ledger import Entry
+from worker.recovery.nodes import NODE, Registry
+from worker.recovery.recoverer import Recoverer, unacked_keys
+from worker.redis_conn import get_redis
+from worker.services import ledger, services
+from worker.settings import get_settings
 from worker.statuses.apply import Applier, Reactions
 from worker.statuses.consumer import consume
 from worker.statuses.inbox import Inbox
@@ -40,11 +49,14 @@ class MaskedRequest(Request):
         super().send_event(type, **fields)
 
 
-class ValidatedTask(Task):
-    """Refuses a bad intent before anything reaches Redis, and shows Flower masked arguments."""
+class LedgeredTask(Task):
+    """Keyword arguments only; recorded in the intent ledger before it is published (so the Redis
+    transport's pop gap cannot lose it), and settled when it ends; Flower sees masked arguments."""
 
     Request = MaskedRequest
-    validator: Callable[[dict[str, Any]], Any]
+
+    def check(self, kwargs: dict[str, Any]) -> None:
+        """Raise InvalidIntent for arguments the task would refuse."""
 
     def apply_async(
         self, args: Any = None, kwargs: dict[str, Any] | None = None, **options: Any
@@ -52,14 +64,21 @@ class ValidatedTask(Task):
         if args:
             raise TypeError(f"{self.name} takes keyword arguments only")
         kwargs = kwargs or {}
-        type(self).validator(kwargs)
+        self.check(kwargs)
         options.setdefault("kwargsrepr", mask_text(repr(kwargs)))
+        task_id = options.setdefault("task_id", uuid())
+        book = ledger()
         try:
+            if book is not None:
+                book.record(task_id, Entry(self.name, kwargs, self.queue_of(options), eta_of(options)))
             result = super().apply_async(args, kwargs, **options)
         except (OperationalError, RedisError, RuntimeError) as exc:
             # RuntimeError: Celery's Redis result consumer gave up reconnecting before the publish.
             if isinstance(exc, RuntimeError) and "result store" not in str(exc):
                 raise
+            if book is not None:
+                with suppress(RedisError):
+                    book.settle(task_id)  # never published: nothing to recover
             reason = " ".join(str(exc).split())
             raise EnqueueError(
                 f"not enqueued: the broker did not answer ({type(exc).__name__}: {reason})", {"code": None}
@@ -68,14 +87,50 @@ class ValidatedTask(Task):
         log.info("enqueued", task_id=result.id, task=self.name, **fields)
         return result
 
+    def queue_of(self, options: dict[str, Any]) -> str:
+        """The queue a publish goes to (a retry names it by its routing key)."""
+        queue = options.get("queue") or options.get("routing_key")
+        if queue:
+            return str(getattr(queue, "name", queue))
+        routes: dict[str, dict[str, str]] = self.app.conf.task_routes or {}
+        return routes.get(self.name, {}).get("queue") or self.app.conf.task_default_queue
+
+
+def eta_of(options: dict[str, Any]) -> float | None:
+    if options.get("countdown"):
+        return time.time() + float(options["countdown"])
+    eta = options.get("eta")
+    return eta.timestamp() if isinstance(eta, datetime) else None
+
+
+class ValidatedTask(LedgeredTask):
+    """Refuses a bad intent before anything reaches Redis."""
+
+    validator: Callable[[dict[str, Any]], Any]
+
+    def check(self, kwargs: dict[str, Any]) -> None:
+        type(self).validator(kwargs)
+
+
+def check_sender(name: str | None) -> None:
+    """A named sender must be one the deployment knows (DISPATCH_SENDERS, read without any token).
+    An intent that names none goes to `default`, which the workers check."""
+    known = sender_names(get_settings())
+    if name is not None and name not in known:
+        raise unknown_sender(name, known)
+
 
 def check_send(kwargs: dict[str, Any]) -> None:
     """An intent, plus the `campaign` a campaign run adds to its recipients' intents."""
     intent = dict(kwargs)
     campaign = intent.pop("campaign", None)
-    parse_intent(intent)
+    check_sender(parse_intent(intent).sender)
     if campaign is not None:
         validate(RunRef, campaign, prefix="campaign.")
+
+
+def check_read(kwargs: dict[str, Any]) -> None:
+    check_sender(parse_read(kwargs).sender)
 
 
 @app.task(
@@ -92,7 +147,7 @@ def send_message(self: Task, campaign: dict[str, Any] | None = None, **intent: A
         raise Reject(f"redis unavailable: {exc}", requeue=True) from None
 
 
-@app.task(bind=True, base=ValidatedTask, validator=parse_read, name="worker.tasks.mark_read")
+@app.task(bind=True, base=ValidatedTask, validator=check_read, name="worker.tasks.mark_read")
 def mark_read(self: Task, **receipt: Any) -> dict[str, Any]:
     return deliver_read(services().send, receipt, task_id=self.request.id)
 
@@ -109,13 +164,13 @@ def _fanout() -> Fanout:
     return Fanout(services().send, services().runs, _enqueue_chunk, _requeue_recipient)
 
 
-@app.task(name="worker.tasks.run_campaign")
+@app.task(base=LedgeredTask, name="worker.tasks.run_campaign")
 def run_campaign(name: str, run_id: str | None = None) -> dict[str, Any]:
     """Fired by beat (or `wa-dispatch campaign run`): enqueue the run's chunks."""
     return _fanout().start_run(name, run_id)
 
 
-@app.task(name="worker.tasks.send_campaign_chunk")
+@app.task(base=LedgeredTask, name="worker.tasks.send_campaign_chunk")
 def send_campaign_chunk(name: str, run_id: str, start: int, stop: int) -> dict[str, int]:
     return _fanout().send_chunk(app, name, run_id, start, stop)
 
@@ -143,11 +198,12 @@ class WebhookApplier(bootsteps.StartStopStep):
     def start(self, parent: Any) -> None:
         s = services()
         settings = s.settings
+        numbers = {own.settings.phone_number_id: name for name, own in s.send.senders.items()}
         reactions = Reactions(
-            settings.status_task, settings.inbound_task, settings.auto_read, settings.phone_number_id
+            settings.status_task, settings.inbound_task, settings.auto_read, settings.phone_number_id, numbers
         )
         applier = Applier(s.statuses, s.send.windows, s.send.dead, reactions, _enqueue)
-        inbox = Inbox(s.statuses.redis, f"{socket.gethostname()}-{os.getpid()}")
+        inbox = Inbox(s.statuses.redis, NODE)
         self.thread = threading.Thread(
             target=consume, args=(inbox, applier, self.stop_event), name="webhook-applier", daemon=True
         )
@@ -160,3 +216,56 @@ class WebhookApplier(bootsteps.StartStopStep):
 
 
 app.steps["worker"].add(WebhookApplier)
+
+
+# --- crash recovery: Celery's lifecycle -> worker.recovery -------------------------------------
+
+
+@task_postrun.connect
+def _settle(task_id: str, state: str | None = None, **_: Any) -> None:
+    """A task that ended leaves the ledger; one handed back (RETRY, a requeue) stays in it."""
+    book = ledger()
+    if book is not None and state in (states.SUCCESS, states.FAILURE):
+        book.settle(task_id)
+
+
+def _republish(task_id: str) -> bool:
+    """Publish a lost ledgered task again, under its own id and with what is left of its countdown."""
+    book = ledger()
+    entry = book.entry(task_id) if book is not None else None
+    if entry is None:
+        return False  # it settled meanwhile
+    countdown = max(0.0, entry.eta - time.time()) if entry.eta else None
+    task = app.tasks[entry.task]
+    task.apply_async(kwargs=entry.kwargs, task_id=task_id, queue=entry.queue, countdown=countdown)
+    return True
+
+
+_recoverer: list[Recoverer] = []
+
+
+@celeryd_init.connect
+def _own_unacked_set(conf: Any = None, **_: Any) -> None:
+    """Before the worker connects: its unacknowledged messages go to a set of its own node, so
+    they can be put back the moment it is found dead, not after the visibility timeout."""
+    settings = get_settings()
+    try:
+        services()  # every sender, with its token: a broken senders file stops the worker here
+    except SendersError as exc:
+        raise SystemExit(f"whatsapp-dispatch: cannot start: {exc}") from None
+    if conf is not None and settings.redis_broker:
+        conf.broker_transport_options = {**conf.broker_transport_options, **unacked_keys(NODE)}
+    Registry(get_redis(), settings.heartbeat_timeout).beat(NODE)
+
+
+@worker_ready.connect
+def _start_recoverer(**_: Any) -> None:
+    recoverer = Recoverer(app, get_redis(), get_settings(), NODE, _republish)
+    recoverer.start()
+    _recoverer.append(recoverer)
+
+
+@worker_shutdown.connect
+def _stop_recoverer(**_: Any) -> None:
+    for recoverer in _recoverer:
+        recoverer.stop()

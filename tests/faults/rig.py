@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -12,11 +15,23 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult
 
-from tests.harness import TOKEN, Beat, RedisServer, Sandbox, Worker, wait_for, worker_env
+from tests.harness import (
+    BIN,
+    ROOT,
+    TOKEN,
+    Beat,
+    RabbitVhost,
+    RedisServer,
+    Sandbox,
+    Worker,
+    wait_for,
+    worker_env,
+)
 from worker.delivery.errors import DispatchError
 
 BATCH = 500
 RATE_LIMIT = 100  # messages/s for the sending number in these tests, unless a test sets its own
+PRODUCTION_RATE = 80  # DISPATCH_RATE_LIMIT's default
 
 
 def recipient(i: int) -> str:
@@ -45,13 +60,18 @@ class Rig:
         latency: float,
         probe_interval: float,
         rate_limit: int = RATE_LIMIT,
+        broker: str = "redis",
+        concurrency: int = 16,
+        production_timings: bool = False,
         **env: str,
     ) -> None:
         self.rate_limit = rate_limit
         self.redis = RedisServer(workdir, persistent=persistent_redis).start()
+        self.vhost = RabbitVhost() if broker == "rabbitmq" else None
+        self.broker_url = self.vhost.url if self.vhost else self.redis.url
+        self.concurrency = concurrency
         self.sandbox = Sandbox(workdir, latency=latency, token=TOKEN).start()
-        overrides = {
-            "DISPATCH_RATE_LIMIT": str(rate_limit),
+        fast = {
             "DISPATCH_READ_TIMEOUT": "1",
             "DISPATCH_CONNECT_TIMEOUT": "0.5",
             "DISPATCH_INLINE_ATTEMPTS": "2",
@@ -59,20 +79,24 @@ class Rig:
             "DISPATCH_REQUEUE_BACKOFF": "0.3",
             "DISPATCH_REQUEUE_MAX_WAIT": "2",
             "DISPATCH_MAX_ATTEMPTS": "10",
-            "DISPATCH_VISIBILITY_TIMEOUT": "6",
             "DISPATCH_BREAKER_PROBE_INTERVAL": str(probe_interval),
+        }
+        overrides = {
+            "DISPATCH_RATE_LIMIT": str(rate_limit),
             "DISPATCH_LOG_LEVEL": "WARNING",
+            **({} if production_timings else fast),
             **env,
         }
         self.workdir = workdir
-        self.env = worker_environment = worker_env(self.redis.url, self.sandbox.api_url, **overrides)
-        self.workers = [
-            Worker(workdir, worker_environment, self.redis.url, name=f"worker{i}", concurrency=16).start()
-            for i in range(workers)
-        ]
+        if self.vhost:
+            overrides["CELERY_BROKER_URL"] = self.vhost.url
+        self.env = worker_env(self.redis.url, self.sandbox.api_url, not production_timings, **overrides)
+        self.workers: list[Worker] = []
+        for _ in range(workers):
+            self.add_worker()
         self.beats: list[Beat] = []
         self.intents: dict[str, dict[str, Any]] = {}
-        self.client = Celery("app", broker=self.redis.url, backend=self.redis.url)
+        self.client = Celery("app", broker=self.broker_url, backend=self.redis.url)
         self.client.conf.update(
             task_default_queue="whatsapp",
             task_publish_retry_policy={
@@ -83,6 +107,30 @@ class Rig:
             },
             broker_connection_retry_on_startup=True,
         )
+
+    def add_worker(self) -> Worker:
+        name = f"worker{len(self.workers)}"
+        worker = Worker(self.workdir, self.env, self.broker_url, name=name, concurrency=self.concurrency)
+        self.workers.append(worker.start())
+        return worker
+
+    def produce(self, n: int, first: int = 0, **send: Any) -> list[str]:
+        """Enqueue through the project's own app (`producers.send_text`), in an app process of its
+        own, as apps do: the path that records each intent in the ledger."""
+        script = (
+            "import json, sys\n"
+            "from producers import send_text\n"
+            f"numbers = range({first}, {first + n})\n"
+            f"ids = [send_text('+91987%07d' % i, 'intent-%d' % i, **{send!r}).id for i in numbers]\n"
+            "print(json.dumps(ids))\n"
+        )
+        env = {k: v for k, v in self.env.items() if not k.startswith("INTERAKT_")}
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        ids: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
+        return ids
 
     def enqueue(
         self,
@@ -104,6 +152,28 @@ class Rig:
                 time.sleep(pace)
         return ids
 
+    def kill_mid_batch(self, batch: int, first: int) -> float:
+        """SIGKILL the busy worker a third of the way through a batch and start another at once;
+        every intent must settle (a wamid, or `ambiguous` for one that may have reached the API),
+        none twice. Returns the seconds from the kill to the last intent settled."""
+        ids = self.produce(batch, first=first)
+        already = len(self.sandbox.accepted())
+        self.wait_accepted(already + batch // 3)
+        self.workers[-1].kill()
+        killed_at = time.monotonic()
+        self.add_worker()
+        outcomes = self.collect(ids, timeout=90)
+        settled = time.monotonic() - killed_at
+        report = self.check(outcomes)
+        assert set(report.failed_kinds) <= {"ambiguous"}, report.failed_kinds
+        assert report.sent + sum(report.failed_kinds.values()) == batch
+        # Ambiguous: the dead worker had marked them `sending` (due now, or on the wire). That is
+        # at most what the limit lets out in about a second, never the hundreds it had reserved.
+        ambiguous = report.failed_kinds["ambiguous"]
+        assert ambiguous <= self.rate_limit, f"{ambiguous} ambiguous after one kill"
+        assert settled <= 60, f"the last intent settled {settled:.1f}s after the kill"
+        return settled
+
     def wait_accepted(self, n: int) -> None:
         wait_for(lambda: len(self.sandbox.accepted()) >= n, 60, f"{n} accepted messages", interval=0.02)
 
@@ -123,18 +193,6 @@ class Rig:
                 except Exception:  # noqa: BLE001 - Redis restarting, or not finished yet: ask again
                     time.sleep(0.2)
         return outcomes
-
-    def collect_or_resend(self, ids: list[str], timeout: float) -> tuple[dict[str, Any], list[str]]:
-        """`collect`, then re-send what has no result under the same task id (so the same key),
-        as the README tells apps to: kombu can lose a message popped by a SIGKILLed worker."""
-        try:
-            return self.collect(ids, timeout), []
-        except AssertionError:
-            pass
-        missing = [t for t in ids if AsyncResult(t, app=self.client).state not in ("SUCCESS", "FAILURE")]
-        for task_id in missing:
-            self.client.send_task("worker.tasks.send_message", kwargs=self.intents[task_id], task_id=task_id)
-        return self.collect(ids, timeout), missing
 
     def check(self, outcomes: dict[str, Any], at_least_once: bool = False) -> Report:
         requests = [r for r in self.sandbox.requests() if isinstance(r.get("body"), dict)]
@@ -163,6 +221,27 @@ class Rig:
             worker.kill()
         self.sandbox.stop()
         self.redis.kill()
+        if self.vhost:
+            self.vhost.delete()
+
+
+def cli(rig: Rig, *args: str) -> dict | list:
+    out = subprocess.run(
+        [str(BIN / "wa-dispatch"), *args, "--json"], env=rig.env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return json.loads(out.stdout)
+
+
+def write_campaign(folder: Path, name: str, rows: list[str], schedule: str, extra: str = "") -> Path:
+    (folder / f"{name}.csv").write_text("phone,first_name\n" + "\n".join(rows) + "\n")
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f'name = "{name}"\ntimezone = "UTC"\n{extra}\n[schedule]\n{schedule}\n'
+        f'[audience]\ncsv = "{name}.csv"\n[message]\ntype = "text"\n'
+        'text = { body = "Hello {first_name}" }\n'
+    )
+    return path
 
 
 def _in_window(times: list[float], start: int) -> int:

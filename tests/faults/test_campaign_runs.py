@@ -3,7 +3,6 @@ and opt-outs reported; and transactional messages overtaking a draining campaign
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
 from datetime import UTC, datetime, timedelta
@@ -11,29 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.rig import Rig, recipient
+from tests.faults.rig import Rig, cli, recipient, write_campaign
 from tests.harness import BIN, Beat, wait_for
 
 pytestmark = pytest.mark.faults
-
-
-def cli(rig: Rig, *args: str) -> dict | list:
-    out = subprocess.run(
-        [str(BIN / "wa-dispatch"), *args, "--json"], env=rig.env, capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    return json.loads(out.stdout)
-
-
-def write_campaign(folder: Path, name: str, rows: list[str], schedule: str, extra: str = "") -> Path:
-    (folder / f"{name}.csv").write_text("phone,first_name\n" + "\n".join(rows) + "\n")
-    path = folder / f"{name}.toml"
-    path.write_text(
-        f'name = "{name}"\ntimezone = "UTC"\n{extra}\n[schedule]\n{schedule}\n'
-        f'[audience]\ncsv = "{name}.csv"\n[message]\ntype = "text"\n'
-        'text = { body = "Hello {first_name}" }\n'
-    )
-    return path
 
 
 def test_a_beat_fired_campaign_messages_everyone_once(rig_factory, tmp_path: Path) -> None:
@@ -42,8 +22,6 @@ def test_a_beat_fired_campaign_messages_everyone_once(rig_factory, tmp_path: Pat
         latency=0.02,
         DISPATCH_BEAT_INTERVAL="1",
         DISPATCH_CAMPAIGN_CHUNK="25",
-        DISPATCH_SWEEP_INTERVAL="2",
-        DISPATCH_CHUNK_RESUME_AFTER="8",
     )
     good = [f"{recipient(i)},Name{i}" for i in range(195)]
     bad = ["12345,Bad", "not-a-phone,Bad", ",Bad", f"{recipient(900)},", f"{recipient(901)},"]

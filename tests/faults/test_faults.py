@@ -18,18 +18,6 @@ from tests.faults.rig import BATCH, Rig
 pytestmark = pytest.mark.faults
 
 
-def test_a_worker_killed_mid_batch_loses_nothing(rig_factory) -> None:
-    rig: Rig = rig_factory(workers=2, latency=0.02)
-    ids = rig.enqueue(BATCH)
-    rig.wait_accepted(BATCH // 4)
-    rig.workers[0].kill()  # SIGKILL: no warm shutdown, its prefetched and in-flight messages are unacked
-    outcomes, resent = rig.collect_or_resend(ids, timeout=60)
-    report = rig.check(outcomes)
-    assert len(resent) <= 2  # at most the message(s) in the socket of the killed worker
-    assert report.sent >= BATCH * 0.9
-    assert set(report.failed_kinds) <= {"ambiguous"}  # only sends cut off mid-request are in doubt
-
-
 def test_redis_restarted_while_producing_and_sending(rig_factory) -> None:
     rig: Rig = rig_factory(workers=1, persistent_redis=True, latency=0.01)
     ids: list[str] = []

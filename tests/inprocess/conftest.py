@@ -17,13 +17,9 @@ import redis
 from devtools.localstack import RedisServer
 from devtools.sandbox import SandboxServer, SandboxState
 from tests.harness import PHONE_NUMBER_ID, TOKEN, WABA_ID
-from worker.delivery.breaker import Breaker
-from worker.delivery.client import InteraktClient
-from worker.delivery.deadletters import DeadLetters
-from worker.delivery.idempotency import IdempotencyStore
-from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.send import SendServices
-from worker.delivery.window import CustomerWindows
+from worker.recovery.nodes import NODE, Registry
+from worker.services import send_services
 from worker.settings import Settings
 
 
@@ -77,12 +73,7 @@ def settings(sandbox: ThreadSandbox) -> Settings:
 
 @pytest.fixture
 def send(r: redis.Redis, settings: Settings) -> SendServices:
-    return SendServices(
-        settings=settings,
-        client=InteraktClient(settings),
-        store=IdempotencyStore(r, settings.idempotency_ttl, stale_after=60),
-        limiter=RateLimiter(r, settings),
-        breaker=Breaker(r, settings.phone_number_id, settings.breaker_probe_interval),
-        dead=DeadLetters(r, settings.dead_letter_ttl),
-        windows=CustomerWindows(r),
-    )
+    """A delivery's collaborators as production builds them, as this process's node: alive (it
+    beats) like a worker's."""
+    Registry(r, settings.heartbeat_timeout).beat(NODE)
+    return send_services(settings, r)

@@ -6,12 +6,13 @@ import redis
 
 from worker.delivery.deadletters import DeadLetters
 from worker.delivery.idempotency import PREFIX, IdempotencyStore
+from worker.recovery.nodes import NODE, WORKERS
 
 INTENT = {"to": "+919999595313", "type": "text", "text": {"body": "hi"}}
 
 
 def failed(r: redis.Redis, dead: DeadLetters, key: str, code: int) -> None:
-    store = IdempotencyStore(r, 3600, stale_after=60)
+    store = IdempotencyStore(r, 3600, stale_after=60, liveness=(WORKERS, NODE, 10.0))
     store.begin(key, "t")
     error = {"kind": "permanent", "code": code, "error": f"({code})"}
     store.failed(key, 1, error)
@@ -43,7 +44,7 @@ def test_reopen_restore_and_remove(r: redis.Redis) -> None:
 
 def test_reopen_leaves_a_sent_key_alone(r: redis.Redis) -> None:
     dead = DeadLetters(r, ttl=3600)
-    store = IdempotencyStore(r, 3600, stale_after=60)
+    store = IdempotencyStore(r, 3600, stale_after=60, liveness=(WORKERS, NODE, 10.0))
     store.begin("s", "t")
     store.sent("s", 1, "wamid.S", None, "+919999595313")
     dead.add("s", INTENT, {"kind": "ambiguous", "code": None, "error": "no answer"}, 1, "t")

@@ -55,13 +55,13 @@ def test_an_account_error_opens_the_breaker(send: SendServices, sandbox: ThreadS
     with pytest.raises(Requeue) as caught:
         MessageDelivery(send, dict(TEXT), "task-5", requeues=0).run()
     assert caught.value.countdown == send.settings.breaker_probe_interval
-    assert send.breaker.status()["code"] == "190"
+    assert send.sender("default").breaker.status()["code"] == "190"
 
 
 def test_a_lane_tallies_its_outcome_in_its_run(
     send: SendServices, sandbox: ThreadSandbox, r: redis.Redis
 ) -> None:
-    send.limiter.set_lane("promo", 50.0)
+    send.sender("default").limiter.set_lane("promo", 50.0)
     lane = Lane(name="promo", tally="wa:run:promo:1:counts")
     MessageDelivery(send, {**TEXT, "idempotency_key": "campaign:promo:1:x"}, "task-6", 0, lane).run()
     assert r.hgetall("wa:run:promo:1:counts") == {"sent": "1"}

@@ -1,4 +1,7 @@
-"""The claim script's branches: who may send a key, and what a second delivery finds."""
+"""The claim script's branches: who may send a key, and what a second delivery finds.
+
+Ownership follows the owner's heartbeat: a live node keeps its claim however slow its send, a
+node that stopped beating loses it at once."""
 
 from __future__ import annotations
 
@@ -7,44 +10,52 @@ import time
 import redis
 
 from worker.delivery.idempotency import PREFIX, IdempotencyStore, State
+from worker.recovery.nodes import WORKERS, Registry
 
-# The stale bound is a constructor argument (production derives it from the timeouts, ~95 s);
-# a short one here exercises the take-over branches without waiting.
-STALE_AFTER = 0.2
-
-
-def store(r: redis.Redis) -> IdempotencyStore:
-    return IdempotencyStore(r, ttl=3600, stale_after=STALE_AFTER)
+TIMEOUT = 10.0  # DISPATCH_HEARTBEAT_TIMEOUT's default
 
 
-def test_a_new_key_is_claimed_and_a_second_owner_finds_it_busy(r: redis.Redis) -> None:
-    s = store(r)
-    assert s.begin("k", "task-1").state is State.CLAIMED
-    assert s.begin("k", "task-2").state is State.BUSY
-    assert r.hget(PREFIX + "k", "owner") == "task-1"
+def store(r: redis.Redis, node: str, stale_after: float = 95.0) -> IdempotencyStore:
+    return IdempotencyStore(r, ttl=3600, stale_after=stale_after, liveness=(WORKERS, node, TIMEOUT))
+
+
+def test_a_live_owner_keeps_its_claim_and_a_second_owner_finds_it_busy(r: redis.Redis) -> None:
+    Registry(r, TIMEOUT).beat("node-a")
+    assert store(r, "node-a").begin("k", "task-1").state is State.CLAIMED
+    assert store(r, "node-b").begin("k", "task-2").state is State.BUSY
+    store(r, "node-a").sending("k")
+    assert store(r, "node-b").begin("k", "task-2").state is State.BUSY  # a slow send is never taken
+    assert r.hget(PREFIX + "k", "owner") == "task-1" and r.hget(PREFIX + "k", "node") == "node-a"
     assert 3590 < r.ttl(PREFIX + "k") <= 3600
 
 
-def test_a_stale_claim_is_taken_over_because_nothing_was_sent(r: redis.Redis) -> None:
-    s = store(r)
-    s.begin("k", "dead-worker")
-    time.sleep(STALE_AFTER + 0.05)
-    assert s.begin("k", "task-2").state is State.CLAIMED
-    assert r.hget(PREFIX + "k", "owner") == "task-2"
+def test_a_dead_owners_claim_is_taken_over_at_once_because_nothing_was_sent(r: redis.Redis) -> None:
+    r.hset(WORKERS, "dead-node", time.time() - TIMEOUT - 1)  # its last beat, 11 s ago
+    store(r, "dead-node").begin("k", "task-1")
+    Registry(r, TIMEOUT).beat("node-b")
+    assert store(r, "node-b").begin("k", "task-2").state is State.CLAIMED
+    assert r.hget(PREFIX + "k", "node") == "node-b"
 
 
-def test_a_stale_sending_record_is_ambiguous_unless_at_least_once(r: redis.Redis) -> None:
-    s = store(r)
-    s.begin("k", "dead-worker")
-    s.sending("k")
-    assert s.begin("k", "task-2").state is State.BUSY  # still within the bound: maybe in flight
-    time.sleep(STALE_AFTER + 0.05)
-    assert s.begin("k", "task-2").state is State.STALE
-    assert s.begin("k", "task-3", take_over_stale=True).state is State.CLAIMED
+def test_a_dead_owner_mid_request_is_ambiguous_unless_at_least_once(r: redis.Redis) -> None:
+    store(r, "gone-node").begin("k", "task-1")  # a node that never beat (or left the registry)
+    store(r, "gone-node").sending("k")
+    assert store(r, "node-b").begin("k", "task-2").state is State.STALE
+    assert store(r, "node-b").begin("k", "task-3", take_over_stale=True).state is State.CLAIMED
+
+
+def test_a_claim_a_live_node_lost_track_of_goes_stale_after_the_backstop(r: redis.Redis) -> None:
+    # The backstop is a constructor argument (production derives ~95 s from the timeouts); a short
+    # one here exercises the branch without waiting.
+    Registry(r, TIMEOUT).beat("node-a")
+    store(r, "node-a", stale_after=0.2).begin("k", "task-1")
+    assert store(r, "node-a", stale_after=0.2).begin("k", "task-2").state is State.BUSY
+    time.sleep(0.25)
+    assert store(r, "node-a", stale_after=0.2).begin("k", "task-2").state is State.CLAIMED
 
 
 def test_finished_keys_replay_their_outcome_and_keep_their_attempts(r: redis.Redis) -> None:
-    s = store(r)
+    s = store(r, "node-a")
     s.begin("sent", "t")
     s.sent("sent", 2, "wamid.X", "919999595313", "+919999595313", tally="wa:run:c:1:counts")
     claim = s.begin("sent", "t2")
@@ -57,7 +68,8 @@ def test_finished_keys_replay_their_outcome_and_keep_their_attempts(r: redis.Red
 
 
 def test_a_released_key_is_claimed_again_at_once(r: redis.Redis) -> None:
-    s = store(r)
+    Registry(r, TIMEOUT).beat("node-a")
+    s = store(r, "node-a")
     s.begin("k", "t")
     s.release("k", 3)
     claim = s.begin("k", "t2")

@@ -45,7 +45,7 @@ def test_a_run_counts_delivered_read_and_undelivered_and_keeps_the_failure(
         statuses,
         send.windows,
         send.dead,
-        Reactions("shop.on_status", None, False, PHONE_NUMBER_ID),
+        Reactions("shop.on_status", None, False, PHONE_NUMBER_ID, {PHONE_NUMBER_ID: "default"}),
         lambda name, kwargs, queue: told.append((name, kwargs, queue)),
     )
     a, b, c = NUMBERS

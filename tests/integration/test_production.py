@@ -93,9 +93,13 @@ def test_metrics_count_sends_failures_and_latency(stack, api) -> None:
     send_ok_and_failing(api)
     status, text = http_get(f"http://127.0.0.1:{stack.metrics_port}/metrics")
     assert status == 200
-    sent = [line for line in text.splitlines() if line.startswith('wa_messages_sent_total{type="text"}')]
+    sent = [
+        line
+        for line in text.splitlines()
+        if line.startswith('wa_messages_sent_total{sender="default",type="text"}')
+    ]
     assert sent and float(sent[0].split()[-1]) >= 1
-    assert 'wa_messages_failed_total{code="131047",kind="permanent",type="text"}' in text
+    assert 'wa_messages_failed_total{code="131047",kind="permanent",sender="default",type="text"}' in text
     assert "wa_api_latency_seconds_bucket" in text and 'wa_queue_depth{queue="whatsapp"}' in text
     assert TOKEN not in text and "9999595313" not in text
 
@@ -331,5 +335,5 @@ def test_prefork_children_are_counted_in_one_scrape(stack, api, tmp_path) -> Non
     finally:
         worker.stop()
     assert status == 200
-    assert 'wa_messages_sent_total{type="document"} 6.0' in text  # both children, one scrape
+    assert 'wa_messages_sent_total{sender="default",type="document"} 6.0' in text  # both children, one scrape
     assert len(list((tmp_path / "prom").glob("counter_*.db"))) == 2

@@ -79,8 +79,9 @@ class Fanout:
         campaign = _campaign(name)
         run_id = run_id or run_id_now(campaign, datetime.now(UTC))
         fresh = self.runs.start(name, run_id, len(campaign.rows))
-        share = self.settings.rate_limit * (1 - self.settings.rate_headroom) * self.settings.campaign_share
-        self.send.limiter.set_lane(name, min(share, campaign.throttle or share))
+        number = self.send.sender(campaign.sender)
+        share = number.settings.rate_limit * (1 - self.settings.rate_headroom) * self.settings.campaign_share
+        number.limiter.set_lane(name, min(share, campaign.throttle or share))
         chunks = -(-len(campaign.rows) // self.settings.campaign_chunk)
         if chunks:
             self._chain(name, run_id, 0, 0.0)
@@ -153,7 +154,8 @@ class Fanout:
     def send_chunk(self, app: Celery, name: str, run_id: str, start: int, stop: int) -> dict[str, int]:
         campaign = _campaign(name)
         self.runs.chunk_started(name, run_id, start)
-        lane_rate = self.send.limiter.lane_rate(name) or self.settings.rate_limit
+        number = self.send.sender(campaign.sender)
+        lane_rate = number.limiter.lane_rate(name) or number.settings.rate_limit
         self._chain(name, run_id, stop, 0.9 * (stop - start) / lane_rate)  # due a little before its slots
         intents = self._expand(campaign, run_id, start, stop)
         run = RunRef(name=name, run_id=run_id)

@@ -5,6 +5,7 @@ A campaign is a TOML file (stdlib `tomllib`, so errors carry the line and column
     name = "friday-sale"
     timezone = "Asia/Kolkata"
     throttle = 50                      # optional: at most this many messages/s for this campaign
+    sender = "marketing"               # optional: a sender of DISPATCH_SENDERS (else `default`)
 
     [schedule]                         # exactly one of cron / every / at
     cron = "0 9 * * FRI"               # minute hour day-of-month month day-of-week
@@ -39,7 +40,7 @@ import phonenumbers.timezone
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from worker.delivery.errors import InvalidIntent
-from worker.delivery.intents import normalize_phone, parse_intent
+from worker.delivery.intents import SenderName, field_errors, normalize_phone, parse_intent
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
@@ -89,6 +90,7 @@ class Campaign(_Model):
     schedule: Schedule
     window: Window | None = None
     throttle: Annotated[float, Field(gt=0)] | None = None
+    sender: SenderName | None = None  # which number sends it (DISPATCH_SENDERS); `default` if none
     audience: Audience
     message: dict[str, Any]
     rows: list[dict[str, str]] = Field(default_factory=list)  # the audience, read when the file is loaded
@@ -203,10 +205,7 @@ def load_campaign(path: Path) -> Campaign:
     try:
         campaign = Campaign.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors(include_url=False, include_input=False)
-        )
+        problems = "; ".join(f"{field}: {reason}" for field, reason in field_errors(exc, whole="file"))
         raise CampaignError(f"{path}: {problems}") from None
     campaign = campaign.model_copy(update={"rows": _read_rows(campaign.audience, path.parent)})
     _check_message(campaign)
@@ -263,6 +262,8 @@ def intent_for(campaign: Campaign, row: dict[str, str], run_id: str) -> dict[str
     if missing:
         raise BadRow(f"missing variable {', '.join(missing)}")
     intent = {**fill(campaign.message, row), "to": to, "idempotency_key": run_key(campaign.name, run_id, to)}
+    if campaign.sender:
+        intent["sender"] = campaign.sender
     try:
         parse_intent(intent)
     except InvalidIntent as exc:

@@ -64,13 +64,13 @@ class DeadLetters:
         pipe.execute()
 
     def list(
-        self, code: int | None = None, kind: str | None = None, limit: int = 100
+        self, code: int | None = None, kind: str | None = None, sender: str | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
+        """Newest first; only those with this code, kind and sender (`default` when the intent named none)."""
         keys = cast(list[str], self.redis.zrevrange(INDEX, 0, -1))
         entries = [json.loads(raw) for raw in self.redis.hmget(ENTRIES, keys) if raw] if keys else []
-        chosen = [
-            e for e in entries if (code is None or e["code"] == code) and (kind is None or e["kind"] == kind)
-        ]
+        wanted = {"code": code, "kind": kind, "sender": sender}
+        chosen = [e for e in entries if all(v is None or _field(e, k) == v for k, v in wanted.items())]
         return chosen[:limit]
 
     def reopen(self, key: str) -> dict[str, Any] | None:
@@ -96,3 +96,9 @@ class DeadLetters:
         pipe.hdel(ENTRIES, key)
         pipe.zrem(INDEX, key)
         pipe.execute()
+
+
+def _field(entry: dict[str, Any], name: str) -> Any:
+    if name == "sender":
+        return entry["intent"].get("sender") or "default"
+    return entry[name]

@@ -3,9 +3,14 @@
 States: `pending` (known not sent, safe to send), `claimed` (a worker owns the key and has
 not called the API yet), `sending` (a request is on its way; set just before each HTTP
 attempt), `sent` (wamid kept), `failed` (final error kept). The claim is one Lua script, so
-two workers can never both own a key. A stale `claimed` record (its worker died before
-calling the API) is safely claimed again; a stale `sending` one means the worker died
-mid-request: the outcome is unknown, which the caller treats as ambiguous.
+two workers can never both own a key.
+
+A claim names its owner's node (worker process). While that node's heartbeat is fresh the key
+is busy, however slow the send: a live worker is never robbed. Once the node stops beating the
+claim is stale at once: a `claimed` record (the worker died before calling the API) is safely
+claimed again; a `sending` one means it died mid-request, so the outcome is unknown, which the
+caller treats as ambiguous. `stale_after` (longer than any send can take) is only a backstop for
+a claim whose live node lost track of it.
 """
 
 from __future__ import annotations
@@ -25,23 +30,25 @@ PREFIX = "wa:idem:"
 WAMID_PREFIX = "wa:wamid:"
 
 _BEGIN = """
-local k = KEYS[1]
+local k, workers = KEYS[1], KEYS[2]
 local owner, now, stale_after, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local take_over_stale = ARGV[5] == '1'
+local take_over_stale, node, heartbeat_timeout = ARGV[5] == '1', ARGV[6], tonumber(ARGV[7])
 local rec = redis.call('HGETALL', k)
 local h = {}
 for i = 1, #rec, 2 do h[rec[i]] = rec[i + 1] end
 local state = h['state']
 if state == 'sent' or state == 'failed' then return {state, cjson.encode(h)} end
 if state == 'claimed' or state == 'sending' then
-  if now - tonumber(h['since']) <= stale_after then return {'busy', cjson.encode(h)} end
+  local beat = h['node'] and redis.call('HGET', workers, h['node'])
+  local alive = beat and now - tonumber(beat) <= heartbeat_timeout
+  if alive and now - tonumber(h['since']) <= stale_after then return {'busy', cjson.encode(h)} end
   if state == 'sending' and not take_over_stale then return {'stale', cjson.encode(h)} end
 end
 if not state then
   redis.call('HSET', k, 'created', ARGV[2], 'attempts', 0)
   h['created'] = ARGV[2]; h['attempts'] = '0'
 end
-redis.call('HSET', k, 'state', 'claimed', 'owner', owner, 'since', ARGV[2])
+redis.call('HSET', k, 'state', 'claimed', 'owner', owner, 'node', node, 'since', ARGV[2])
 redis.call('EXPIRE', k, ttl)
 return {'claimed', cjson.encode(h)}
 """
@@ -80,17 +87,29 @@ class Claim:
 
 
 class IdempotencyStore:
-    def __init__(self, client: redis.Redis, ttl: int, stale_after: float) -> None:
+    def __init__(
+        self, client: redis.Redis, ttl: int, stale_after: float, liveness: tuple[str, str, float]
+    ) -> None:
+        """`liveness`: the heartbeats hash, this process's node in it, and the heartbeat timeout."""
         self.redis = client
         self.ttl = ttl
         self.stale_after = stale_after
+        self.workers, self.node, self.heartbeat_timeout = liveness
         self._begin = client.register_script(_BEGIN)
 
     def begin(self, key: str, owner: str, take_over_stale: bool = False) -> Claim:
         """Claim `key` for sending. A stale `sending` record is reported, or with `take_over_stale`
         (at-least-once mode) claimed again."""
-        args: list[str | float] = [owner, time.time(), self.stale_after, self.ttl, int(take_over_stale)]
-        state, raw = self._begin(keys=[PREFIX + key], args=args)
+        args: list[str | float] = [
+            owner,
+            time.time(),
+            self.stale_after,
+            self.ttl,
+            int(take_over_stale),
+            self.node,
+            self.heartbeat_timeout,
+        ]
+        state, raw = self._begin(keys=[PREFIX + key, self.workers], args=args)
         return Claim(State(state), json.loads(raw) if raw != "{}" else {})
 
     def sending(self, key: str) -> None:

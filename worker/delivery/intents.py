@@ -41,6 +41,11 @@ MEDIA_EXTENSIONS: dict[str, frozenset[str]] = {
 }
 
 Short = Annotated[str, Field(min_length=1)]
+SENDER_NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+SenderName = Annotated[str, Field(pattern=SENDER_NAME)]
+Caption = Annotated[str, Field(max_length=1024)]  # media captions
+BodyText = Annotated[str, Field(min_length=1, max_length=1024)]  # interactive bodies
+HeaderText = Annotated[str, Field(min_length=1, max_length=60)]  # interactive headers and footers
 
 
 class ApiObject(BaseModel):
@@ -121,12 +126,12 @@ class Media(ApiObject):
 
 class Image(Media):
     media_type: ClassVar[str] = "image"
-    caption: Annotated[str, Field(max_length=1024)] | None = None
+    caption: Caption | None = None
 
 
 class Video(Media):
     media_type: ClassVar[str] = "video"
-    caption: Annotated[str, Field(max_length=1024)] | None = None
+    caption: Caption | None = None
 
 
 class Audio(Media):
@@ -139,7 +144,7 @@ class Sticker(Media):
 
 class Document(Media):
     media_type: ClassVar[str] = "document"
-    caption: Annotated[str, Field(max_length=1024)] | None = None
+    caption: Caption | None = None
     filename: Short | None = None
 
 
@@ -147,16 +152,16 @@ class Document(Media):
 
 
 class TextBlock(ApiObject):
-    text: Annotated[str, Field(min_length=1, max_length=60)]
+    text: HeaderText
 
 
 class Body(ApiObject):
-    text: Annotated[str, Field(min_length=1, max_length=1024)]
+    text: BodyText
 
 
 class Header(ApiObject):
     type: Literal["text", "image", "video", "document"]
-    text: Annotated[str, Field(min_length=1, max_length=60)] | None = None
+    text: HeaderText | None = None
     image: Image | None = None
     video: Video | None = None
     document: Document | None = None
@@ -170,7 +175,7 @@ class Header(ApiObject):
 
 class TextHeader(ApiObject):
     type: Literal["text"]
-    text: Annotated[str, Field(min_length=1, max_length=60)]
+    text: HeaderText
 
 
 class ReplyId(ApiObject):
@@ -374,6 +379,7 @@ class MessageIntent(ApiObject):
     recipient_type: Literal["individual"] = "individual"
     context: Context | None = None
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    sender: SenderName | None = None  # which number sends it (worker.delivery.senders); `default` if none
 
     text: Text | None = None
     image: Image | None = None
@@ -420,9 +426,17 @@ def normalize_phone(number: str) -> str:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
-def _field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if not (isinstance(p, str) and p.startswith(("function-", "constrained-")))]
-    return ".".join(parts) or "intent"
+def field_errors(exc: ValidationError, prefix: str = "", whole: str = "intent") -> list[tuple[str, str]]:
+    """(field, reason) for each of pydantic's errors; `whole` names an error of the whole object."""
+    found = []
+    for error in exc.errors(include_input=False, include_url=False):
+        parts = [
+            str(p)
+            for p in error["loc"]
+            if not (isinstance(p, str) and p.startswith(("function-", "constrained-")))
+        ]
+        found.append((prefix + (".".join(parts) or whole), error["msg"].removeprefix("Value error, ")))
+    return found
 
 
 M = TypeVar("M", bound=BaseModel)
@@ -433,10 +447,7 @@ def validate(model: type[M], data: Any, prefix: str = "") -> M:
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        errors = exc.errors(include_input=False, include_url=False)
-        raise InvalidIntent.from_fields(
-            [(prefix + _field(e["loc"]), e["msg"].removeprefix("Value error, ")) for e in errors]
-        ) from None
+        raise InvalidIntent.from_fields(field_errors(exc, prefix)) from None
 
 
 def parse_intent(data: dict[str, Any]) -> MessageIntent:
@@ -446,6 +457,7 @@ def parse_intent(data: dict[str, Any]) -> MessageIntent:
 
 class ReadReceipt(ApiObject):
     message_id: Short
+    sender: SenderName | None = None
 
 
 def parse_read(data: dict[str, Any]) -> ReadReceipt:

@@ -37,6 +37,7 @@ from worker.delivery.intents import MessageIntent, parse_intent, parse_read
 from worker.delivery.payloads import message_payload, read_payload
 from worker.delivery.policy import Action, call_with_retry, decide
 from worker.delivery.ratelimit import RateLimiter, Slot, Verdict
+from worker.delivery.senders import DEFAULT, unknown_sender
 from worker.delivery.window import CustomerWindows, window_open
 from worker.ops import metrics
 from worker.ops.logs import get_logger, mask_phone
@@ -101,16 +102,33 @@ class Lane:
 
 
 @dataclass(frozen=True)
-class SendServices:
-    """The per-process collaborators of a delivery (built by `worker.services`)."""
+class SenderServices:
+    """One sender's own: its settings (number, account, token, limits), client, limiter, breaker."""
 
+    name: str
     settings: Settings
     client: InteraktClient
-    store: IdempotencyStore
     limiter: RateLimiter
     breaker: Breaker
+
+
+@dataclass(frozen=True)
+class SendServices:
+    """The per-process collaborators of a delivery (built by `worker.services`): the records and
+    dead letters every sender shares, and each sender's own."""
+
+    settings: Settings
+    store: IdempotencyStore
     dead: DeadLetters
     windows: CustomerWindows
+    senders: dict[str, SenderServices]
+
+    def sender(self, name: str | None) -> SenderServices:
+        """The named sender (`default` when none), or InvalidIntent naming the known ones."""
+        try:
+            return self.senders[name or DEFAULT]
+        except KeyError:
+            raise unknown_sender(name or DEFAULT, sorted(self.senders)) from None
 
 
 def _bind(task_id: str, task: str) -> None:
@@ -140,6 +158,7 @@ class MessageDelivery:
         self.attempts = 0
         self.probe = False
         self.intent: MessageIntent | None = None
+        self.sender: SenderServices | None = None  # known once the intent is parsed
 
     # --- outcomes -------------------------------------------------------------------------------
 
@@ -148,18 +167,25 @@ class MessageDelivery:
         if self.intent is not None:
             self.services.store.failed(self.key, self.attempts, error, tally=self.tally)
         self.services.dead.add(self.key, self.kwargs, error, self.attempts, self.task_id)
-        metrics.FAILED.labels(self.kwargs.get("type", "?"), exc.kind, str(exc.code or "")).inc()
+        sender = self.sender.name if self.sender else str(self.kwargs.get("sender"))
+        metrics.FAILED.labels(sender, self.kwargs.get("type", "?"), exc.kind, str(exc.code or "")).inc()
         log.error("outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, attempts=self.attempts)
         return exc
 
     def requeue(self, countdown: float, cause: DispatchError, reason: str) -> Requeue:
         self.services.store.release(self.key, self.attempts)
-        metrics.RETRIES.labels(reason).inc()
+        metrics.RETRIES.labels(self.number.name, reason).inc()
         log.warning("outcome", outcome=reason, countdown=round(countdown, 2), error_code=cause.code)
         return Requeue(countdown, cause)
 
+    @property
+    def number(self) -> SenderServices:
+        """The sender this intent goes out through (known once the intent is parsed)."""
+        assert self.sender is not None
+        return self.sender
+
     def pause(self, exc: DispatchError) -> Requeue:
-        if self.services.breaker.trip(exc.code, exc.message):
+        if self.number.breaker.trip(exc.code, exc.message):
             log.critical(
                 "breaker_open",
                 error_code=exc.code,
@@ -196,10 +222,10 @@ class MessageDelivery:
         lane = self.lane.name if self.lane else None
         deadline = time.monotonic() + self.settings.inline_max_wait
         record = IDEM_PREFIX + self.key
-        slot = self.services.limiter.acquire(to, lane, record)
+        slot = self.number.limiter.acquire(to, lane, record)
         while lane and slot.verdict is Verdict.LATER and time.monotonic() + slot.wait < deadline:
             time.sleep(max(0.0, slot.wait - self.settings.lane_max_ahead / 2))
-            slot = self.services.limiter.acquire(to, lane, record)
+            slot = self.number.limiter.acquire(to, lane, record)
         if not slot.granted:
             raise NoSlot(slot)
         return slot
@@ -225,10 +251,10 @@ class MessageDelivery:
         started = time.perf_counter()
         slot_wait_ms = round(slot.wait * 1000, 1)
         try:
-            resp = self.services.client.post(payload)
+            resp = self.number.client.post(payload)
         except DispatchError as exc:
             latency = time.perf_counter() - started
-            metrics.API_LATENCY.labels(exc.kind).observe(latency)
+            metrics.API_LATENCY.labels(self.number.name, exc.kind).observe(latency)
             log.warning(
                 "attempt",
                 outcome=exc.kind,
@@ -240,7 +266,7 @@ class MessageDelivery:
             )
             self.feedback(exc, to)
             raise
-        metrics.API_LATENCY.labels(Outcome.OK).observe(resp.latency_ms / 1000)
+        metrics.API_LATENCY.labels(self.number.name, Outcome.OK).observe(resp.latency_ms / 1000)
         log.info(
             "attempt",
             outcome=Outcome.OK,
@@ -253,11 +279,11 @@ class MessageDelivery:
     def feedback(self, exc: DispatchError, to: str) -> None:
         """Tell the shared limiter what the API said, so every worker slows down, not just this one."""
         if isinstance(exc, PairRateLimited):
-            self.services.limiter.block_pair(to, exc.retry_after)
+            self.number.limiter.block_pair(to, exc.retry_after)
         elif isinstance(exc, TransientError) and (
             exc.code in THROTTLE_CODES or (exc.code is None and exc.info.get("http_status") == 429)
         ):
-            factor = self.services.limiter.slow_down(exc.retry_after)
+            factor = self.number.limiter.slow_down(exc.retry_after)
             log.warning(
                 "throttled", error_code=exc.code, retry_after=exc.retry_after, rate_factor=round(factor, 3)
             )
@@ -267,11 +293,12 @@ class MessageDelivery:
     def run(self) -> dict[str, Any]:
         try:
             intent = parse_intent(self.kwargs)
+            self.sender = self.services.sender(intent.sender)
         except InvalidIntent as exc:  # apps that enqueue by name skip the enqueue-time check
             raise self.fail(exc) from None
         self.key = intent.idempotency_key or self.task_id
         structlog.contextvars.bind_contextvars(
-            to=mask_phone(intent.to), type=intent.type, idempotency_key=self.key
+            to=mask_phone(intent.to), type=intent.type, idempotency_key=self.key, sender=self.sender.name
         )
 
         claim = self.services.store.begin(self.key, self.task_id, take_over_stale=self.settings.at_least_once)
@@ -310,7 +337,8 @@ class MessageDelivery:
         if claim.state is State.BUSY:
             log.info("outcome", outcome=Outcome.IN_FLIGHT_ELSEWHERE)
             busy = DispatchError("in flight in another delivery", {"kind": Kind.BUSY})
-            raise Requeue(self.services.store.stale_after / 4, busy)
+            # Look again once its owner has had time to be found dead, if it is.
+            raise Requeue(self.services.store.heartbeat_timeout, busy)
         if claim.state is State.STALE:
             lost = AmbiguousError(
                 "a worker stopped while this message was being sent: it may have been delivered",
@@ -324,13 +352,19 @@ class MessageDelivery:
         """A free-form message to a customer who has not written in 24 hours (templates may go)."""
         if intent.type == "template":
             return False
-        last = self.services.windows.last_inbound(self.settings.phone_number_id, intent.to)
+        last = self.services.windows.last_inbound(self.number.settings.phone_number_id, intent.to)
         return not window_open(last, time.time())
 
     def origin(self, intent: MessageIntent) -> dict[str, str]:
         """What the wamid index keeps, so a status webhook finds the intent (and can re-drive it)."""
         run = {"campaign": self.lane.name, "run_id": self.lane.run_id} if self.lane else {}
-        return {"task_id": self.task_id, "type": intent.type, "intent": json.dumps(self.kwargs), **run}
+        return {
+            "task_id": self.task_id,
+            "type": intent.type,
+            "sender": self.number.name,
+            "intent": json.dumps(self.kwargs),
+            **run,
+        }
 
     def succeed(self, resp: ApiResponse, intent: MessageIntent) -> dict[str, Any]:
         if not resp.wamid:
@@ -338,9 +372,9 @@ class MessageDelivery:
         self.services.store.sent(
             self.key, self.attempts, resp.wamid, resp.wa_id, intent.to, self.tally, self.origin(intent)
         )
-        if self.probe and self.services.breaker.close():
+        if self.probe and self.number.breaker.close():
             log.warning("breaker_closed", wamid=resp.wamid)
-        metrics.SENT.labels(intent.type).inc()
+        metrics.SENT.labels(self.number.name, intent.type).inc()
         log.info("outcome", outcome=Outcome.SENT, wamid=resp.wamid, attempts=self.attempts)
         return SendResult(resp.wamid, resp.wa_id, intent.to, intent.type, self.attempts, self.key).as_dict()
 
@@ -357,12 +391,13 @@ def deliver_read(services: SendServices, kwargs: dict[str, Any], task_id: str) -
     """Mark an incoming message as read; harmless to repeat, so no idempotency record is kept."""
     _bind(task_id, "mark_read")
     receipt = parse_read(kwargs)
+    sender = services.sender(receipt.sender)
     attempts = 0
 
     def attempt() -> ApiResponse:
         nonlocal attempts
         attempts += 1
-        return services.client.post(read_payload(receipt))
+        return sender.client.post(read_payload(receipt))
 
     try:
         resp = call_with_retry(attempt, services.settings)

@@ -36,31 +36,41 @@ def mask_text(text: str) -> str:
     return _PHONE.sub(lambda m: mask_phone(m.group(0)), text)
 
 
-def _scrub(value: Any, token: str | None) -> Any:
+_SECRETS: set[str] = set()  # every sender's token, registered where the senders are built
+
+
+def register_secret(value: str) -> None:
+    """A value that must never leave the process in a log record."""
+    if value:
+        _SECRETS.add(value)
+
+
+def _scrub(value: Any, tokens: frozenset[str]) -> Any:
     if isinstance(value, str):
-        if token and token in value:
-            value = value.replace(token, "[redacted]")
+        for token in tokens:
+            if token in value:
+                value = value.replace(token, "[redacted]")
         return mask_text(value)
     if isinstance(value, dict):
-        return {k: _scrub_item(k, v, token) for k, v in value.items()}
+        return {k: _scrub_item(k, v, tokens) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_scrub(v, token) for v in value]
+        return [_scrub(v, tokens) for v in value]
     return value
 
 
-def _scrub_item(key: str, value: Any, token: str | None) -> Any:
+def _scrub_item(key: str, value: Any, tokens: frozenset[str]) -> Any:
     if any(s in str(key).lower() for s in _SECRET_KEYS):
         return "[redacted]"
     if key in _IDS:
         return value
-    return _scrub(value, token)
+    return _scrub(value, tokens)
 
 
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     """structlog processor: the last line of defence before a record leaves the process."""
     secret = get_settings().access_token
-    token = secret.get_secret_value() if secret else None
-    return {k: _scrub_item(k, v, token) for k, v in event.items()}
+    tokens = frozenset(_SECRETS | ({secret.get_secret_value()} if secret else set()))
+    return {k: _scrub_item(k, v, tokens) for k, v in event.items()}
 
 
 _SHARED: list[Processor] = [

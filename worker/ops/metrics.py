@@ -15,9 +15,11 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import REGISTRY, Collector
 
-SENT = Counter("wa_messages_sent_total", "Messages the API accepted (a wamid came back)", ["type"])
-FAILED = Counter("wa_messages_failed_total", "Messages that ended in failure", ["type", "kind", "code"])
-RETRIES = Counter("wa_retries_total", "Intents handed back to the queue", ["reason"])
+SENT = Counter("wa_messages_sent_total", "Messages the API accepted (a wamid came back)", ["sender", "type"])
+FAILED = Counter(
+    "wa_messages_failed_total", "Messages that ended in failure", ["sender", "type", "kind", "code"]
+)
+RETRIES = Counter("wa_retries_total", "Intents handed back to the queue", ["sender", "reason"])
 RATE_WAIT = Histogram(
     "wa_rate_limit_wait_seconds",
     "Time spent waiting for a rate-limit slot",
@@ -26,7 +28,7 @@ RATE_WAIT = Histogram(
 API_LATENCY = Histogram(
     "wa_api_latency_seconds",
     "Interakt API response time",
-    ["outcome"],
+    ["sender", "outcome"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20),
 )
 

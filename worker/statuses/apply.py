@@ -43,6 +43,7 @@ class Reactions:
     inbound_task: str | None
     auto_read: bool
     phone_number_id: str  # for events that do not name one (Interakt's)
+    senders: dict[str, str]  # phone_number_id -> sender name, so a message is marked read by its number
 
 
 def status_change(applied: Applied) -> dict[str, Any]:
@@ -111,7 +112,8 @@ class Applier:
             {k: error.get(k) for k in ("code", "title", "message", "details")}
             | {"wamid": applied.event.wamid},
         )
-        metrics.FAILED.labels(origin.get("type", "?"), exc.kind, str(exc.code or "")).inc()
+        sender = origin.get("sender", "?")
+        metrics.FAILED.labels(sender, origin.get("type", "?"), exc.kind, str(exc.code or "")).inc()
         log.error(
             "outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, wamid=applied.event.wamid
         )
@@ -138,4 +140,5 @@ class Applier:
             if self.reactions.inbound_task:
                 self.enqueue(self.reactions.inbound_task, {"message": message.as_dict()}, APP_QUEUE)
             if self.reactions.auto_read:
-                self.enqueue(MARK_READ, {"message_id": message.wamid}, None)
+                receipt = {"message_id": message.wamid, "sender": self.reactions.senders.get(pnid)}
+                self.enqueue(MARK_READ, {k: v for k, v in receipt.items() if v}, None)

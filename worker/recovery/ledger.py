@@ -1,0 +1,90 @@
+"""The intent ledger: every task published through this app, from publish until it settles.
+
+Kombu's Redis transport pops a message (BRPOP) before it records it as unacknowledged; a worker
+killed in between, or with the reply still unread in its socket, takes the message with it. The
+ledger knows every task that should exist; `lost` finds those that are nowhere (in no queue, and
+unacknowledged by no worker) so the recoverer can publish them again under the same task id.
+Sends stay exactly-once: a task that runs twice finds its idempotency key already claimed or sent.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+ENTRIES = "wa:ledger"  # task id -> JSON entry
+INDEX = "wa:ledger:index"  # task id -> time it was (re)published
+QUEUES = "wa:ledger:queues"  # every queue a ledgered task was sent to
+
+# Task ids in the given queues (lists of kombu payloads) and unacknowledged hashes (values
+# [payload, exchange, routing_key]); the ledger entries published before ARGV[1] that are in none.
+_LOST = """
+local nqueues = tonumber(ARGV[2])
+local present = {}
+local function note(payload)
+  if type(payload) == 'table' and type(payload.headers) == 'table' and payload.headers.id then
+    present[payload.headers.id] = true
+  end
+end
+for i = 2, 1 + nqueues do
+  for _, raw in ipairs(redis.call('LRANGE', KEYS[i], 0, -1)) do
+    local ok, payload = pcall(cjson.decode, raw)
+    if ok then note(payload) end
+  end
+end
+for i = 2 + nqueues, #KEYS do
+  for _, raw in ipairs(redis.call('HVALS', KEYS[i])) do
+    local ok, entry = pcall(cjson.decode, raw)
+    if ok and type(entry) == 'table' then note(entry[1]) end
+  end
+end
+local lost = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
+  if not present[id] then table.insert(lost, id) end
+end
+return lost
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    task: str
+    kwargs: dict[str, Any]
+    queue: str
+    eta: float | None  # unix time before which it must not run (a countdown), or None
+
+
+class Ledger:
+    def __init__(self, client: redis.Redis) -> None:
+        self.redis = client
+        self._lost = client.register_script(_LOST)
+
+    def record(self, task_id: str, entry: Entry) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(ENTRIES, task_id, json.dumps(entry.__dict__))
+        pipe.zadd(INDEX, {task_id: time.time()})
+        pipe.sadd(QUEUES, entry.queue)
+        pipe.execute()
+
+    def settle(self, task_id: str) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hdel(ENTRIES, task_id)
+        pipe.zrem(INDEX, task_id)
+        pipe.execute()
+
+    def entry(self, task_id: str) -> Entry | None:
+        raw = cast(str | None, self.redis.hget(ENTRIES, task_id))
+        return Entry(**json.loads(raw)) if raw else None
+
+    def queues(self) -> list[str]:
+        return sorted(cast(set[str], self.redis.smembers(QUEUES)))
+
+    def lost(self, published_before: float, unacked_keys: list[str]) -> list[str]:
+        """Task ids published before that time that are in no queue and held by no worker."""
+        queues = self.queues()
+        keys = [INDEX, *queues, *unacked_keys]
+        return cast(list[str], self._lost(keys=keys, args=[published_before, len(queues)]))
