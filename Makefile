@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test unit cov run sandbox worker lint format bench soak redis-server chromium clean
+.PHONY: install test unit cov run sandbox worker web lint format bench bench-webhooks soak redis-server chromium clean
 
 install: $(VENV)/.installed
 
@@ -60,6 +60,10 @@ sandbox: install
 worker: install
 	$(BIN)/celery -A worker worker --pool threads --concurrency 64 --loglevel INFO
 
+# The webhook receiver on $PORT (default 8000); needs DISPATCH_WEBHOOK_SECRET.
+web: install
+	$(BIN)/python -m worker.web
+
 # Crash-recovery soak (about 12 minutes): 20 SIGKILLs per broker, no intent lost, time to settle.
 soak: install redis-server
 	$(BIN)/python -m bench.recovery_soak
@@ -67,6 +71,10 @@ soak: install redis-server
 # Throughput benchmark (a few minutes): prints a table with the naive baseline beside it.
 bench: install redis-server
 	$(BIN)/python -m bench.throughput
+
+# Webhook benchmark (about a minute): accepted and applied events/s beside the naive baseline.
+bench-webhooks: install redis-server
+	$(BIN)/python -m bench.webhooks
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

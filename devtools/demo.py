@@ -2,15 +2,19 @@
 
 Starts what is missing: a redis-server when none answers at REDIS_URL (local URLs only), the
 sandbox API when INTERAKT_ACCESS_TOKEN is not set (and says so loudly), and a celery worker.
-With real credentials it sends for real, to DEMO_TO, which must then be set.
+With real credentials it sends for real, to DEMO_TO, which must then be set. In sandbox mode it
+also starts the web process, and the sandbox posts signed status webhooks to it: a second
+table shows each message's delivery status arriving.
 """
 
 from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import signal
 import sys
+import time
 from typing import TypeVar
 from urllib.parse import urlparse
 
@@ -21,14 +25,16 @@ from rich.panel import Panel
 from rich.table import Table
 
 import producers
-from devtools.localstack import Process, RedisServer, Sandbox, Worker, tmpdir
+from devtools.localstack import Process, RedisServer, Sandbox, Web, Worker, tmpdir
 from worker.ops import logs
 from worker.settings import get_settings
 
 console = Console()
 WAMID = "wamid.HBgMOTE5OTk5NTk1MzEzFQIAERgSQUMwM0Y5RjNE"
 _started: list[Process] = []
-P = TypeVar("P", RedisServer, Sandbox, Worker)
+P = TypeVar("P", RedisServer, Sandbox, Worker, Web)
+# The sandbox posts read about 3 s after a send (its default pace); this leaves room for a slow machine.
+STATUS_WAIT = 20.0
 
 
 @atexit.register
@@ -73,12 +79,35 @@ def start_sandbox() -> dict[str, str]:
             border_style="yellow",
         )
     )
-    return {
+    env = {
         "INTERAKT_API_URL": sandbox.api_url,
         "INTERAKT_ACCESS_TOKEN": "sandbox-token",
         "INTERAKT_WABA_ID": "sandbox-waba",
         "INTERAKT_PHONE_NUMBER_ID": "sandbox-phone-number-id",
     }
+    secret = secrets.token_hex(16)
+    web = start(Web(tmpdir("wa-run-"), {**os.environ, **env, "DISPATCH_WEBHOOK_SECRET": secret}))
+    sandbox.webhooks(web.webhook_url, secret)
+    console.print(f"Webhook receiver at {web.webhook_url}; the sandbox posts signed statuses to it")
+    return env
+
+
+def show_statuses(results: dict[str, AsyncResult]) -> None:
+    """Each sent message's delivery status, once all are read (or STATUS_WAIT has passed)."""
+    sent = {label: r.id for label, r in results.items() if r.successful() and r.result.get("wamid")}
+    deadline = time.monotonic() + STATUS_WAIT
+    while True:
+        rows = {label: producers.delivery_status(task_id) for label, task_id in sent.items()}
+        if all(r["delivery_status"] == "read" for r in rows.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    table = Table(title="Delivery statuses, from the sandbox's signed webhooks")
+    table.add_column("message")
+    table.add_column("wamid", overflow="fold")
+    table.add_column("delivery status")
+    for label, row in rows.items():
+        table.add_row(label, row["wamid"], row["delivery_status"])
+    console.print(table)
 
 
 def one_of_each(to: str) -> dict[str, AsyncResult]:
@@ -150,7 +179,8 @@ def main() -> None:
     table.add_column("state")
     table.add_column("wamid or failure", overflow="fold")
     failures = 0
-    for label, result in one_of_each(to).items():
+    results = one_of_each(to)
+    for label, result in results.items():
         try:
             outcome = result.get(timeout=60)
             detail = outcome.get("wamid") or f"success={outcome.get('success')}"
@@ -159,6 +189,8 @@ def main() -> None:
             detail = f"[red]{type(exc).__name__}: {exc}[/]"
         table.add_row(label, result.id, result.state, detail)
     console.print(table)
+    if not settings.access_token:
+        show_statuses(results)
     if failures and not settings.access_token:
         sys.exit(1)
 

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,19 @@ class Sandbox(Process):
     def requests(self) -> list[dict[str, Any]]:
         return self._call("GET", "/_sandbox/requests")["requests"]
 
+    def webhooks(self, url: str, secret: str, **config: Any) -> None:
+        """Post signed status webhooks to `url` for every accepted message (see devtools.sandbox)."""
+        self._call("POST", "/_sandbox/webhooks", {"url": url, "secret": secret, **config})
+
+    def webhook_log(self) -> dict[str, Any]:
+        return self._call("GET", "/_sandbox/webhooks")
+
+    def inbound(self, wa_id: str, text: str, phone_number_id: str) -> str:
+        """A customer writes to the business; the wamid of their message."""
+        return self._call(
+            "POST", "/_sandbox/inbound", {"from": wa_id, "text": text, "phone_number_id": phone_number_id}
+        )["wamid"]
+
     def accepted(self) -> list[dict[str, Any]]:
         """Messages the API took: these reached the customer in real life."""
         return [r for r in self.requests() if r.get("wamid")]
@@ -247,6 +261,30 @@ class Worker(Process):
             except ValueError:
                 continue
         return lines
+
+
+class Web(Process):
+    """The web process (`python -m worker.web`, uvicorn) on a free port; `env` as a worker's."""
+
+    def __init__(self, workdir: Path, env: dict[str, str], name: str = "web") -> None:
+        super().__init__(name, workdir)
+        self.env = env
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.webhook_url = f"{self.base}/webhooks/whatsapp"
+
+    def start(self, wait_healthy: bool = True) -> Web:
+        self.spawn([sys.executable, "-m", "worker.web"], env={**self.env, "PORT": str(self.port)})
+
+        def answers() -> bool:
+            try:
+                with urllib.request.urlopen(self.base + "/healthz", timeout=2) as resp:
+                    return resp.status == 200
+            except urllib.error.HTTPError as exc:  # 503: up, but Redis is away
+                return not wait_healthy and exc.code == 503
+
+        wait_for(answers, 30, f"web {self.name}", 0.1)
+        return self
 
 
 def tmpdir(prefix: str) -> Path:

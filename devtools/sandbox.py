@@ -14,6 +14,17 @@ request, and injects faults on demand through `/_sandbox/faults`:
       {"code": 190, "status": 401, "for": 60},            # token expired for the next minute
     ]}
 
+Given a webhook URL and secret (`--webhook-url`, `--webhook-secret`, or at run time
+`POST /_sandbox/webhooks`), it plays Meta's other half: for each accepted message it posts
+signed `sent`, `delivered` and `read` statuses after `delays` seconds, or `sent` then `failed`
+with a code for recipients named in `fail`, each status twice with `duplicate`, in reverse
+order with `reorder`; `POST /_sandbox/inbound {"from": ..., "text": ...}` posts a customer's
+message. Posts are retried until they get a 200; `GET /_sandbox/webhooks` lists them.
+
+    {"url": "http://127.0.0.1:8000/webhooks/whatsapp", "secret": "s3cret",
+     "delays": [0.5, 1.5, 3], "duplicate": false, "reorder": false,
+     "fail": [{"to": "+919999595313", "code": 131026, "title": "Message undeliverable"}]}
+
 A rule matches when its `to`/`type` filters match, its `rate` draws true, it has `times`
 left and its `for` seconds (counted from when the rules were set) have not run out; the first
 matching rule applies. `accept: true` records the message as accepted
@@ -50,6 +61,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from devtools.webhooks import Poster, inbound_body, status_body
 from worker.delivery.media import RULES
 
 MESSAGE_TYPES = {
@@ -124,6 +136,9 @@ CODE_TITLES = {
     132015: "Template is paused",
     132016: "Template is disabled",
 }
+
+STATUSES = ("sent", "delivered", "read")
+WEBHOOK_DEFAULTS: dict[str, Any] = {"url": None, "secret": None, "delays": [0.5, 1.5, 3.0], "fail": []}
 _TITLES = {500: "Internal server error", 429: "Rate limit hit", 400: "Invalid parameter"}
 
 
@@ -136,6 +151,8 @@ class SandboxState:
         self.requests: list[dict[str, Any]] = []
         self.templates: list[dict[str, Any]] = [dict(t) for t in EXAMPLE_TEMPLATES]
         self.media: dict[str, dict[str, Any]] = {}
+        self.webhooks: dict[str, Any] = dict(WEBHOOK_DEFAULTS)
+        self.poster: Poster | None = None
 
     def reset(self) -> None:
         with self.lock:
@@ -143,6 +160,9 @@ class SandboxState:
             self.requests = []
             self.templates = [dict(t) for t in EXAMPLE_TEMPLATES]
             self.media = {}
+            self.webhooks = dict(WEBHOOK_DEFAULTS)
+        if self.poster:
+            self.poster.clear()
 
     def pick_fault(self, body: dict[str, Any]) -> dict[str, Any] | None:
         with self.lock:
@@ -166,6 +186,42 @@ class SandboxState:
     def record(self, entry: dict[str, Any]) -> None:
         with self.lock:
             self.requests.append(entry)
+
+    def configure_webhooks(self, config: dict[str, Any]) -> None:
+        with self.lock:
+            self.webhooks = {**WEBHOOK_DEFAULTS, **config}
+            if self.webhooks["url"] and self.poster is None:
+                self.poster = Poster()
+
+    def _post(self, body: dict[str, Any], delay: float) -> None:
+        if self.poster and self.webhooks["url"]:
+            self.poster.schedule(self.webhooks["url"], body, self.webhooks["secret"] or "", delay)
+
+    def post_statuses(self, pnid: str, wamid: str, to: str) -> None:
+        """What Meta would tell the business about one accepted message, as configured."""
+        config = self.webhooks
+        fail = next((f for f in config["fail"] if f.get("to") in (None, to)), None)
+        steps = ["sent", "failed"] if fail else list(STATUSES)
+        delays = list(config["delays"])[: len(steps)]
+        if config.get("reorder"):
+            delays.reverse()
+        for status, delay in zip(steps, delays, strict=False):
+            body = status_body(pnid, wamid, status, to, error=fail if status == "failed" else None)
+            for _ in range(2 if config.get("duplicate") else 1):
+                self._post(body, delay)
+
+    def post_inbound(self, pnid: str, wa_id: str, text: str) -> str:
+        wamid = new_wamid(wa_id)
+        self._post(inbound_body(pnid, wamid, wa_id, text), 0)
+        return wamid
+
+    def webhook_log(self) -> dict[str, Any]:
+        poster = self.poster
+        return {
+            "config": {k: v for k, v in self.webhooks.items() if k != "secret"},
+            "posts": list(poster.log) if poster else [],
+            "pending": poster.pending() if poster else 0,
+        }
 
 
 def new_wamid(to: str) -> str:
@@ -341,6 +397,8 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_sandbox/faults":
             with state.lock:
                 return self._send(200, {"latency": state.latency, "rules": state.rules})
+        if self.path == "/_sandbox/webhooks":
+            return self._send(200, state.webhook_log())
         if _ROUTE.match(self.path):  # the spec's curl for mark-as-read says GET; the API wants POST
             return self._send(*_error(400, 100, "Unsupported get request.", "use POST for /messages"))
         self._send(404, {"error": {"message": "not found", "code": 100}})
@@ -380,6 +438,12 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_sandbox/reset":
             state.reset()
             return self._send(200, {"ok": True})
+        if self.path == "/_sandbox/webhooks":
+            state.configure_webhooks(body or {})
+            return self._send(200, {"ok": True})
+        if self.path == "/_sandbox/inbound":
+            wamid = state.post_inbound(body.get("phone_number_id", "sandbox"), body["from"], body["text"])
+            return self._send(200, {"wamid": wamid})
         match = _ROUTE.match(self.path)
         if not match:
             return self._send(404, {"error": {"message": "Unknown path components", "code": 2500}})
@@ -401,6 +465,8 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._send(status, answer, headers)
+        if status == 200 and entry.get("wamid"):
+            state.post_statuses(pnid, entry["wamid"], body["to"])
 
     def _list_templates(self, query: dict[str, list[str]]) -> None:
         """One page of templates, Graph API style: `data`, and `paging` with `next` unless last."""
@@ -554,8 +620,17 @@ class SandboxServer(ThreadingHTTPServer):
         self.state = state
 
 
-def serve(host: str = "127.0.0.1", port: int = 8089, token: str | None = None, latency: float = 0.0) -> None:
-    server = SandboxServer((host, port), SandboxState(token, latency))
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8089,
+    token: str | None = None,
+    latency: float = 0.0,
+    webhooks: dict[str, Any] | None = None,
+) -> None:
+    state = SandboxState(token, latency)
+    if webhooks and webhooks.get("url"):
+        state.configure_webhooks(webhooks)
+    server = SandboxServer((host, port), state)
     print(
         json.dumps({"event": "sandbox listening", "url": f"http://{host}:{server.server_port}/api/v17.0"}),
         flush=True,
@@ -576,8 +651,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8089)
     parser.add_argument("--token", default=None, help="accept only this x-access-token (default: any)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds to wait before each answer")
+    parser.add_argument("--webhook-url", default=None, help="post signed status webhooks here")
+    parser.add_argument(
+        "--webhook-secret", default=os.environ.get("DISPATCH_WEBHOOK_SECRET", "").split(",")[0]
+    )
+    parser.add_argument("--status-delays", default="0.5,1.5,3", help="seconds to sent, delivered, read")
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.token, args.latency)
+    delays = [float(d) for d in args.status_delays.split(",")]
+    webhooks = {"url": args.webhook_url, "secret": args.webhook_secret, "delays": delays}
+    serve(args.host, args.port, args.token, args.latency, webhooks)
 
 
 if __name__ == "__main__":

@@ -142,30 +142,25 @@ def send(
 
 @app.command()
 def status(
-    task_id: str,
+    task_id: Annotated[str | None, typer.Argument(help="The task id (or give --wamid).")] = None,
+    wamid: Annotated[str | None, typer.Option(help="Look the message up by its wamid instead.")] = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for a final state.")] = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Show a task's state and its wamid or failure; exit 1 when it failed.
+    """Show a task's state, its wamid or failure, and the message's delivery status (accepted,
+    sent, delivered, read or failed, with the error); exit 1 when it failed.
 
-    Example: wa-dispatch status 5f0c1e8e-... --wait 30
+    Example: wa-dispatch status 5f0c1e8e-... --wait 30    or    wa-dispatch status --wamid wamid.HBgM...
     """
-    from celery.result import AsyncResult
+    from producers import delivery_status
 
-    from worker import app as celery_app
-
-    result = AsyncResult(task_id, app=celery_app)
-    try:
-        value = result.get(timeout=wait, propagate=False) if wait else result.result
-    except Exception:  # noqa: BLE001 - a timeout leaves the state as it is
-        value = result.result
-    data: dict[str, Any] = {"task_id": task_id, "state": result.state}
-    if isinstance(value, DispatchError):
-        data.update(error=str(value), **value.info)
-    elif isinstance(value, dict):
-        data.update(value)
-    _emit(data, as_json, f"task {task_id}")
-    if result.state == "FAILURE":
+    if not task_id and not wamid:
+        _fail({"error": "give a task id or --wamid"}, as_json, 2)
+    data = delivery_status(task_id, wamid=wamid, wait=wait)
+    if data["state"] is None and wamid and data["delivery_status"] == "accepted":
+        _fail({"error": f"unknown wamid {wamid}", "wamid": wamid}, as_json, 1)
+    _emit(data, as_json, f"task {data['task_id']}" if data["task_id"] else f"wamid {wamid}")
+    if data["state"] == "FAILURE" or data["delivery_status"] == "failed":
         raise typer.Exit(1)
 
 
@@ -466,15 +461,27 @@ def _run_id(name: str, run_id: str | None, as_json: bool) -> str:
 def campaign_status(
     name: str, run_id: Annotated[str | None, typer.Argument()] = None, as_json: JsonFlag = False
 ) -> None:
-    """Counters of a run (the latest when no run id is given): queued, sent, failed by code, skipped.
+    """Counters of a run (the latest when no run id is given): queued, sent, failed by code, skipped,
+    and from the status webhooks delivered, read and undelivered by code.
 
     Example: wa-dispatch campaign status friday-sale
     """
     run_id = _run_id(name, run_id, as_json)
-    _emit(_services().runs.counts(name, run_id), as_json, f"{name} run {run_id}")
+    runs = _services().runs
+    _emit({**runs.counts(name, run_id), **runs.delivery(name, run_id)}, as_json, f"{name} run {run_id}")
 
 
-REPORT_COLUMNS = ["to", "status", "wamid", "error_code", "error", "reason", "task_id"]
+REPORT_COLUMNS = [
+    "to",
+    "status",
+    "wamid",
+    "error_code",
+    "error",
+    "reason",
+    "task_id",
+    "delivery_status",
+    "delivery_error_code",
+]
 
 
 @campaign_app.command("report")
@@ -507,14 +514,16 @@ def campaign_report(
             console.print(f"{name} run {run_id}: {len(rows)} recipients written to {csv_file}")
         return
     table = Table(title=f"{name} run {run_id}: {len(rows)} recipients", title_justify="left")
-    for column in ("to", "status", "wamid or error", "reason"):
+    for column in ("to", "status", "wamid or error", "reason", "delivery"):
         table.add_column(column, overflow="fold")
     for r in rows:
+        delivery = r["delivery_status"] or ""
         table.add_row(
             r["to"],
             r["status"],
             r["wamid"] or (f"({r['error_code']}) {r['error']}" if r["error"] else ""),
             r["reason"] or "",
+            f"{delivery} ({r['delivery_error_code']})" if r["delivery_error_code"] else delivery,
         )
     _emit({"campaign": name, "run_id": run_id, "recipients": rows}, as_json, "report", table)
 

@@ -20,18 +20,21 @@ from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.send import SenderServices, SendServices
 from worker.delivery.senders import senders
 from worker.delivery.templates import TemplateRegistry
+from worker.delivery.window import CustomerWindows
 from worker.ops import logs
 from worker.process_local import process_local
 from worker.recovery.ledger import Ledger
 from worker.recovery.nodes import NODE, WORKERS
 from worker.redis_conn import get_enqueue_redis, get_redis
 from worker.settings import Settings, get_settings
+from worker.statuses.tracker import StatusStore
 
 
 @dataclass(frozen=True)
 class Services:
     send: SendServices
     runs: CampaignRuns
+    statuses: StatusStore
 
     @property
     def settings(self) -> Settings:
@@ -43,7 +46,9 @@ def services() -> Services:
     """Everything a worker (or an operator's command) needs; reads every sender's token."""
     settings = get_settings()
     client = get_redis()
-    return Services(send=send_services(settings, client), runs=CampaignRuns(client, settings.dead_letter_ttl))
+    statuses = StatusStore(client, settings.idempotency_ttl)
+    runs = CampaignRuns(client, settings.dead_letter_ttl, statuses)
+    return Services(send=send_services(settings, client), runs=runs, statuses=statuses)
 
 
 def send_services(settings: Settings, client: redis.Redis) -> SendServices:
@@ -65,6 +70,7 @@ def send_services(settings: Settings, client: redis.Redis) -> SendServices:
             liveness=(WORKERS, NODE, settings.heartbeat_timeout),
         ),
         dead=DeadLetters(client, settings.dead_letter_ttl),
+        windows=CustomerWindows(client),
         senders={name: _sender_services(name, own, client) for name, own in own_settings.items()},
         resync_template=_enqueue_resync,
     )

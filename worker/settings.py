@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     dead_letter_ttl: int = Field(30 * 24 * 3600, validation_alias="DISPATCH_DEAD_LETTER_TTL")
     publish_max_retries: int = Field(10, ge=0, validation_alias="DISPATCH_PUBLISH_MAX_RETRIES")
 
+    # Webhooks (worker.web): secrets are comma-separated so one can be rotated without downtime.
+    webhook_secret: SecretStr | None = Field(None, validation_alias="DISPATCH_WEBHOOK_SECRET")
+    webhook_verify_token: SecretStr | None = Field(None, validation_alias="DISPATCH_WEBHOOK_VERIFY_TOKEN")
+    status_task: str | None = Field(None, validation_alias="DISPATCH_STATUS_TASK")
+    inbound_task: str | None = Field(None, validation_alias="DISPATCH_INBOUND_TASK")
+    auto_read: bool = Field(False, validation_alias="DISPATCH_AUTO_READ")
+    window_check: bool = Field(False, validation_alias="DISPATCH_WINDOW_CHECK")
+
     # Crash recovery (worker.recovery): a worker that has not beaten for the timeout is dead; its
     # messages go back to the queues at once, and the ledger is audited a grace period later.
     heartbeat_interval: float = Field(2.0, gt=0, validation_alias="DISPATCH_HEARTBEAT_INTERVAL")
@@ -124,6 +132,12 @@ class Settings(BaseSettings):
         """DISPATCH_MEDIA_ALLOW_HOSTS: comma-separated host names (or host:port) exempt from the
         public-address rule of media fetches."""
         return frozenset(h.strip().lower() for h in self.media_allow_hosts.split(",") if h.strip())
+
+    @property
+    def webhook_secrets(self) -> list[bytes]:
+        """Every secret a webhook may be signed with (DISPATCH_WEBHOOK_SECRET, comma-separated)."""
+        raw = self.webhook_secret.get_secret_value() if self.webhook_secret else ""
+        return [part.strip().encode() for part in raw.split(",") if part.strip()]
 
     @property
     def redis_broker(self) -> bool:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
 from datetime import datetime
-from typing import Any
+from typing import Any, ClassVar
 
-from celery import Task, states
+from celery import Task, bootsteps, states
 from celery.exceptions import Reject
 from celery.result import AsyncResult
 from celery.signals import celeryd_init, task_postrun, worker_ready, worker_shutdown
@@ -33,6 +34,9 @@ from worker.recovery.recoverer import Recoverer, unacked_keys
 from worker.redis_conn import get_enqueue_redis, get_redis
 from worker.services import ledger, services
 from worker.settings import get_settings
+from worker.statuses.apply import Applier, Reactions
+from worker.statuses.consumer import consume
+from worker.statuses.inbox import Inbox
 
 log = get_logger("whatsapp_dispatch.enqueue")
 
@@ -193,6 +197,43 @@ def sync_templates(name: str | None = None, sender: str | None = None) -> dict[s
     when the API refuses a template as stale, or by a template status webhook."""
     number = services().send.sender(sender)
     return sync_registry(number.client, number.templates, number.settings.template_sync_backoff, name)
+
+
+def _enqueue(name: str, kwargs: dict[str, Any], queue: str | None) -> None:
+    app.send_task(name, kwargs=kwargs, queue=queue)
+
+
+class WebhookApplier(bootsteps.StartStopStep):
+    """Every worker drains the webhook inbox in a thread beside its pool (see worker.statuses)."""
+
+    requires: ClassVar[set[str]] = {"celery.worker.components:Pool"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.stop_event = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def start(self, parent: Any) -> None:
+        s = services()
+        settings = s.settings
+        numbers = {own.settings.phone_number_id: name for name, own in s.send.senders.items()}
+        reactions = Reactions(
+            settings.status_task, settings.inbound_task, settings.auto_read, settings.phone_number_id, numbers
+        )
+        applier = Applier(s.statuses, s.send.windows, s.send.dead, reactions, _enqueue)
+        inbox = Inbox(s.statuses.redis, NODE)
+        self.thread = threading.Thread(
+            target=consume, args=(inbox, applier, self.stop_event), name="webhook-applier", daemon=True
+        )
+        self.thread.start()
+
+    def stop(self, parent: Any) -> None:
+        self.stop_event.set()
+        if self.thread:
+            self.thread.join(5)
+
+
+app.steps["worker"].add(WebhookApplier)
 
 
 # --- crash recovery: Celery's lifecycle -> worker.recovery -------------------------------------

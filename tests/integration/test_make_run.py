@@ -114,6 +114,9 @@ def assert_one_outcome_per_type(stdout: str) -> None:
     assert [row.split("│")[1].strip() for row in rows] == KINDS, stdout
     assert sum("wamid." in row for row in rows) == len(KINDS) - 1
     assert "success=True" in rows[-1]
+    # The second table: every sent message followed to `read` through the sandbox's webhooks.
+    statuses = stdout.split("Delivery statuses")[1].splitlines()
+    assert sum(line.rstrip(" │").endswith("read") for line in statuses) == len(KINDS) - 1, stdout
 
 
 def test_make_run_uses_the_redis_that_answers(clone, redis_on_6379) -> None:

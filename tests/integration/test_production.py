@@ -271,10 +271,11 @@ def test_the_token_is_in_no_output_channel(stack, api) -> None:
 
 
 def test_honcho_runs_the_procfile(stack, tmp_path) -> None:
-    port = free_port()
+    port, web_port = free_port(), free_port()
     env = worker_env(
         stack.redis.url,
         stack.sandbox.api_url,
+        DISPATCH_WEBHOOK_SECRET="honcho-secret",
         FLOWER_PORT=str(port),
         FLOWER_BASIC_AUTH=FLOWER_AUTH,
         FLOWER_DB=str(tmp_path / "flower.db"),
@@ -282,21 +283,23 @@ def test_honcho_runs_the_procfile(stack, tmp_path) -> None:
         PATH=f"{BIN}:{os.environ['PATH']}",
     )
     honcho = Process("honcho", tmp_path)
-    honcho.spawn(
-        [str(BIN / "honcho"), "start", "-f", str(Path(__file__).resolve().parents[2] / "Procfile")], env=env
-    )
+    # honcho gives each process type its own $PORT, 100 apart from --port in Procfile order; web is
+    # the fourth, so this puts it on web_port.
+    procfile = str(Path(__file__).resolve().parents[2] / "Procfile")
+    honcho.spawn([str(BIN / "honcho"), "start", "-f", procfile, "-p", str(web_port - 300)], env=env)
     try:
         wait_for(
             lambda: http_get(f"http://127.0.0.1:{port}/healthcheck")[0] == 200, 40, "flower under honcho"
         )
         wait_for(lambda: "maxinterval" in honcho.output(), 20, "beat under honcho")  # its banner
+        wait_for(lambda: http_get(f"http://127.0.0.1:{web_port}/healthz")[0] == 200, 20, "web under honcho")
         outcome = producers.send_text(spec.TO, "via honcho").get(timeout=30)
         assert outcome["wamid"].startswith("wamid.")
     finally:
         honcho.stop(timeout=30)
     output = honcho.output()
     started = {name: int(pid) for name, pid in re.findall(r"\| (\w+)\.1 started \(pid=(\d+)\)", output)}
-    assert set(started) == {"worker", "beat", "flower"}, output[-3000:]
+    assert set(started) == {"worker", "beat", "flower", "web"}, output[-3000:]
     assert honcho.proc.returncode == 143, output[
         -3000:
     ]  # honcho's own SIGTERM exit, not the SIGKILL of stop()

@@ -37,6 +37,15 @@ def test_kubernetes_shape() -> None:
     assert "livenessProbe" in worker and "readinessProbe" in worker
     assert worker["envFrom"] == [{"secretRef": {"name": "wa-dispatch"}}]
     assert not any(e["name"] == "INTERAKT_ACCESS_TOKEN" for e in worker.get("env", []))
+    web = docs[("Deployment", "wa-dispatch-web")]["spec"]["template"]["spec"]["containers"][0]
+    assert web["command"] == ["python", "-m", "worker.web"]
+    assert web["readinessProbe"]["httpGet"]["path"] == "/healthz"
+    assert web["envFrom"] == [{"secretRef": {"name": "wa-dispatch"}}]
+    ingress = docs[("Ingress", "wa-dispatch-web")]["spec"]
+    assert ingress["tls"][0]["hosts"] == [ingress["rules"][0]["host"]]
+    (path,) = ingress["rules"][0]["http"]["paths"]
+    assert path["path"] == "/webhooks/whatsapp" and path["backend"]["service"]["name"] == "wa-dispatch-web"
+    assert ("Service", "wa-dispatch-web") in docs
 
 
 def test_compose_file_matches_the_compose_spec() -> None:
@@ -54,6 +63,8 @@ def test_compose_file_matches_the_compose_spec() -> None:
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     assert "--appendonly" in compose["services"]["redis"]["command"]
     assert compose["services"]["sandbox"]["profiles"] == ["sandbox"]
+    assert compose["services"]["web"]["command"] == ["python", "-m", "worker.web"]
+    assert "http://web:8000/webhooks/whatsapp" in compose["services"]["sandbox"]["command"]
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
@@ -70,10 +81,10 @@ def test_dockerfile_runs_as_non_root_on_a_slim_base_without_secrets() -> None:
     assert "INTERAKT_ACCESS_TOKEN=" not in text and "FLOWER_BASIC_AUTH=" not in text
 
 
-def test_procfile_has_worker_beat_and_flower_with_commands_that_exist() -> None:
+def test_procfile_has_worker_beat_flower_and_web_with_commands_that_exist() -> None:
     processes = dict(
         line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()
     )
-    assert set(processes) == {"worker", "beat", "flower"}
+    assert set(processes) == {"worker", "beat", "flower", "web"}
     for command in processes.values():
         assert (BIN / command.split()[0]).exists(), command

@@ -4,7 +4,8 @@ A run's report is a hash recipient -> JSON ({"status": "queued" | "skipped", ...
 HSETNX, so a re-fired or resumed run counts each recipient once. Sent and failed counts are
 tallied by the idempotency store when a recipient's send finishes (the run's counters hash
 travels with each intent as data, see `tally_key`); the wamid or error of each recipient is
-read back from its key's record.
+read back from its key's record, and its delivery status from the status webhooks' record
+(`worker.statuses`), so statuses that arrive before the wamid is recorded are counted too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from worker.campaigns.spec import NAME_PATTERN
 from worker.delivery.send import Lane
+from worker.statuses.events import DeliveryStatus
+from worker.statuses.tracker import StatusStore
 
 OPTOUT = "wa:optout"
 
@@ -47,13 +50,14 @@ class RunRef(BaseModel):
     @property
     def lane(self) -> Lane:
         """The send path's view of the run: the campaign's lane, and the run's counters hash."""
-        return Lane(name=self.name, tally=run_prefix(self.name, self.run_id) + ":counts")
+        return Lane(name=self.name, tally=run_prefix(self.name, self.run_id) + ":counts", run_id=self.run_id)
 
 
 class CampaignRuns:
-    def __init__(self, client: redis.Redis, ttl: int) -> None:
+    def __init__(self, client: redis.Redis, ttl: int, statuses: StatusStore) -> None:
         self.redis = client
         self.ttl = ttl
+        self.statuses = statuses
         self._record = client.register_script(_RECORD)
 
     # --- opt-outs -------------------------------------------------------------------------------
@@ -156,6 +160,24 @@ class CampaignRuns:
             "started": float(meta["started"]) if meta.get("started") else None,
         }
 
+    def delivery(self, name: str, run_id: str) -> dict[str, Any]:
+        """What the status webhooks said of a run's messages: delivered (read included), read, and
+        failed after sending (by code). Read from every recipient's record, so it costs one
+        pipelined read per recipient."""
+        rows = self.report(name, run_id)
+        states = [r["delivery_status"] for r in rows]
+        failed = [r for r in rows if r["delivery_status"] == DeliveryStatus.FAILED]
+        by_code: dict[str, int] = {}
+        for row in failed:
+            code = str(row["delivery_error_code"])
+            by_code[code] = by_code.get(code, 0) + 1
+        return {
+            "delivered": sum(s in (DeliveryStatus.DELIVERED, DeliveryStatus.READ) for s in states),
+            "read": states.count(DeliveryStatus.READ),
+            "undelivered": len(failed),
+            "undelivered_by_code": by_code,
+        }
+
     def runs(self, name: str) -> list[str]:
         return cast(list[str], self.redis.zrevrange(f"wa:runs:{name}", 0, -1))
 
@@ -176,6 +198,8 @@ class CampaignRuns:
                 "wamid": None,
                 "error_code": None,
                 "error": None,
+                "delivery_status": None,
+                "delivery_error_code": None,
             }
             if isinstance(record, dict) and record.get("state") in ("sent", "failed"):
                 row["status"] = record["state"]
@@ -183,4 +207,8 @@ class CampaignRuns:
                 error = json.loads(record.get("error") or "{}")
                 row["error_code"], row["error"] = error.get("code"), error.get("error")
             rows.append(row)
+        sent = [r for r in rows if r["wamid"]]
+        for row, fields in zip(sent, self.statuses.lookup([r["wamid"] for r in sent]), strict=True):
+            row["delivery_status"] = fields["delivery_status"]
+            row["delivery_error_code"] = (fields.get("delivery_error") or {}).get("code")
         return sorted(rows, key=lambda r: r["to"])

@@ -21,10 +21,12 @@ ENTRIES = "wa:dead"
 INDEX = "wa:dead:index"
 
 # Move a record from one state to another, and only from that one: re-drive reopens a `failed`
-# key (a sent or in-flight one is left alone), and puts it back when the enqueue did not happen.
+# key (a sent or in-flight one is left alone), and puts it back when the enqueue did not happen;
+# a status webhook fails a `sent` one, with its error (ARGV[3]).
 _MOVE = """
 if redis.call('HGET', KEYS[1], 'state') == ARGV[1] then
   redis.call('HSET', KEYS[1], 'state', ARGV[2])
+  if ARGV[3] then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
   return 1
 end
 return 0
@@ -79,6 +81,11 @@ class DeadLetters:
             return None
         self._move(keys=[IDEM_PREFIX + key], args=["failed", "pending"])
         return json.loads(raw)
+
+    def undelivered(self, key: str, error: dict[str, Any]) -> None:
+        """A `sent` key whose message failed after all (a status webhook) becomes `failed` with
+        that error, so it can be re-driven."""
+        self._move(keys=[IDEM_PREFIX + key], args=["sent", "failed", json.dumps(error)])
 
     def restore(self, key: str) -> None:
         """Undo `reopen` when the enqueue failed: the record is `failed` again, as its entry says."""

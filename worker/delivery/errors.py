@@ -107,6 +107,7 @@ class Kind(StrEnum):
     AMBIGUOUS = "ambiguous"
     EXHAUSTED = "exhausted"
     EXPIRED = "expired"
+    UNDELIVERED = "undelivered"
     NOT_ENQUEUED = "not_enqueued"
     BUSY = "busy"
     PAUSED = "paused"
@@ -198,6 +199,12 @@ class ExpiredError(DispatchError):
     """The intent outlived DISPATCH_MAX_AGE before it could be sent."""
 
     kind = Kind.EXPIRED
+
+
+class UndeliveredError(DispatchError):
+    """The API accepted the message (a wamid came back), then a status webhook reported it failed."""
+
+    kind = Kind.UNDELIVERED
 
 
 class EnqueueError(DispatchError):

@@ -25,6 +25,9 @@ import redis
 from redis.typing import EncodableT, FieldT
 
 PREFIX = "wa:idem:"
+# wamid -> the intent it came from (key, task id, campaign run, the intent itself), so a delivery
+# status that arrives by webhook can be tied back to it (see worker.statuses).
+WAMID_PREFIX = "wa:wamid:"
 
 _BEGIN = """
 local k, workers = KEYS[1], KEYS[2]
@@ -115,17 +118,27 @@ class IdempotencyStore:
 
     def release(self, key: str, attempts: int) -> None:
         """Back to `pending`: the API definitely did not accept it, a later delivery may send."""
-        self._set(key, {}, None, state=State.PENDING, attempts=attempts)
+        self._set(key, {}, None, None, state=State.PENDING, attempts=attempts)
 
     def sent(
-        self, key: str, attempts: int, wamid: str, wa_id: str | None, to: str, tally: str | None = None
+        self,
+        key: str,
+        attempts: int,
+        wamid: str,
+        wa_id: str | None,
+        to: str,
+        tally: str | None = None,
+        origin: dict[str, str] | None = None,
     ) -> None:
-        """Keep the wamid; `tally` names a counters hash (a campaign run's) to count it in."""
+        """Keep the wamid, and index it to `origin` (what the intent was); `tally` names a counters
+        hash (a campaign run's) to count it in."""
         counters = {"sent": 1} if tally else {}
+        index = {"key": key, "to": to, "attempts": str(attempts), **(origin or {})}
         self._set(
             key,
             counters,
             tally,
+            (WAMID_PREFIX + wamid, index),
             state=State.SENT,
             attempts=attempts,
             wamid=wamid,
@@ -140,17 +153,29 @@ class IdempotencyStore:
             key,
             counters,
             tally,
+            None,
             state=State.FAILED,
             attempts=attempts,
             error=json.dumps(error),
             finished=time.time(),
         )
 
-    def _set(self, key: str, counters: dict[str, int], tally: str | None, **fields: str | float) -> None:
+    def _set(
+        self,
+        key: str,
+        counters: dict[str, int],
+        tally: str | None,
+        index: tuple[str, dict[str, str]] | None,
+        **fields: str | float,
+    ) -> None:
         record: dict[FieldT, EncodableT] = {name: value for name, value in fields.items()}
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(PREFIX + key, mapping=record)
         pipe.expire(PREFIX + key, self.ttl)
+        if index:
+            mapping: dict[FieldT, EncodableT] = dict(index[1].items())
+            pipe.hset(index[0], mapping=mapping)
+            pipe.expire(index[0], self.ttl)
         if tally:
             for counter, step in counters.items():
                 pipe.hincrby(tally, counter, step)

@@ -8,6 +8,7 @@ the dead letters.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -27,6 +28,7 @@ from worker.delivery.errors import (
     InvalidIntent,
     Kind,
     PairRateLimited,
+    PermanentError,
     TransientError,
     rebuild,
 )
@@ -39,6 +41,7 @@ from worker.delivery.policy import Action, call_with_retry, decide
 from worker.delivery.ratelimit import RateLimiter, Slot, Verdict
 from worker.delivery.senders import DEFAULT, unknown_sender
 from worker.delivery.templates import STALE_CODES, TemplateRegistry
+from worker.delivery.window import CustomerWindows, window_open
 from worker.ops import metrics
 from worker.ops.logs import get_logger, mask_phone
 from worker.settings import Settings
@@ -99,6 +102,7 @@ class Lane:
 
     name: str
     tally: str
+    run_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -123,6 +127,7 @@ class SendServices:
     settings: Settings
     store: IdempotencyStore
     dead: DeadLetters
+    windows: CustomerWindows
     senders: dict[str, SenderServices]
     # Called with a template's name when the API says our copy is stale (the Celery side enqueues
     # a re-sync); a no-op by default.
@@ -313,6 +318,14 @@ class MessageDelivery:
         self.check_claim(claim)
         if claim.state in (State.SENT, State.FAILED):
             return self.replay(claim, intent)
+        if self.settings.window_check and self.window_closed(intent):
+            raise self.fail(
+                PermanentError(
+                    "(131047) Re-engagement message: the customer has not written in 24 hours; "
+                    "only a template can be sent (checked here, nothing was sent)",
+                    {"code": 131047, "title": "Re-engagement message", "details": "DISPATCH_WINDOW_CHECK"},
+                )
+            )
 
         try:  # a link to upload first: fetched and uploaded once, then sent by id
             intent = self.number.media.resolve(intent)
@@ -362,10 +375,30 @@ class MessageDelivery:
         if claim.state is State.CLAIMED and time.time() - claim.created > self.settings.max_age:
             raise self.fail(ExpiredError(f"not sent within DISPATCH_MAX_AGE={self.settings.max_age:g}s", {}))
 
+    def window_closed(self, intent: MessageIntent) -> bool:
+        """A free-form message to a customer who has not written in 24 hours (templates may go)."""
+        if intent.type == "template":
+            return False
+        last = self.services.windows.last_inbound(self.number.settings.phone_number_id, intent.to)
+        return not window_open(last, time.time())
+
+    def origin(self, intent: MessageIntent) -> dict[str, str]:
+        """What the wamid index keeps, so a status webhook finds the intent (and can re-drive it)."""
+        run = {"campaign": self.lane.name, "run_id": self.lane.run_id} if self.lane else {}
+        return {
+            "task_id": self.task_id,
+            "type": intent.type,
+            "sender": self.number.name,
+            "intent": json.dumps(self.kwargs),
+            **run,
+        }
+
     def succeed(self, resp: ApiResponse, intent: MessageIntent) -> dict[str, Any]:
         if not resp.wamid:
             raise self.fail(AmbiguousError("the API answered 2xx without a wamid", {"body": resp.body}))
-        self.services.store.sent(self.key, self.attempts, resp.wamid, resp.wa_id, intent.to, tally=self.tally)
+        self.services.store.sent(
+            self.key, self.attempts, resp.wamid, resp.wa_id, intent.to, self.tally, self.origin(intent)
+        )
         if self.probe and self.number.breaker.close():
             log.warning("breaker_closed", wamid=resp.wamid)
         metrics.SENT.labels(self.number.name, intent.type).inc()

@@ -32,6 +32,25 @@ API_LATENCY = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20),
 )
 
+WEBHOOK_RECEIVED = Counter(
+    "wa_webhook_events_received_total",
+    "Webhook events accepted by the web process (in Redis, answered 200)",
+    ["source", "event"],
+)
+WEBHOOK_REJECTED = Counter(
+    "wa_webhook_rejected_total", "Webhook requests refused or dropped, by reason", ["reason"]
+)
+WEBHOOK_APPLIED = Counter(
+    "wa_webhook_events_applied_total",
+    "Webhook events applied by workers; outcome `changed` or `unchanged` (a replay or a late status)",
+    ["event", "outcome"],
+)
+WEBHOOK_LAG = Histogram(
+    "wa_webhook_lag_seconds",
+    "From an event's own timestamp to its being applied",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+
 
 class QueueDepth(Collector):
     """Messages waiting in each queue, read from the broker's Redis when Prometheus scrapes."""

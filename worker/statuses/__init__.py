@@ -1,0 +1,1 @@
+"""Delivery statuses and inbound messages: what happens to a wamid after the API accepted it."""

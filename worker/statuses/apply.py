@@ -1,0 +1,150 @@
+"""Applying webhook events, run by workers: statuses moved forward, failures kept, apps told.
+
+A batch of inbox entries becomes statuses and inbound messages (`events.parse`); statuses go
+through `StatusStore.apply` (one round trip, order-safe), inbound messages keep the customer
+window and are de-duplicated by wamid. Only a change reaches the outside: a status that moved
+is counted, a failure is kept in the dead letters with its code like any other failure (and
+can be re-driven), and the app's tasks (DISPATCH_STATUS_TASK, DISPATCH_INBOUND_TASK) and
+DISPATCH_AUTO_READ's mark_read are enqueued. Nothing here talks HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from worker.delivery.deadletters import DeadLetters
+from worker.delivery.errors import UndeliveredError
+from worker.delivery.window import CustomerWindows
+from worker.ops import metrics
+from worker.ops.logs import get_logger
+from worker.statuses.events import DeliveryStatus, InboundMessage, StatusEvent, parse
+from worker.statuses.inbox import Entry
+from worker.statuses.tracker import Applied, StatusStore
+
+log = get_logger("whatsapp_dispatch.statuses")
+
+# The app's tasks go to Celery's default queue, which any app's own worker reads unless told
+# otherwise; this project's workers read only `whatsapp` and `campaign`, so they never take them.
+APP_QUEUE = "celery"
+MARK_READ = "worker.tasks.mark_read"
+SYNC_TEMPLATES = "worker.tasks.sync_templates"
+
+Enqueue = Callable[[str, dict[str, Any], str | None], None]  # task name, kwargs, queue (None: routed)
+
+
+@dataclass(frozen=True)
+class Reactions:
+    """What to do beyond recording (from the settings)."""
+
+    status_task: str | None
+    inbound_task: str | None
+    auto_read: bool
+    phone_number_id: str  # for events that do not name one (Interakt's)
+    senders: dict[str, str]  # phone_number_id -> sender name, so a message is marked read by its number
+
+
+def status_change(applied: Applied) -> dict[str, Any]:
+    """The documented dict DISPATCH_STATUS_TASK receives (as its `status` argument)."""
+    origin = applied.origin
+    campaign = {"name": origin["campaign"], "run_id": origin["run_id"]} if origin.get("campaign") else None
+    return {
+        **applied.event.as_dict(),
+        "previous_status": applied.previous.value if applied.previous else None,
+        "idempotency_key": origin.get("key"),
+        "task_id": origin.get("task_id"),
+        "campaign": campaign,
+    }
+
+
+class Applier:
+    def __init__(
+        self,
+        store: StatusStore,
+        windows: CustomerWindows,
+        dead: DeadLetters,
+        reactions: Reactions,
+        enqueue: Enqueue,
+    ) -> None:
+        self.store = store
+        self.windows = windows
+        self.dead = dead
+        self.reactions = reactions
+        self.enqueue = enqueue
+
+    def apply(self, entries: list[Entry]) -> None:
+        statuses: list[StatusEvent] = []
+        messages: list[InboundMessage] = []
+        templates: set[str] = set()
+        for entry_id, fields in entries:
+            try:
+                parsed = parse(json.loads(fields["body"]), float(fields["received"]))
+            except (KeyError, ValueError):  # the web process checked it: only a foreign writer gets here
+                metrics.WEBHOOK_REJECTED.labels("unreadable_entry").inc()
+                log.error("webhook_unreadable_entry", entry_id=entry_id)
+                continue
+            statuses.extend(parsed.statuses)
+            messages.extend(parsed.messages)
+            templates.update(parsed.templates)
+        now = time.time()
+        for applied in self.store.apply(statuses):
+            self.on_status(applied, now)
+        self.on_messages(messages, now)
+        for name in sorted(templates):  # approved, paused, rejected...: the registry re-syncs it
+            log.info("template_status_update", template=name)
+            self.enqueue(SYNC_TEMPLATES, {"name": name}, None)
+
+    def on_status(self, applied: Applied, now: float) -> None:
+        event = applied.event
+        metrics.WEBHOOK_APPLIED.labels("status", "changed" if applied.changed else "unchanged").inc()
+        if not applied.changed:
+            return
+        metrics.WEBHOOK_LAG.observe(max(0.0, now - event.timestamp))
+        log.info("delivery_status", wamid=event.wamid, status=event.status, key=applied.origin.get("key"))
+        if event.status is DeliveryStatus.FAILED:
+            self.on_failure(applied)
+        if self.reactions.status_task:
+            self.enqueue(self.reactions.status_task, {"status": status_change(applied)}, APP_QUEUE)
+
+    def on_failure(self, applied: Applied) -> None:
+        """A failure by webhook is a failure like any other: counted, and kept for re-drive."""
+        error = applied.event.error or {}
+        origin = applied.origin
+        exc = UndeliveredError(
+            f"({error.get('code')}) {error.get('title')}: {error.get('message')}",
+            {k: error.get(k) for k in ("code", "title", "message", "details")}
+            | {"wamid": applied.event.wamid},
+        )
+        sender = origin.get("sender", "?")
+        metrics.FAILED.labels(sender, origin.get("type", "?"), exc.kind, str(exc.code or "")).inc()
+        log.error(
+            "outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, wamid=applied.event.wamid
+        )
+        if "key" in origin and "intent" in origin:
+            kept = {"error": exc.message, **exc.info}
+            self.dead.undelivered(origin["key"], kept)
+            self.dead.add(
+                origin["key"],
+                json.loads(origin["intent"]),
+                kept,
+                int(origin.get("attempts") or 0),
+                origin.get("task_id", ""),
+            )
+
+    def on_messages(self, messages: list[InboundMessage], now: float) -> None:
+        for message, first in zip(messages, self.store.first_seen([m.wamid for m in messages]), strict=True):
+            metrics.WEBHOOK_APPLIED.labels("message", "changed" if first else "unchanged").inc()
+            if not first:
+                continue
+            metrics.WEBHOOK_LAG.observe(max(0.0, now - message.timestamp))
+            pnid = message.phone_number_id or self.reactions.phone_number_id
+            self.windows.touch(pnid, message.wa_id, message.timestamp)
+            log.info("inbound_message", wamid=message.wamid, wa_id=message.wa_id, type=message.type)
+            if self.reactions.inbound_task:
+                self.enqueue(self.reactions.inbound_task, {"message": message.as_dict()}, APP_QUEUE)
+            if self.reactions.auto_read:
+                receipt = {"message_id": message.wamid, "sender": self.reactions.senders.get(pnid)}
+                self.enqueue(MARK_READ, {k: v for k, v in receipt.items() if v}, None)

@@ -1,0 +1,229 @@
+"""Webhook bodies -> status and inbound-message events, and the order statuses move in (pure).
+
+Two shapes are read. Meta's (`object: "whatsapp_business_account"`, `entry[].changes[].value`
+with `metadata`, `statuses[]`, `messages[]`, `contacts[]`) is the Cloud API's documented
+webhook. Interakt's own events (`type: "message_api_delivered"` ..., with `data.customer` and
+`data.message`) are read from Interakt's "Message Webhook Format" page, which names the event
+types and those two objects but not every field: see README "Webhooks".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class DeliveryStatus(StrEnum):
+    """Where a wamid is: `accepted` (the API gave a wamid), then what the webhooks said."""
+
+    ACCEPTED = "accepted"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    READ = "read"
+    FAILED = "failed"
+
+
+# accepted < sent < failed < delivered < read. A status never moves a message to a lower rank, so
+# replays and reordering change nothing. `failed` ranks below `delivered`: Meta may report a
+# failure for one of the customer's devices after another device got the message, and "it
+# reached the customer" is what matters (YCloud's webhook notes say the same of Meta's order).
+RANK: dict[DeliveryStatus, int] = {
+    DeliveryStatus.ACCEPTED: 0,
+    DeliveryStatus.SENT: 1,
+    DeliveryStatus.FAILED: 2,
+    DeliveryStatus.DELIVERED: 3,
+    DeliveryStatus.READ: 4,
+}
+
+
+def advances(current: DeliveryStatus | None, new: DeliveryStatus) -> bool:
+    """True when `new` moves a message forward from `current` (None: nothing known yet)."""
+    return current is None or RANK[new] > RANK[current]
+
+
+class Source(StrEnum):
+    META = "meta"
+    INTERAKT = "interakt"
+
+
+META_OBJECT = "whatsapp_business_account"
+INTERAKT_STATUS = re.compile(r"^message_(?:api|campaign)_(sent|delivered|read|failed)$")
+INTERAKT_INBOUND = "message_received"
+
+
+class _AsDict:
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON-ready dict the app's tasks receive."""
+        return asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class StatusEvent(_AsDict):
+    """One status of one outgoing message; `error` (code, title, message, details) when failed."""
+
+    wamid: str
+    status: DeliveryStatus
+    timestamp: float
+    recipient_id: str | None = None
+    phone_number_id: str | None = None
+    error: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class InboundMessage(_AsDict):
+    """One message a customer sent; `message` is the API's message object as it came."""
+
+    wamid: str
+    wa_id: str
+    timestamp: float
+    type: str
+    phone_number_id: str | None = None
+    profile_name: str | None = None
+    context: dict[str, Any] | None = None
+    message: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What a body held. `source` None: a shape this receiver does not know."""
+
+    source: Source | None
+    statuses: list[StatusEvent] = field(default_factory=list)
+    messages: list[InboundMessage] = field(default_factory=list)
+    templates: list[str] = field(default_factory=list)  # templates whose status changed (to re-sync)
+
+    @property
+    def events(self) -> int:
+        return len(self.statuses) + len(self.messages) + len(self.templates)
+
+
+def _seconds(value: Any, default: float) -> float:
+    """Meta's epoch seconds as a string, Interakt's ISO times, or `default`."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        pass
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return default
+
+
+def _meta_error(errors: Any) -> dict[str, Any] | None:
+    if not (isinstance(errors, list) and errors and isinstance(errors[0], dict)):
+        return None
+    first = errors[0]
+    details = (first.get("error_data") or {}).get("details")
+    return {
+        "code": first.get("code"),
+        "title": first.get("title"),
+        "message": first.get("message"),
+        "details": details,
+    }
+
+
+def _meta_status(raw: Any, pnid: str | None, now: float) -> StatusEvent | None:
+    if not (isinstance(raw, dict) and isinstance(raw.get("id"), str)):
+        return None
+    try:
+        status = DeliveryStatus(str(raw.get("status")))
+    except ValueError:
+        return None
+    error = _meta_error(raw.get("errors")) if status is DeliveryStatus.FAILED else None
+    return StatusEvent(
+        raw["id"], status, _seconds(raw.get("timestamp"), now), raw.get("recipient_id"), pnid, error
+    )
+
+
+def _meta_message(
+    raw: Any, names: dict[str, str | None], pnid: str | None, now: float
+) -> InboundMessage | None:
+    if not (isinstance(raw, dict) and isinstance(raw.get("id"), str) and isinstance(raw.get("from"), str)):
+        return None
+    return InboundMessage(
+        wamid=raw["id"],
+        wa_id=raw["from"],
+        timestamp=_seconds(raw.get("timestamp"), now),
+        type=str(raw.get("type") or "unknown"),
+        phone_number_id=pnid,
+        profile_name=names.get(raw["from"]),
+        context=raw.get("context") if isinstance(raw.get("context"), dict) else None,
+        message=raw,
+    )
+
+
+def _meta(doc: dict[str, Any], now: float) -> Parsed:
+    parsed = Parsed(Source.META)
+    for entry in doc.get("entry") or []:
+        for change in (entry or {}).get("changes") or [] if isinstance(entry, dict) else []:
+            value = change.get("value") if isinstance(change, dict) else None
+            if not isinstance(value, dict):
+                continue
+            if change.get("field") == "message_template_status_update":
+                if isinstance(value.get("message_template_name"), str):
+                    parsed.templates.append(value["message_template_name"])
+                continue
+            pnid = (value.get("metadata") or {}).get("phone_number_id")
+            names = {
+                c["wa_id"]: (c.get("profile") or {}).get("name")
+                for c in value.get("contacts") or []
+                if isinstance(c, dict) and "wa_id" in c
+            }
+            parsed.statuses.extend(
+                s for s in (_meta_status(r, pnid, now) for r in value.get("statuses") or []) if s
+            )
+            parsed.messages.extend(
+                m for m in (_meta_message(r, names, pnid, now) for r in value.get("messages") or []) if m
+            )
+    return parsed
+
+
+def _customer_number(customer: dict[str, Any]) -> str | None:
+    number = customer.get("channel_phone_number")
+    if not number and customer.get("phone_number"):
+        number = f"{customer.get('country_code') or ''}{customer['phone_number']}"
+    return re.sub(r"\D", "", str(number)) or None if number else None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _interakt(doc: dict[str, Any], now: float) -> Parsed:
+    data = _object(doc.get("data"))
+    message, customer = _object(data.get("message")), _object(data.get("customer"))
+    wamid, number = message.get("id"), _customer_number(customer)
+    when = _seconds(message.get("received_at_utc") or doc.get("timestamp"), now)
+    if not isinstance(wamid, str) or not wamid:
+        return Parsed(Source.INTERAKT)
+    status = INTERAKT_STATUS.match(str(doc.get("type")))
+    if status:
+        state = DeliveryStatus(status.group(1))
+        reason = message.get("channel_failure_reason")
+        error = {"code": None, "title": "failed (Interakt)", "message": reason, "details": None}
+        event = StatusEvent(
+            wamid, state, when, number, None, error if state is DeliveryStatus.FAILED else None
+        )
+        return Parsed(Source.INTERAKT, statuses=[event])
+    if not number:
+        return Parsed(Source.INTERAKT)
+    kind = str(message.get("message_content_type") or "unknown").lower()
+    inbound = InboundMessage(
+        wamid, number, when, kind, None, _object(customer.get("traits")).get("name"), None, message
+    )
+    return Parsed(Source.INTERAKT, messages=[inbound])
+
+
+def parse(doc: Any, now: float) -> Parsed:
+    """The events in a webhook body; `now` stands in for a missing timestamp."""
+    if not isinstance(doc, dict):
+        return Parsed(None)
+    if doc.get("object") == META_OBJECT:
+        return _meta(doc, now)
+    kind = doc.get("type")
+    if isinstance(kind, str) and (INTERAKT_STATUS.match(kind) or kind == INTERAKT_INBOUND):
+        return _interakt(doc, now)
+    return Parsed(None)

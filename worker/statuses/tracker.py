@@ -1,0 +1,105 @@
+"""Each wamid's delivery status in Redis, moved only forward, and tied back to its intent.
+
+`wa:status:<wamid>` holds the latest status (its rank, time and error). One Lua script
+compares ranks and writes, so the same event twice, or a `delivered` after its `read`, changes
+nothing, whichever worker applies it. The intent behind a wamid (idempotency key, task id,
+campaign run) is the index the send path writes when the API accepts a message
+(`worker.delivery.idempotency.WAMID_PREFIX`); a status for a wamid this deployment did not
+send is kept all the same, tied to nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, cast
+
+import redis
+
+from worker.delivery.idempotency import WAMID_PREFIX
+from worker.statuses.events import RANK, DeliveryStatus, StatusEvent
+
+PREFIX = "wa:status:"
+INBOUND_PREFIX = "wa:inbound:"
+
+# KEYS: status hash, wamid index. Returns {changed, previous status, index fields...}.
+_ADVANCE = """
+local current = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
+local previous = redis.call('HGET', KEYS[1], 'status') or ''
+local changed = 0
+if tonumber(ARGV[2]) > current then
+  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', ARGV[2], 'updated_at', ARGV[3], 'error', ARGV[4])
+  redis.call('EXPIRE', KEYS[1], ARGV[5])
+  changed = 1
+end
+local out = {changed, previous}
+for _, v in ipairs(redis.call('HGETALL', KEYS[2])) do out[#out + 1] = v end
+return out
+"""
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What applying one status did: `changed` false for a replay or a status that came late."""
+
+    event: StatusEvent
+    changed: bool
+    previous: DeliveryStatus | None
+    origin: dict[str, str]  # the wamid index: key, task_id, to, type, campaign, run_id, attempts, intent
+
+
+def delivery_fields(status: dict[str, str] | None) -> dict[str, Any]:
+    """`delivery_status`, `delivery_updated_at` and, for a failure, `delivery_error` (pure)."""
+    if not status:
+        return {"delivery_status": DeliveryStatus.ACCEPTED.value, "delivery_updated_at": None}
+    fields: dict[str, Any] = {
+        "delivery_status": status["status"],
+        "delivery_updated_at": float(status["updated_at"]),
+    }
+    if status["status"] == DeliveryStatus.FAILED:
+        fields["delivery_error"] = json.loads(status.get("error") or "null")
+    return fields
+
+
+class StatusStore:
+    def __init__(self, client: redis.Redis, ttl: int) -> None:
+        self.redis = client
+        self.ttl = ttl
+        self._advance = client.register_script(_ADVANCE)
+
+    def apply(self, events: list[StatusEvent]) -> list[Applied]:
+        """Apply a batch in one round trip."""
+        if not events:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for e in events:
+            error = json.dumps(e.error) if e.error else ""
+            self._advance(
+                keys=[PREFIX + e.wamid, WAMID_PREFIX + e.wamid],
+                args=[e.status.value, RANK[e.status], e.timestamp, error, self.ttl],
+                client=pipe,
+            )
+        applied = []
+        for event, (changed, previous, *index) in zip(events, pipe.execute(), strict=True):
+            origin = dict(zip(index[::2], index[1::2], strict=True))
+            applied.append(
+                Applied(event, bool(changed), DeliveryStatus(previous) if previous else None, origin)
+            )
+        return applied
+
+    def first_seen(self, wamids: list[str]) -> list[bool]:
+        """For inbound messages: True the first time each wamid is seen (replays are dropped)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for wamid in wamids:
+            pipe.set(INBOUND_PREFIX + wamid, 1, nx=True, ex=self.ttl)
+        return [bool(ok) for ok in pipe.execute()] if wamids else []
+
+    def lookup(self, wamids: list[str]) -> list[dict[str, Any]]:
+        """The delivery fields of each wamid, in order."""
+        pipe = self.redis.pipeline(transaction=False)
+        for wamid in wamids:
+            pipe.hgetall(PREFIX + wamid)
+        return [delivery_fields(cast(dict[str, str], s)) for s in pipe.execute()] if wamids else []
+
+    def origin(self, wamid: str) -> dict[str, str]:
+        return cast(dict[str, str], self.redis.hgetall(WAMID_PREFIX + wamid))

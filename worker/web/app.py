@@ -1,0 +1,158 @@
+"""Webhook routes: Meta's verification handshake, signed status and inbound-message POSTs, health.
+
+A POST is answered 200 only once its body is in the Redis inbox (`worker.statuses.inbox`), and
+always within ANSWER_WITHIN seconds (Interakt disables a webhook after repeated slow answers).
+Nothing is applied here: workers do that. Refusals, each counted by reason and stored nowhere:
+401 bad or missing signature, 413 body over 1 MiB, 400 not JSON, 503 Redis unreachable (the
+sender retries later). A body of a shape this receiver does not know gets 200 and a log record,
+so the sender does not retry it forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from enum import StrEnum
+
+import redis.asyncio
+from prometheus_client import make_asgi_app
+from redis.exceptions import RedisError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+
+from worker.ops import metrics
+from worker.ops.logs import get_logger
+from worker.settings import Settings, get_settings
+from worker.statuses import inbox, signature
+from worker.statuses.events import parse
+
+log = get_logger("whatsapp_dispatch.web")
+
+MAX_BODY = 1024 * 1024
+DRAIN_LIMIT = 8 * MAX_BODY
+# Interakt wants an answer within 3 s; leave room for the network on both sides.
+ANSWER_WITHIN = 2.5
+REDIS_TIMEOUT = 1.0
+
+
+class Rejected(StrEnum):
+    """Why a webhook request was refused or dropped: the `reason` of wa_webhook_rejected_total."""
+
+    SIGNATURE = "signature"
+    TOO_LARGE = "too_large"
+    MALFORMED = "malformed"
+    UNKNOWN_SHAPE = "unknown_shape"
+    REDIS_UNAVAILABLE = "redis_unavailable"
+
+
+def _refuse(reason: Rejected, status: int, message: str, **fields: str) -> JSONResponse:
+    metrics.WEBHOOK_REJECTED.labels(reason).inc()
+    level = log.error if status >= 500 else log.warning
+    level("webhook_rejected", reason=reason, http_status=status, **fields)
+    return JSONResponse({"error": message, "reason": reason}, status_code=status)
+
+
+async def _read_body(request: Request) -> bytes | None:
+    """The raw body, or None when it is over MAX_BODY. An oversized body is read on (and
+    dropped) up to DRAIN_LIMIT, so an ordinary client, which writes its whole body before it
+    reads the answer, gets the 413 rather than a reset connection; past that it is cut off."""
+    body = bytearray()
+    seen = 0
+    async for chunk in request.stream():
+        seen += len(chunk)
+        if seen <= MAX_BODY:
+            body += chunk
+        elif seen > DRAIN_LIMIT:
+            break
+    return bytes(body) if seen <= MAX_BODY else None
+
+
+def _redis(request: Request) -> redis.asyncio.Redis:
+    return request.app.state.redis
+
+
+def _settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+async def handshake(request: Request) -> Response:
+    """Meta's subscription check: echo hub.challenge when hub.verify_token is ours."""
+    expected = _settings(request).webhook_verify_token
+    params = request.query_params
+    given = params.get("hub.verify_token", "")
+    if (
+        expected
+        and params.get("hub.mode") == "subscribe"
+        and signature.same(given, expected.get_secret_value())
+    ):
+        return PlainTextResponse(params.get("hub.challenge", ""))
+    log.warning("webhook_handshake_refused", mode=params.get("hub.mode"))
+    return PlainTextResponse("forbidden", status_code=403)
+
+
+async def receive(request: Request) -> Response:
+    received = time.time()
+    body = await _read_body(request)
+    if body is None:
+        return _refuse(Rejected.TOO_LARGE, 413, f"body over {MAX_BODY} bytes")
+    if not signature.verify(body, request.headers.get(signature.HEADER), _settings(request).webhook_secrets):
+        return _refuse(Rejected.SIGNATURE, 401, f"missing or wrong {signature.HEADER}")
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return _refuse(Rejected.MALFORMED, 400, "the body is not JSON")
+    parsed = parse(doc, received)
+    if parsed.source is None or not parsed.events:
+        metrics.WEBHOOK_REJECTED.labels(Rejected.UNKNOWN_SHAPE).inc()
+        keys = sorted(doc)[:10] if isinstance(doc, dict) else []  # the keys only: bodies hold numbers
+        log.warning("webhook_unknown_shape", keys=keys, source=parsed.source, size=len(body))
+        return JSONResponse({"ok": True, "stored": False})
+    try:
+        await asyncio.wait_for(inbox.accept(_redis(request), body, parsed.source, received), ANSWER_WITHIN)
+    except (RedisError, OSError, TimeoutError) as exc:
+        return _refuse(Rejected.REDIS_UNAVAILABLE, 503, "try again later", error=type(exc).__name__)
+    metrics.WEBHOOK_RECEIVED.labels(parsed.source, "status").inc(len(parsed.statuses))
+    metrics.WEBHOOK_RECEIVED.labels(parsed.source, "message").inc(len(parsed.messages))
+    return JSONResponse({"ok": True, "stored": True})
+
+
+async def healthz(request: Request) -> Response:
+    try:
+        await asyncio.wait_for(_redis(request).ping(), ANSWER_WITHIN)
+    except (RedisError, OSError, TimeoutError):
+        return JSONResponse({"ok": False, "redis": False}, status_code=503)
+    return JSONResponse({"ok": True, "redis": True})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # No retries inside the client: a Redis that does not answer within REDIS_TIMEOUT is a 503
+        # now (the sender retries), not a slow answer that makes Interakt give up on the webhook.
+        app.state.redis = redis.asyncio.Redis.from_url(
+            settings.state_redis_url,
+            socket_timeout=REDIS_TIMEOUT,
+            socket_connect_timeout=REDIS_TIMEOUT,
+            retry_on_timeout=False,
+            max_connections=256,
+        )
+        app.state.settings = settings
+        yield
+        await app.state.redis.aclose()
+
+    return Starlette(
+        routes=[
+            Route("/webhooks/whatsapp", handshake, methods=["GET"]),
+            Route("/webhooks/whatsapp", receive, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Mount("/metrics", make_asgi_app()),
+        ],
+        lifespan=lifespan,
+    )
