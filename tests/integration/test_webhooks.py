@@ -46,7 +46,11 @@ VERIFY_TOKEN = "verify-me-7c1d"
 # The sandbox stands in for Meta, whose own pace (seconds between sent, delivered and read) is
 # not a wait of ours; a tenth of a second keeps the order while the test stays short.
 DELAYS = [0.05, 0.15, 0.3]
-TEMPLATE = {"name": "order_update", "language": {"policy": "deterministic", "code": "en_US"}}
+TEMPLATE = {  # one of the sandbox's example templates, with the body parameter it expects
+    "name": "order_update",
+    "language": {"policy": "deterministic", "code": "en_US"},
+    "components": [{"type": "body", "parameters": [{"type": "text", "text": "Asha"}]}],
+}
 
 
 @dataclass
