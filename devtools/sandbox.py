@@ -62,21 +62,10 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from devtools.webhooks import Poster, inbound_body, status_body
+from worker.delivery.intents import MESSAGE_TYPES as TYPES
 from worker.delivery.media import RULES
 
-MESSAGE_TYPES = {
-    "text",
-    "image",
-    "video",
-    "audio",
-    "document",
-    "sticker",
-    "reaction",
-    "location",
-    "contacts",
-    "interactive",
-    "template",
-}
+MESSAGE_TYPES = frozenset(TYPES)  # the spec's vocabulary; the checks below are the sandbox's own
 _ROUTE = re.compile(r"^/(?:api/)?v\d+\.\d+/(?P<pnid>[^/]+)/messages/?$")
 _TEMPLATES = re.compile(r"^/(?:api/)?v\d+\.\d+/(?P<waba>[^/]+)/message_templates/?$")
 _MEDIA = re.compile(r"^/(?:api/)?v\d+\.\d+/(?P<pnid>[^/]+)/media/?$")
