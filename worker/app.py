@@ -18,7 +18,7 @@ def make_app() -> Celery:
     settings = get_settings()
     app = Celery("worker", broker=settings.celery_broker_url, backend=settings.celery_result_backend)
     app.conf.update(
-        include=["worker.tasks", "worker.campaigns.schedule"],
+        include=["worker.tasks", "worker.lifecycle", "worker.campaigns.schedule"],
         task_default_queue=QUEUE,
         task_queues=(Queue(QUEUE), Queue(CAMPAIGN_QUEUE)),
         task_routes={
