@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     rate_limit: float = Field(80.0, gt=0, le=1000, validation_alias="DISPATCH_RATE_LIMIT")
     pair_interval: float = Field(6.0, ge=0, validation_alias="DISPATCH_PAIR_INTERVAL")
     pair_burst: int = Field(45, ge=1, validation_alias="DISPATCH_PAIR_BURST")
-    rate_headroom: float = Field(0.03, ge=0, lt=0.5, validation_alias="DISPATCH_RATE_HEADROOM")
+    rate_headroom: float = Field(0.05, ge=0, lt=0.5, validation_alias="DISPATCH_RATE_HEADROOM")
     campaign_share: float = Field(0.9, gt=0, le=1, validation_alias="DISPATCH_CAMPAIGN_SHARE")
     lane_max_ahead: float = Field(0.25, gt=0, validation_alias="DISPATCH_LANE_MAX_AHEAD")
     campaign_chunk: int = Field(100, ge=1, le=10000, validation_alias="DISPATCH_CAMPAIGN_CHUNK")

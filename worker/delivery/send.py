@@ -50,7 +50,7 @@ log = get_logger("whatsapp_dispatch.delivery")
 
 # Woken this long past our slot (Redis stalled, or the CPU was starved): sending now would bunch
 # with the sends of the next slots and overrun the limit in that second, so take a fresh slot.
-STALL_TOLERANCE = 0.1
+STALL_TOLERANCE = 0.02
 
 
 class Outcome(StrEnum):
