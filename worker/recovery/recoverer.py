@@ -53,7 +53,7 @@ class Recoverer:
         self.registry = Registry(client, settings.heartbeat_timeout)
         self.ledger = Ledger(client)
         self.republish = republish  # publish a lost ledgered task again; False when it settled meanwhile
-        self.redis_broker = settings.celery_broker_url.startswith(("redis://", "rediss://", "unix://"))
+        self.redis_broker = settings.redis_broker
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
