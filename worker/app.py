@@ -10,8 +10,10 @@ from worker.ops import logs, metrics
 from worker.redis_conn import get_redis
 from worker.settings import get_settings
 
-QUEUE = "whatsapp"  # messages apps enqueue one by one: served first
+RELEASED_QUEUE = "whatsapp.released"  # parked intents whose turn has come: served first
+QUEUE = "whatsapp"  # messages apps enqueue one by one
 CAMPAIGN_QUEUE = "campaign"  # campaign runs and their chunks
+QUEUES = (RELEASED_QUEUE, QUEUE, CAMPAIGN_QUEUE)  # in the order workers read them
 
 
 def make_app() -> Celery:
@@ -20,7 +22,7 @@ def make_app() -> Celery:
     app.conf.update(
         include=["worker.tasks", "worker.lifecycle", "worker.campaigns.schedule"],
         task_default_queue=QUEUE,
-        task_queues=(Queue(QUEUE), Queue(CAMPAIGN_QUEUE)),
+        task_queues=tuple(Queue(name) for name in QUEUES),
         task_routes={
             "worker.tasks.run_campaign": {"queue": CAMPAIGN_QUEUE},
             "worker.tasks.send_campaign_chunk": {"queue": CAMPAIGN_QUEUE},
@@ -57,7 +59,7 @@ def make_app() -> Celery:
             "socket_timeout": 30,
             "socket_connect_timeout": 5,
             "health_check_interval": 10,
-            # Workers read the queues in the order above, so transactional messages go first.
+            # Workers read the queues in QUEUES' order: intents due now, transactional, campaigns.
             "queue_order_strategy": "priority",
         },
         broker_connection_retry_on_startup=True,
@@ -109,5 +111,5 @@ def _serve_metrics(**_: object) -> None:
         metrics.serve(
             settings.metrics_port,
             settings.metrics_addr,
-            metrics.QueueDepth(get_redis(), (QUEUE, CAMPAIGN_QUEUE)),
+            metrics.QueueDepth(get_redis(), QUEUES),
         )

@@ -12,8 +12,10 @@ from typing import Any, ClassVar
 from celery import bootsteps, states
 from celery.signals import celeryd_init, task_postrun, worker_ready, worker_shutdown
 
-from worker.app import app
+from worker.app import RELEASED_QUEUE, app
+from worker.delivery.parking import RELEASED_HEADER, Parked, Pump
 from worker.delivery.senders import SendersError
+from worker.ops.logs import mask_text
 from worker.recovery.nodes import NODE, Registry
 from worker.recovery.recoverer import Recoverer, unacked_keys
 from worker.redis_conn import get_redis
@@ -84,7 +86,26 @@ def _republish(task_id: str) -> bool:
     return True
 
 
+def _publish_released(taken: list[tuple[str, Parked]]) -> None:
+    """Parked intents back to their queues over one connection, as released (they take a slot).
+    Not through the task's apply_async: the intent was checked when it was first enqueued, and
+    its ledger entry stands until it settles."""
+    with app.producer_or_acquire() as producer:
+        for task_id, parked in taken:
+            app.send_task(
+                parked.task,
+                kwargs=parked.kwargs,
+                task_id=task_id,
+                queue=RELEASED_QUEUE,
+                retries=parked.retries,
+                headers={RELEASED_HEADER: "1"},
+                kwargsrepr=mask_text(repr(parked.kwargs)),
+                producer=producer,
+            )
+
+
 _recoverer: list[Recoverer] = []
+_pumps: list[Pump] = []
 
 
 @celeryd_init.connect
@@ -106,9 +127,17 @@ def _start_recoverer(**_: Any) -> None:
     recoverer = Recoverer(app, get_redis(), get_settings(), NODE, _republish)
     recoverer.start()
     _recoverer.append(recoverer)
+    book = ledger()
+    if book is not None:
+        book.watch(RELEASED_QUEUE)  # the pump publishes there without recording each intent again
+    pump = Pump(services().parking, _publish_released, time.time, get_settings().slot_max_ahead / 2)
+    pump.start()
+    _pumps.append(pump)
 
 
 @worker_shutdown.connect
 def _stop_recoverer(**_: Any) -> None:
+    for pump in _pumps:
+        pump.stop()
     for recoverer in _recoverer:
         recoverer.stop()

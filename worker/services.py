@@ -16,6 +16,7 @@ from worker.delivery.client import InteraktClient
 from worker.delivery.deadletters import DeadLetters
 from worker.delivery.idempotency import IdempotencyStore
 from worker.delivery.media import MediaLinks
+from worker.delivery.parking import ParkingLot
 from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.send import SenderServices, SendServices
 from worker.delivery.senders import senders
@@ -35,6 +36,7 @@ class Services:
     send: SendServices
     runs: CampaignRuns
     statuses: StatusStore
+    parking: ParkingLot
 
     @property
     def settings(self) -> Settings:
@@ -48,7 +50,9 @@ def services() -> Services:
     client = get_redis()
     statuses = StatusStore(client, settings.idempotency_ttl)
     runs = CampaignRuns(client, settings.dead_letter_ttl, statuses)
-    return Services(send=send_services(settings, client), runs=runs, statuses=statuses)
+    return Services(
+        send=send_services(settings, client), runs=runs, statuses=statuses, parking=ParkingLot(client)
+    )
 
 
 def send_services(settings: Settings, client: redis.Redis) -> SendServices:

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     rate_headroom: float = Field(0.05, ge=0, lt=0.5, validation_alias="DISPATCH_RATE_HEADROOM")
     campaign_share: float = Field(0.9, gt=0, le=1, validation_alias="DISPATCH_CAMPAIGN_SHARE")
     lane_max_ahead: float = Field(0.25, gt=0, validation_alias="DISPATCH_LANE_MAX_AHEAD")
+    # A thread sleeps for a slot this long at most (a number holds at most rate x this many
+    # threads); an intent further back is parked in Redis (worker.delivery.parking).
+    slot_max_ahead: float = Field(0.25, gt=0, validation_alias="DISPATCH_SLOT_MAX_AHEAD")
     campaign_chunk: int = Field(100, ge=1, le=10000, validation_alias="DISPATCH_CAMPAIGN_CHUNK")
     chunk_resume_after: float = Field(120.0, gt=0, validation_alias="DISPATCH_CHUNK_RESUME_AFTER")
     sweep_interval: float = Field(30.0, gt=0, validation_alias="DISPATCH_SWEEP_INTERVAL")

@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from celery import Task
-from celery.exceptions import Reject
+from celery.exceptions import Reject, Retry
 from celery.result import AsyncResult
 from celery.utils import uuid
 from celery.worker.request import Request
@@ -21,6 +21,7 @@ from worker.campaigns.fanout import Fanout
 from worker.campaigns.runs import RunRef
 from worker.delivery.errors import EnqueueError
 from worker.delivery.intents import parse_intent, parse_read, validate
+from worker.delivery.parking import RELEASED_HEADER, Parked
 from worker.delivery.send import Requeue, deliver_message, deliver_read
 from worker.delivery.senders import DEFAULT, sender_names, unknown_sender
 from worker.delivery.templates import TemplateRegistry
@@ -141,13 +142,26 @@ def check_read(kwargs: dict[str, Any]) -> None:
 )
 def send_message(self: Task, campaign: dict[str, Any] | None = None, **intent: Any) -> dict[str, Any]:
     lane = validate(RunRef, campaign, prefix="campaign.").lane if campaign is not None else None
+    request = self.request
+    released = bool(request.get(RELEASED_HEADER))
     try:
-        return deliver_message(services().send, intent, self.request.id, self.request.retries, lane)
+        return deliver_message(services().send, intent, request.id, request.retries, lane, released)
     except Requeue as requeue:
+        if requeue.parked:
+            raise park(self, requeue) from None
         raise self.retry(countdown=requeue.countdown, exc=requeue.cause, max_retries=None) from None
     except RedisError as exc:
         # Our state store is unreachable: leave the message to the broker rather than lose it.
         raise Reject(f"redis unavailable: {exc}", requeue=True) from None
+
+
+def park(task: Task, requeue: Requeue) -> Retry:
+    """Keep the message in its number's parked line (the pump publishes it again when due) and
+    end this delivery as RETRY: the broker message is acknowledged, no thread waits."""
+    request = task.request
+    parked = Parked(task.name, dict(request.kwargs), request.retries + 1)
+    services().parking.park(request.id, time.time() + requeue.countdown, parked)
+    return Retry(exc=requeue.cause, when=requeue.countdown)
 
 
 @app.task(bind=True, base=ValidatedTask, validator=check_read, name="worker.tasks.mark_read")

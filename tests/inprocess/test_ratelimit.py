@@ -7,7 +7,7 @@ from itertools import pairwise
 import redis
 
 from worker.delivery.breaker import Breaker
-from worker.delivery.ratelimit import RateLimiter, Verdict
+from worker.delivery.ratelimit import Line, RateLimiter, Verdict, number_key
 from worker.settings import Settings
 
 TO = "+919999595313"
@@ -22,17 +22,40 @@ def test_slots_are_spaced_at_the_reserved_rate(r: redis.Redis, settings: Setting
         assert abs(after - before - spacing) < 0.002
 
 
-def test_no_slot_within_the_horizon_is_later(r: redis.Redis, settings: Settings) -> None:
+def test_beyond_the_horizon_an_intent_gets_a_place_in_the_parked_line(
+    r: redis.Redis, settings: Settings
+) -> None:
     limiter = RateLimiter(r, settings)
-    slots = [limiter.acquire(f"+9198765{i:05d}") for i in range(int(settings.rate_limit * 6))]
-    verdicts = {slot.verdict for slot in slots}
-    assert verdicts == {Verdict.OK, Verdict.LATER}  # 5 s of slots at most (DISPATCH_INLINE_MAX_WAIT)
-    later = next(slot for slot in slots if slot.verdict is Verdict.LATER)
-    assert later.wait > settings.inline_max_wait
+    spacing = 1 / (settings.rate_limit * (1 - settings.rate_headroom))
+    slots = [limiter.acquire(f"+9198765{i:05d}") for i in range(100)]
+    granted = [slot for slot in slots if slot.granted]
+    # A thread sleeps DISPATCH_SLOT_MAX_AHEAD at most: 20 slots of 80/s, not 5 s of them.
+    assert len(granted) == int(settings.slot_max_ahead / spacing) + 1
+    line = [slot.wait for slot in slots if slot.verdict is Verdict.LATER]
+    assert len(line) == 100 - len(granted)
+    assert settings.slot_max_ahead < line[0] < settings.slot_max_ahead + 2 * spacing
+    for before, after in pairwise(line):  # each its own place, at the number's rate
+        assert abs(after - before - spacing) < 0.002
+    # A new one, while the line exists, joins its end.
+    assert abs(limiter.acquire(TO).wait - line[-1] - spacing) < 0.002
+    # Once its time comes (here: the number's slots are free again), one that comes back from the
+    # line takes a slot; a new one still queues behind the rest of the line.
+    r.delete(number_key(settings.phone_number_id))
+    assert limiter.acquire(TO, line=Line.RELEASED).verdict is Verdict.OK
+    assert limiter.acquire("+919876500000").verdict is Verdict.LATER
+
+
+def test_one_recipients_pair_limit_does_not_move_the_line(r: redis.Redis, settings: Settings) -> None:
+    limiter = RateLimiter(r, settings)
+    limiter.block_pair(TO, retry_after=60)
+    blocked = limiter.acquire(TO)
+    assert blocked.verdict is Verdict.LATER and 59 < blocked.wait <= 60
+    assert limiter.acquire("+919876500000").verdict is Verdict.OK  # no line was made
 
 
 def test_the_pair_limit_spaces_one_recipient_after_its_burst(r: redis.Redis, settings: Settings) -> None:
-    limiter = RateLimiter(r, settings)
+    # At the 1,000 msg/s tier, so the burst of 45 fits within the slot horizon.
+    limiter = RateLimiter(r, settings.model_copy(update={"rate_limit": 1000.0}))
     slots = [limiter.acquire(TO) for _ in range(settings.pair_burst + 1)]
     assert all(slot.verdict is Verdict.OK for slot in slots[: settings.pair_burst])
     assert slots[-1].verdict is Verdict.LATER  # the 46th message to one number waits ~6 s
@@ -54,8 +77,10 @@ def test_an_open_breaker_pauses_and_lets_one_probe_through(r: redis.Redis, setti
     paused = limiter.acquire(TO)
     assert paused.verdict is Verdict.PAUSED and 29 < paused.wait <= 30
     r.hset(breaker.key, "next_probe", 0)  # the probe interval has passed
-    assert limiter.acquire(TO).verdict is Verdict.PROBE
-    assert limiter.acquire(TO).verdict is Verdict.PAUSED  # one probe per interval
+    # The paused intent waits in the number's line: a new one goes behind it, it takes the probe.
+    assert limiter.acquire(TO).verdict is Verdict.LATER
+    assert limiter.acquire(TO, line=Line.RELEASED).verdict is Verdict.PROBE
+    assert limiter.acquire(TO, line=Line.RELEASED).verdict is Verdict.PAUSED  # one probe per interval
     assert breaker.close() is True and breaker.status() == {"state": "closed"}
 
 

@@ -10,9 +10,10 @@ Two limits from Meta's Cloud API "Throughput" and "Pair rate limits" docs:
 Slots are reserved at (1 - DISPATCH_RATE_HEADROOM) of the limit, so scheduling jitter between
 the reservation and the request reaching Meta does not push a one-second window over it.
 A caller reserves the next free slot and sleeps until it (no polling). A slot further away than
-DISPATCH_INLINE_MAX_WAIT is not reserved; the caller hands the intent back to the queue. The
-same call honours the account circuit breaker (worker.delivery.breaker) so a paused number costs one
-round trip, and lets exactly one probe through when a probe is due.
+DISPATCH_SLOT_MAX_AHEAD is not reserved: the intent gets a place in its number's parked line and
+waits in Redis, not in a thread (worker.delivery.parking).
+The same call honours the account circuit breaker (worker.delivery.breaker) so a paused number
+costs one round trip, and lets exactly one probe through when a probe is due.
 
 When the API still throttles (4, 80007, 130429), `slow_down` halves the shared rate and stops
 every worker for the Retry-After; the rate recovers by DISPATCH_RATE_RECOVERY per second.
@@ -34,31 +35,48 @@ import redis
 from worker.settings import Settings
 
 _ACQUIRE = """
-local nkey, pkey, bkey, lkey, ikey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local nkey, pkey, bkey, lkey, ikey, qkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
 local rate, pair_interval, pair_burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_wait, recovery, probe_interval = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local lane_rate = tonumber(ARGV[7])
+local lane_rate, line = tonumber(ARGV[7]), ARGV[8]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local function f6(x) return string.format('%.6f', x) end
 local probe = false
 
+local n = redis.call('HMGET', nkey, 'tat', 'factor', 'factor_at')
+local factor = math.min(1, tonumber(n[2] or '1') + (now - tonumber(n[3] or '0')) * recovery)
+-- The parked line (worker.delivery.parking): a place in it, spaced at the number's rate.
+local line_end = 0
+if line ~= 'none' then line_end = tonumber(redis.call('GET', qkey) or '0') end
+local function park(verdict, earliest)
+  local due = math.max(earliest, line_end)
+  redis.call('SET', qkey, f6(due + 1 / (rate * factor)), 'EX', math.ceil(due - now) + 3600)
+  return {verdict, f6(due - now)}
+end
+
 local b = redis.call('HMGET', bkey, 'state', 'next_probe', 'manual')
 if b[1] == 'open' then
   local next_probe = tonumber(b[2] or '0')
   if b[3] == '1' or now < next_probe then
-    return {'paused', f6(math.max(next_probe - now, probe_interval))}
+    local wait = math.max(next_probe - now, probe_interval)
+    if line ~= 'none' then return park('paused', now + wait) end
+    return {'paused', f6(wait)}
   end
   redis.call('HSET', bkey, 'next_probe', f6(now + probe_interval))
   probe = true
 end
+-- While a line is parked, a new intent joins its end (first come, first sent).
+if line == 'new' and line_end > now then
+  if probe then redis.call('HSET', bkey, 'next_probe', f6(now)) end
+  return park('later', now)
+end
 
-local n = redis.call('HMGET', nkey, 'tat', 'factor', 'factor_at')
-local factor = math.min(1, tonumber(n[2] or '1') + (now - tonumber(n[3] or '0')) * recovery)
 local p = redis.call('HMGET', pkey, 'tat', 'blocked_until')
 local p_tat = tonumber(p[1] or '0')
 local pair_at = math.max(p_tat - pair_interval * (pair_burst - 1), tonumber(p[2] or '0'))
-local at = math.max(now, tonumber(n[1] or '0'), pair_at)
+local number_at = math.max(now, tonumber(n[1] or '0'))
+local at = math.max(number_at, pair_at)
 local lane_tat = 0
 if lane_rate > 0 then
   lane_tat = tonumber(redis.call('GET', lkey) or '0')
@@ -67,6 +85,8 @@ end
 local wait = at - now
 if wait > max_wait then
   if probe then redis.call('HSET', bkey, 'next_probe', f6(now)) end
+  -- Only the number's own backlog makes a line: one recipient's pair limit delays that intent alone.
+  if line ~= 'none' and pair_at <= number_at then return park('later', at) end
   return {'later', f6(wait)}
 end
 redis.call('HSET', nkey, 'tat', f6(at + 1 / (rate * factor)))
@@ -111,8 +131,16 @@ return 1
 class Verdict(StrEnum):
     OK = "ok"  # sleep `wait` seconds, then send
     PROBE = "probe"  # the same, as the breaker's one probe: a success closes it
-    LATER = "later"  # no slot within the horizon: requeue for `wait` seconds
-    PAUSED = "paused"  # the breaker is open: requeue for `wait` seconds
+    LATER = "later"  # no slot within the horizon: park (or requeue) for `wait` seconds
+    PAUSED = "paused"  # the breaker is open: park (or requeue) for `wait` seconds
+
+
+class Line(StrEnum):
+    """An intent's place with respect to its number's parked line (worker.delivery.parking)."""
+
+    NONE = "none"  # a campaign lane's intent: its fanout times it, it never parks
+    NEW = "new"  # joins the end of the line while one exists
+    RELEASED = "released"  # came back from the line: takes the next slot
 
 
 @dataclass(frozen=True)
@@ -162,17 +190,19 @@ class RateLimiter:
         self._lane_cache[name] = (rate, time.monotonic() + 10)
         return rate
 
-    def acquire(self, to: str, lane: str | None = None, record_key: str = "") -> Slot:
+    def acquire(self, to: str, lane: str | None = None, record_key: str = "", line: Line = Line.NEW) -> Slot:
         """A slot for one message to `to`. A bulk sender (a campaign run) passes its `lane`, whose
         rate is below the number's, leaving headroom for transactional messages, and which never
         reserves far ahead. With `record_key` (an idempotency record), a slot due now also marks
-        the record `sending`."""
+        the record `sending`. Without a lane, LATER and PAUSED give the intent a place in the
+        number's parked line, `wait` seconds from now."""
         s = self.settings
         lane_rate = self.lane_rate(lane) if lane else 0.0
         lane_key = f"{number_key(self.pnid)}:lane:{lane}" if lane else ""
-        max_wait = min(s.inline_max_wait, s.lane_max_ahead) if lane else s.inline_max_wait
+        max_wait = min(s.slot_max_ahead, s.lane_max_ahead) if lane else s.slot_max_ahead
+        keys = [number_key(self.pnid), self._pair_key(to), breaker_key(self.pnid), lane_key, record_key]
         verdict, wait, *marked = self._acquire(
-            keys=[number_key(self.pnid), self._pair_key(to), breaker_key(self.pnid), lane_key, record_key],
+            keys=[*keys, f"{number_key(self.pnid)}:park"],
             args=[
                 s.rate_limit * (1 - s.rate_headroom),
                 s.pair_interval,
@@ -181,6 +211,7 @@ class RateLimiter:
                 s.rate_recovery,
                 s.breaker_probe_interval,
                 lane_rate,
+                Line.NONE if lane else line,
             ],
         )
         return Slot(Verdict(verdict), float(wait), marked == ["1"])

@@ -16,12 +16,15 @@ from typing import Any, cast
 
 import redis
 
+from worker.delivery.parking import PARKED, RELEASING
+
 ENTRIES = "wa:ledger"  # task id -> JSON entry
 INDEX = "wa:ledger:index"  # task id -> time it was (re)published
 QUEUES = "wa:ledger:queues"  # every queue a ledgered task was sent to
 
-# Task ids in the given queues (lists of kombu payloads) and unacknowledged hashes (values
-# [payload, exchange, routing_key]); the ledger entries published before ARGV[1] that are in none.
+# Task ids in the given queues (lists of kombu payloads), unacknowledged hashes (values
+# [payload, exchange, routing_key]) and the two parked sets (the last two keys); the ledger entries
+# published before ARGV[1] that are in none.
 _LOST = """
 local nqueues = tonumber(ARGV[2])
 local present = {}
@@ -36,11 +39,14 @@ for i = 2, 1 + nqueues do
     if ok then note(payload) end
   end
 end
-for i = 2 + nqueues, #KEYS do
+for i = 2 + nqueues, #KEYS - 2 do
   for _, raw in ipairs(redis.call('HVALS', KEYS[i])) do
     local ok, entry = pcall(cjson.decode, raw)
     if ok and type(entry) == 'table' then note(entry[1]) end
   end
+end
+for _, key in ipairs({KEYS[#KEYS - 1], KEYS[#KEYS]}) do
+  for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do present[id] = true end
 end
 local lost = {}
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
@@ -70,6 +76,10 @@ class Ledger:
         pipe.sadd(QUEUES, entry.queue)
         pipe.execute()
 
+    def watch(self, queue: str) -> None:
+        """Look for ledgered tasks in this queue too."""
+        self.redis.sadd(QUEUES, queue)
+
     def settle(self, task_id: str) -> None:
         pipe = self.redis.pipeline(transaction=False)
         pipe.hdel(ENTRIES, task_id)
@@ -86,5 +96,5 @@ class Ledger:
     def lost(self, published_before: float, unacked_keys: list[str]) -> list[str]:
         """Task ids published before that time that are in no queue and held by no worker."""
         queues = self.queues()
-        keys = [INDEX, *queues, *unacked_keys]
+        keys = [INDEX, *queues, *unacked_keys, PARKED, RELEASING]
         return cast(list[str], self._lost(keys=keys, args=[published_before, len(queues)]))
