@@ -118,7 +118,7 @@ def wait_results(redis_server: RedisServer, ids: list[str], timeout: float) -> d
     return done
 
 
-def _date(meta: dict[str, Any]) -> float:
+def date_done(meta: dict[str, Any]) -> float:
     from datetime import UTC, datetime
 
     return datetime.fromisoformat(meta["date_done"]).replace(tzinfo=UTC).timestamp()
@@ -151,7 +151,7 @@ def measure(
     failures = [m for m in results.values() if m["status"] != "SUCCESS"]
     if failures:
         raise SystemExit(f"{name}: {len(failures)} failures, e.g. {failures[0]['result']}")
-    done = {t: _date(m) for t, m in results.items()}
+    done = {t: date_done(m) for t, m in results.items()}
     lat = sorted((done[t] - sent_at[t]) * 1000 for t in sent_at)
     q = statistics.quantiles(lat, n=100)
     times = sorted(r["time"] for r in sandbox.requests())

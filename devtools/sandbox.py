@@ -25,7 +25,7 @@ message. Posts are retried until they get a 200; `GET /_sandbox/webhooks` lists 
      "delays": [0.5, 1.5, 3], "duplicate": false, "reorder": false,
      "fail": [{"to": "+919999595313", "code": 131026, "title": "Message undeliverable"}]}
 
-A rule matches when its `to`/`type` filters match, its `rate` draws true, it has `times`
+A rule matches when its `to`/`type`/`phone_number_id` filters match, its `rate` draws true, it has `times`
 left and its `for` seconds (counted from when the rules were set) have not run out; the first
 matching rule applies. `accept: true` records the message as accepted
 before the fault, which is what makes a timeout ambiguous in real life.
@@ -153,13 +153,11 @@ class SandboxState:
         if self.poster:
             self.poster.clear()
 
-    def pick_fault(self, body: dict[str, Any]) -> dict[str, Any] | None:
+    def pick_fault(self, body: dict[str, Any], phone_number_id: str | None = None) -> dict[str, Any] | None:
         with self.lock:
             for rule in self.rules:
-                if rule.get("to") not in (None, body.get("to")) or rule.get("type") not in (
-                    None,
-                    body.get("type"),
-                ):
+                wanted = {"to": body.get("to"), "type": body.get("type"), "phone_number_id": phone_number_id}
+                if any(rule.get(name) not in (None, given) for name, given in wanted.items()):
                     continue
                 if rule.get("times") is not None and rule["times"] <= 0:
                     continue
@@ -563,7 +561,7 @@ class Handler(BaseHTTPRequestHandler):
         refused = self._refusal(state, body)
         if refused:
             return (*refused, None)
-        rule = state.pick_fault(body) or {}
+        rule = state.pick_fault(body, entry.get("phone_number_id")) or {}
         entry["fault"] = rule or None
         accepted = not rule or rule.get("accept", False)
         if accepted and body.get("status") != "read":

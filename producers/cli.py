@@ -701,7 +701,8 @@ def health(
 
 @senders_app.command("list")
 def senders_list(as_json: JsonFlag = False) -> None:
-    """The senders this deployment knows (DISPATCH_SENDERS and the INTERAKT_* `default`), tokens masked."""
+    """The senders this deployment knows (DISPATCH_SENDERS and the INTERAKT_* `default`), tokens
+    masked; with a daily_limit, the unique template recipients counted in the last 24 hours."""
     rows = [
         {
             "sender": number.name,
@@ -709,6 +710,8 @@ def senders_list(as_json: JsonFlag = False) -> None:
             "waba_id": number.settings.waba_id,
             "api_url": number.settings.api_url,
             "rate_limit": number.settings.rate_limit,
+            "daily_limit": number.settings.daily_limit,
+            "daily_used": number.reach.used() if number.settings.daily_limit else None,
             "token": "********" if number.settings.access_token else None,
         }
         for number in _services().send.senders.values()

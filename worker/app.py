@@ -6,6 +6,7 @@ from celery import Celery
 from celery.signals import setup_logging, worker_ready
 from kombu import Queue
 
+from worker.delivery.parking import PARKED
 from worker.ops import logs, metrics
 from worker.redis_conn import get_redis
 from worker.settings import get_settings
@@ -111,5 +112,5 @@ def _serve_metrics(**_: object) -> None:
         metrics.serve(
             settings.metrics_port,
             settings.metrics_addr,
-            metrics.QueueDepth(get_redis(), QUEUES),
+            metrics.QueueDepth(get_redis(), QUEUES, PARKED),
         )

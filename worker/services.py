@@ -18,6 +18,7 @@ from worker.delivery.idempotency import IdempotencyStore
 from worker.delivery.media import MediaLinks
 from worker.delivery.parking import ParkingLot
 from worker.delivery.ratelimit import RateLimiter
+from worker.delivery.reach import Reach
 from worker.delivery.send import SenderServices, SendServices
 from worker.delivery.senders import senders
 from worker.delivery.templates import TemplateRegistry
@@ -90,6 +91,7 @@ def _sender_services(name: str, own: Settings, client: redis.Redis) -> SenderSer
         breaker=Breaker(client, own.phone_number_id, own.breaker_probe_interval),
         templates=TemplateRegistry(client, own.waba_id),
         media=MediaLinks(client, api, own),
+        reach=Reach(client, own.waba_id, own.daily_limit),
     )
 
 

@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     pair_interval: float = Field(6.0, ge=0, validation_alias="DISPATCH_PAIR_INTERVAL")
     pair_burst: int = Field(45, ge=1, validation_alias="DISPATCH_PAIR_BURST")
     rate_headroom: float = Field(0.05, ge=0, lt=0.5, validation_alias="DISPATCH_RATE_HEADROOM")
+    # Meta's messaging limit of this account (unique template recipients a rolling 24 h): unset, none.
+    daily_limit: int | None = Field(None, gt=0, validation_alias="DISPATCH_DAILY_LIMIT")
     campaign_share: float = Field(0.9, gt=0, le=1, validation_alias="DISPATCH_CAMPAIGN_SHARE")
     lane_max_ahead: float = Field(0.25, gt=0, validation_alias="DISPATCH_LANE_MAX_AHEAD")
     # A thread sleeps for a slot this long at most (a number holds at most rate x this many

@@ -173,8 +173,19 @@ def _enqueue_chunk(countdown: float, **chunk: Any) -> None:
     send_campaign_chunk.apply_async(kwargs=chunk, countdown=countdown or None)
 
 
-def _requeue_recipient(intent: dict[str, Any], task_id: str, countdown: float) -> None:
-    send_message.apply_async(kwargs=intent, task_id=task_id, countdown=countdown, queue=CAMPAIGN_QUEUE)
+def _requeue_recipient(intent: dict[str, Any], task_id: str, requeue: Requeue) -> None:
+    """A campaign recipient that has to wait: a send_message task with its run as `campaign`,
+    parked (recorded in the ledger first, as a publish would be) when it waits for long."""
+    if not requeue.parked:
+        send_message.apply_async(
+            kwargs=intent, task_id=task_id, countdown=requeue.countdown, queue=CAMPAIGN_QUEUE
+        )
+        return
+    book = ledger()
+    if book is not None:
+        book.record(task_id, Entry(send_message.name, intent, CAMPAIGN_QUEUE, None))
+    due = time.time() + requeue.countdown
+    services().parking.park(task_id, due, Parked(send_message.name, intent, 0))
 
 
 def _fanout() -> Fanout:

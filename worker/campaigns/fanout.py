@@ -42,7 +42,8 @@ from worker.settings import get_settings
 
 log = get_logger("whatsapp_dispatch.fanout")
 ChunkEnqueuer = Callable[..., Any]
-Requeuer = Callable[[dict[str, Any], str, float], Any]  # (intent with its campaign, task id, countdown)
+# (intent with its campaign, task id, why it waits): a send_message task, or a place in the parked line
+Requeuer = Callable[[dict[str, Any], str, Requeue], Any]
 
 
 def recipient_task_id(idempotency_key: str) -> str:
@@ -179,14 +180,14 @@ class Fanout:
             try:
                 result = MessageDelivery(self.send, intent, task_id, requeues=0, lane=run.lane).run()
             except Requeue as requeue:
-                self.requeue({**intent, **later}, task_id, requeue.countdown)
+                self.requeue({**intent, **later}, task_id, requeue)
                 return "requeued"
             except DispatchError as exc:
                 app.backend.mark_as_failure(task_id, exc)
                 return "failed"
             except Exception:
                 log.exception("chunk_delivery_error", task_id=task_id)
-                self.requeue({**intent, **later}, task_id, 1.0)
+                self.requeue({**intent, **later}, task_id, Requeue(1.0, DispatchError("chunk error", {})))
                 return "requeued"
             app.backend.store_result(task_id, result, "SUCCESS")
             return "sent"

@@ -146,6 +146,7 @@ class CampaignRuns:
         counts = {k: int(v) for k, v in cast(dict[str, str], self.redis.hgetall(prefix + ":counts")).items()}
         failed_by_code = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("failed:")}
         total = int(meta.get("total", 0))
+        room_at = counts.pop("daily_limit_until", 0)
         done = counts.get("sent", 0) + counts.get("failed", 0) + counts.get("skipped", 0)
         return {
             "campaign": name,
@@ -158,6 +159,8 @@ class CampaignRuns:
             "failed_by_code": failed_by_code,
             "done": total > 0 and done >= total,
             "started": float(meta["started"]) if meta.get("started") else None,
+            # Sends waiting for room under the account's messaging limit (daily_limit), until when.
+            "waiting_for_daily_limit_until": room_at if room_at > time.time() else None,
         }
 
     def delivery(self, name: str, run_id: str) -> dict[str, Any]:

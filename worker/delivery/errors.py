@@ -94,7 +94,7 @@ THROTTLE_CODES = codes_with(Handling.THROTTLE)
 
 
 class Kind(StrEnum):
-    """The closed vocabulary of failures (and, last three, of causes to retry later): `kind` in
+    """The closed vocabulary of failures (and, last four, of causes to retry later): `kind` in
     results, dead letters, metrics and logs."""
 
     ERROR = "error"
@@ -112,6 +112,7 @@ class Kind(StrEnum):
     BUSY = "busy"
     PAUSED = "paused"
     RATE_LIMITED = "rate_limited"
+    DAILY_LIMIT = "daily_limit"
 
 
 class DispatchError(Exception):

@@ -39,6 +39,7 @@ from worker.delivery.media import MediaLinks
 from worker.delivery.payloads import message_payload, read_payload
 from worker.delivery.policy import Action, call_with_retry, decide
 from worker.delivery.ratelimit import Line, RateLimiter, Slot, Verdict
+from worker.delivery.reach import Reach
 from worker.delivery.senders import DEFAULT, unknown_sender
 from worker.delivery.templates import STALE_CODES, TemplateRegistry
 from worker.delivery.window import CustomerWindows, window_open
@@ -120,6 +121,7 @@ class SenderServices:
     breaker: Breaker
     templates: TemplateRegistry  # its account's templates (waba_id)
     media: MediaLinks  # links uploaded to its number (phone_number_id)
+    reach: Reach  # its account's messaging limit (waba_id)
 
 
 @dataclass(frozen=True)
@@ -208,7 +210,7 @@ class MessageDelivery:
                 error=exc.message,
                 probe_interval=self.settings.breaker_probe_interval,
             )
-        return self.requeue(self.settings.breaker_probe_interval, exc, "paused")
+        return self.requeue(self.settings.breaker_probe_interval, exc, "paused", parked=self.lane is None)
 
     def carry_out(self, exc: DispatchError) -> Exception:
         """The exception that ends this delivery after `exc`, as `policy.decide` says."""
@@ -334,6 +336,15 @@ class MessageDelivery:
                 )
             )
 
+        if intent.type == "template":
+            room = self.number.reach.admit(intent.to, self.tally)
+            if room:
+                limited = DispatchError(
+                    f"the account's messaging limit ({self.number.settings.daily_limit} unique "
+                    "recipients in 24 hours) is reached: waiting for room",
+                    {"kind": Kind.DAILY_LIMIT},
+                )
+                raise self.requeue(room, limited, Kind.DAILY_LIMIT, parked=True)
         try:  # a link to upload first: fetched and uploaded once, then sent by id
             intent = self.number.media.resolve(intent)
         except DispatchError as exc:

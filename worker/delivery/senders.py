@@ -8,7 +8,7 @@ credentials, limits and breaker.
     waba_id = "998877"
     token_env = "SUPPORT_TOKEN"        # or token_file = "/run/secrets/support"
     rate_limit = 1000                  # this number's throughput tier, msg/s
-    # optional: api_url, pair_interval, pair_burst
+    # optional: api_url, pair_interval, pair_burst, daily_limit
 
 A token is never written in the file (a `token` key is refused): it is read from the named
 environment variable or file when the file is loaded. The INTERAKT_* variables define the sender
@@ -50,6 +50,7 @@ class SenderSpec(BaseModel):
     api_url: str | None = None
     pair_interval: Annotated[float, Field(ge=0)] | None = None
     pair_burst: Annotated[int, Field(ge=1)] | None = None
+    daily_limit: Annotated[int, Field(gt=0)] | None = None  # Meta's messaging limit of its waba_id
 
     @model_validator(mode="after")
     def _one_token_source(self) -> SenderSpec:
@@ -78,7 +79,12 @@ def sender_settings(settings: Settings, spec: SenderSpec) -> Settings:
         "access_token": spec.token(),
         "rate_limit": spec.rate_limit,
     }
-    optional = {"api_url": spec.api_url, "pair_interval": spec.pair_interval, "pair_burst": spec.pair_burst}
+    optional = {
+        "api_url": spec.api_url,
+        "pair_interval": spec.pair_interval,
+        "pair_burst": spec.pair_burst,
+        "daily_limit": spec.daily_limit,
+    }
     update.update({k: v for k, v in optional.items() if v is not None})
     return settings.model_copy(update=update)
 

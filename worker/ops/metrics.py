@@ -53,20 +53,25 @@ WEBHOOK_LAG = Histogram(
 
 
 class QueueDepth(Collector):
-    """Messages waiting in each queue, read from the broker's Redis when Prometheus scrapes."""
+    """Messages waiting in each queue, and intents waiting parked for their number's turn (the
+    sorted set `parked`), read from Redis when Prometheus scrapes."""
 
-    def __init__(self, client: redis.Redis, queues: tuple[str, ...]) -> None:
+    def __init__(self, client: redis.Redis, queues: tuple[str, ...], parked: str) -> None:
         self.client = client
         self.queues = queues
+        self.parked = parked
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         gauge = GaugeMetricFamily("wa_queue_depth", "Messages waiting in the broker queue", labels=["queue"])
+        parked = GaugeMetricFamily("wa_parked_intents", "Intents parked in Redis until their slot")
         try:
             for queue in self.queues:
                 gauge.add_metric([queue], self.client.llen(queue))
+            parked.add_metric([], self.client.zcard(self.parked))
         except Exception:  # noqa: BLE001 - a scrape must not fail because Redis is away
             return
         yield gauge
+        yield parked
 
 
 def serve(port: int, addr: str, depth: QueueDepth) -> None:
