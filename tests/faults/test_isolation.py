@@ -34,7 +34,7 @@ waba_id = "waba-b"
 token_env = "B_TOKEN"
 rate_limit = 80
 """
-A_PACE = 250  # msg/s offered for A: under what these 2 cores can send, so a slowdown shows
+A_PACE = 150  # msg/s offered for A: with B's 76, under what one worker process sends on these cores
 B_BACKLOG = 4000  # 50 s of B's rate: far more than a worker's 64 threads could hold
 
 
@@ -122,7 +122,9 @@ def test_a_slow_senders_backlog_does_not_slow_a_fast_one(rig: Rig) -> None:
     rate_beside = rate_of(a_times)
     b_times = [t for t in accepted(rig, "b-").values() if min(a_times) <= t <= max(a_times)]
 
-    assert rate_beside >= 0.95 * rate_alone, (rate_beside, rate_alone)
+    offered = rate_of(list(beside.enqueued.values()))
+    lat = latencies(rig, beside)
+    assert rate_beside >= 0.95 * rate_alone, (rate_beside, rate_alone, offered, lat[len(lat) // 2], p99(lat))
     assert p99(latencies(rig, beside)) < max(1.0, 2 * p99(latencies(rig, alone)))
     # B holds its own rate meanwhile: 76/s reserved of its 80 (DISPATCH_RATE_HEADROOM).
     assert 70 <= len(b_times) / (max(a_times) - min(a_times)) <= 81, len(b_times)
