@@ -3,7 +3,8 @@
 Starts its own redis-server, the sandbox with a response latency, and BENCH_WORKERS worker processes
 (threads pool, BENCH_THREADS each); sends N intents and measures, in the same run, the single-intent
 path, a campaign fan-out, the naive baseline (bench/naive.py), the 80/s limit, transactional latency
-during a campaign, and (`--only soak`) memory over a long run. Prints a table. Every path runs with
+during a campaign, two senders' campaigns at once (`--only two-senders`), and (`--only soak`) memory
+over a long run. Prints a table. Every path runs with
 the guarantees on: idempotency records, the shared rate limiter, one result per message.
 """
 
@@ -250,7 +251,7 @@ def run_naive(latency: float, n: int) -> Figures:
         return measure("naive baseline", latency, n, enqueue, workers, redis_server, sandbox)
 
 
-def load_campaign(name: str, n: int, offset: int = 0) -> None:
+def load_campaign(name: str, n: int, offset: int = 0, sender: str | None = None) -> None:
     from worker import app
     from worker.campaigns.schedule import save
     from worker.campaigns.spec import Audience, Campaign, Schedule
@@ -264,6 +265,7 @@ def load_campaign(name: str, n: int, offset: int = 0) -> None:
             audience=Audience(numbers=[r["phone"] for r in rows]),
             message={"type": "text", "text": {"body": "Hello {first_name}"}},
             rows=rows,
+            sender=sender,
         ),
     )
 
@@ -288,6 +290,59 @@ def run_campaign_fanout(latency: float, n: int, env: dict[str, str]) -> Figures:
             sandbox,
             kick=lambda: run_campaign.apply_async(kwargs={"name": "bench", "run_id": "r1"}),
             started=started,
+        )
+        figures.enqueue_rate = float("nan")
+        return figures
+
+
+SENDERS = """
+[senders.a]
+phone_number_id = "pnid-a"
+waba_id = "waba-a"
+token_env = "A_TOKEN"
+rate_limit = 1000
+
+[senders.b]
+phone_number_id = "pnid-b"
+waba_id = "waba-b"
+token_env = "B_TOKEN"
+rate_limit = {b_rate}
+"""
+
+
+def senders_env(b_rate: int) -> dict[str, str]:
+    """A senders file of two numbers, `a` at the 1,000 msg/s tier and `b` at `b_rate`."""
+    path = tmpdir("wa-bench-senders-") / "senders.toml"
+    path.write_text(SENDERS.format(b_rate=b_rate))
+    return {"DISPATCH_SENDERS": str(path), "A_TOKEN": "tok-a", "B_TOKEN": "tok-b"}
+
+
+def run_two_senders(latency: float, n: int) -> Figures:
+    """Two numbers at the 1,000 msg/s tier, each running a campaign of n/2 at once."""
+    from worker.campaigns.fanout import recipient_task_id
+    from worker.campaigns.spec import run_key
+    from worker.tasks import run_campaign
+
+    half = n // 2
+    with stack("two", latency, senders_env(1000)) as (redis_server, sandbox, workers):
+        for sender in ("a", "b"):
+            load_campaign(f"bench-{sender}", half, offset=0 if sender == "a" else half, sender=sender)
+        ids = [recipient_task_id(run_key("bench-a", "r1", recipient(i))) for i in range(half)]
+        ids += [recipient_task_id(run_key("bench-b", "r1", recipient(half + i))) for i in range(half)]
+
+        def kick() -> None:
+            for sender in ("a", "b"):
+                run_campaign.apply_async(kwargs={"name": f"bench-{sender}", "run_id": "r1"})
+
+        figures = measure(
+            "two senders' campaigns",
+            latency,
+            2 * half,
+            lambda i: ids[i],
+            workers,
+            redis_server,
+            sandbox,
+            kick=kick,
         )
         figures.enqueue_rate = float("nan")
         return figures
@@ -325,6 +380,7 @@ def run_kind(kind: str, latency: float, n: int, soak: int) -> Figures:
             latency, min(n, 2000), {"DISPATCH_RATE_LIMIT": "80"}, name="single, limit 80/s"
         ),
         "transactional": lambda: run_transactional_during_campaign(latency),
+        "two-senders": lambda: run_two_senders(latency, n),
         "soak": lambda: run_single(latency, soak, TOP, name=f"soak {soak:,}"),
     }
     return runs[kind]()
@@ -339,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
         "--only",
         nargs="+",
         default=["single", "campaign", "naive"],
-        choices=["single", "campaign", "naive", "rate80", "transactional", "soak"],
+        choices=["single", "campaign", "naive", "rate80", "transactional", "two-senders", "soak"],
     )
     parser.add_argument(
         "--soak", type=int, default=50_000, help="messages in the `soak` run (memory over time)"

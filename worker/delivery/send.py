@@ -321,6 +321,7 @@ class MessageDelivery:
             to=mask_phone(intent.to), type=intent.type, idempotency_key=self.key, sender=self.sender.name
         )
 
+        self.wait_for_room(intent)
         claim = self.services.store.begin(self.key, self.task_id, take_over_stale=self.settings.at_least_once)
         self.intent = intent
         self.attempts = claim.attempts
@@ -336,15 +337,6 @@ class MessageDelivery:
                 )
             )
 
-        if intent.type == "template":
-            room = self.number.reach.admit(intent.to, self.tally)
-            if room:
-                limited = DispatchError(
-                    f"the account's messaging limit ({self.number.settings.daily_limit} unique "
-                    "recipients in 24 hours) is reached: waiting for room",
-                    {"kind": Kind.DAILY_LIMIT},
-                )
-                raise self.requeue(room, limited, Kind.DAILY_LIMIT, parked=True)
         try:  # a link to upload first: fetched and uploaded once, then sent by id
             intent = self.number.media.resolve(intent)
         except DispatchError as exc:
@@ -365,6 +357,24 @@ class MessageDelivery:
             self.template_refused(exc, intent)
             raise self.carry_out(exc) from None
         return self.succeed(resp, intent)
+
+    def wait_for_room(self, intent: MessageIntent) -> None:
+        """A campaign's template beyond the account's messaging limit waits, parked, until room
+        frees (reach.py). Checked before the claim, so a wait of hours is not an age
+        (DISPATCH_MAX_AGE) and leaves the record as it was."""
+        if intent.type != "template":
+            return
+        room = self.number.reach.admit(intent.to, self.tally)
+        if not room:
+            return
+        metrics.RETRIES.labels(self.number.name, Kind.DAILY_LIMIT).inc()
+        log.info("outcome", outcome=Kind.DAILY_LIMIT, countdown=round(room), parked=True)
+        limit = self.number.settings.daily_limit
+        cause = DispatchError(
+            f"the account's messaging limit ({limit} unique recipients in 24 hours) is reached",
+            {"kind": Kind.DAILY_LIMIT},
+        )
+        raise Requeue(room, cause, parked=True)
 
     def template_refused(self, exc: DispatchError, intent: MessageIntent) -> None:
         """A 132000/132001/132012 means the registry's copy of the template is wrong: mark it stale
