@@ -1,0 +1,195 @@
+"""Enqueueing for the HTTP API, through the same task objects a Python app uses (validation at
+enqueue, the ledger, masked logs), plus what HTTP adds: an idempotency key held in Redis before
+the publish, so the same key twice answers the first task instead of making a second one.
+
+Blocking (redis-py and kombu): the routes run it in a thread. Nothing here knows about HTTP
+statuses; it says what happened to each intent (`Outcome`), and the routes answer from that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import suppress
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, cast
+
+import redis
+from celery.utils import uuid
+from redis.exceptions import RedisError
+
+from worker.app import app
+from worker.delivery.errors import EnqueueError, InvalidIntent
+from worker.redis_conn import get_enqueue_redis
+from worker.tasks import send_message
+
+IDEMPOTENCY_PREFIX = "wa:api:idem:"  # key -> "task_id fingerprint", for DISPATCH_API_IDEMPOTENCY_TTL
+
+# Delete a claim only while it is still ours (a retry may have claimed the key since).
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class Outcome(StrEnum):
+    """What became of one intent."""
+
+    ACCEPTED = "accepted"  # published now
+    DUPLICATE = "duplicate"  # its key was seen with the same intent: the first task answers
+    CONFLICT = "conflict"  # its key was seen with another intent: nothing enqueued
+    INVALID = "invalid"  # refused by validation: nothing enqueued
+    FORBIDDEN = "forbidden"  # its sender is not one the API key may use
+    NOT_ENQUEUED = "not_enqueued"  # the broker or Redis did not answer: nothing enqueued
+
+
+@dataclass
+class Item:
+    """One intent on its way: the keyword arguments, and what became of them."""
+
+    kwargs: dict[str, Any]
+    outcome: Outcome | None = None
+    task_id: str | None = None
+    key: str | None = None
+    errors: list[dict[str, str]] = field(default_factory=list)
+    message: str | None = None
+
+    @property
+    def idempotency_key(self) -> str | None:
+        return self.key or self.task_id
+
+    @property
+    def settled(self) -> Outcome:
+        assert self.outcome is not None, "Enqueuer.enqueue settles every item"
+        return self.outcome
+
+    def refuse(self, outcome: Outcome, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        self.outcome, self.message, self.errors = outcome, message, errors or []
+
+
+def fingerprint(kwargs: dict[str, Any]) -> str:
+    """The same intent gives the same fingerprint whatever its keys' order."""
+    canonical = json.dumps(kwargs, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def prepare(raw: Any, header_key: str | None, may_use: Any) -> Item:
+    """An Item for one JSON value, refused already when it cannot be an intent, names a sender
+    `may_use(sender)` refuses, or carries an idempotency key that differs from the header's."""
+    if not isinstance(raw, dict):
+        item = Item({})
+        item.refuse(Outcome.INVALID, "an intent is a JSON object", [_field("intent", "expected an object")])
+        return item
+    item = Item(dict(raw))
+    body_key = raw.get("idempotency_key")
+    if header_key is not None and body_key is not None and body_key != header_key:
+        reason = "differs from the Idempotency-Key header; give one or the other"
+        item.refuse(Outcome.INVALID, f"idempotency_key: {reason}", [_field("idempotency_key", reason)])
+        return item
+    sender = raw.get("sender")
+    if not may_use(sender if isinstance(sender, str) else None):
+        item.refuse(Outcome.FORBIDDEN, f"this API key may not send as {sender or 'default'!r}")
+        return item
+    item.key = header_key if header_key is not None else body_key if isinstance(body_key, str) else None
+    if item.key is not None:
+        item.kwargs["idempotency_key"] = item.key
+    return item
+
+
+def _field(name: str, reason: str) -> dict[str, str]:
+    return {"field": name, "reason": reason}
+
+
+class Enqueuer:
+    """Publishes prepared items; keyed ones are claimed in Redis first (SET NX, one round trip for
+    a whole batch), and a claim is released when its publish fails, so a retry can go through."""
+
+    def __init__(self, client: redis.Redis, ttl: int) -> None:
+        self.redis = client
+        self.ttl = ttl
+        self._release = client.register_script(_RELEASE)
+
+    def enqueue(self, items: list[Item]) -> None:
+        """Publish every item not yet refused, over one broker connection; sets each outcome."""
+        todo = [item for item in items if item.outcome is None]
+        for item in todo:
+            item.task_id = uuid()
+        try:
+            self._claim([item for item in todo if item.key is not None])
+        except RedisError as exc:
+            for item in todo:
+                item.refuse(
+                    Outcome.NOT_ENQUEUED, f"not enqueued: Redis did not answer ({type(exc).__name__})"
+                )
+            return
+        with self._producer() as producer:
+            pending = iter([item for item in todo if item.outcome is None])
+            for item in pending:
+                if not self._publish(item, producer):
+                    self._give_up(pending, item.message or "not enqueued")
+                    break
+
+    def _publish(self, item: Item, producer: Any) -> bool:
+        """False when the broker did not answer (so the rest of a batch is not tried)."""
+        try:
+            send_message.apply_async(kwargs=item.kwargs, task_id=item.task_id, producer=producer)
+        except InvalidIntent as exc:
+            item.refuse(Outcome.INVALID, str(exc), exc.errors)
+            self._unclaim(item)
+            item.task_id = None  # no task exists
+            return True
+        except EnqueueError as exc:
+            item.refuse(Outcome.NOT_ENQUEUED, str(exc))
+            self._unclaim(item)
+            return False
+        item.outcome = Outcome.ACCEPTED
+        return True
+
+    def _give_up(self, rest: Iterator[Item], message: str) -> None:
+        for item in rest:
+            item.refuse(Outcome.NOT_ENQUEUED, message)
+            self._unclaim(item)
+
+    def _producer(self) -> Any:
+        """One pooled broker connection for the whole batch instead of a checkout per message."""
+        return app.producer_or_acquire()
+
+    def _claim(self, keyed: list[Item]) -> None:
+        if not keyed:
+            return
+        pipe = self.redis.pipeline(transaction=False)
+        for item in keyed:
+            claim = f"{item.task_id} {fingerprint(item.kwargs)}"
+            pipe.set(IDEMPOTENCY_PREFIX + cast(str, item.key), claim, nx=True, ex=self.ttl)
+        taken = [item for item, ok in zip(keyed, pipe.execute(), strict=True) if not ok]
+        if not taken:
+            return
+        held = self.redis.mget([IDEMPOTENCY_PREFIX + cast(str, item.key) for item in taken])
+        for item, held_claim in zip(taken, cast(list[str | None], held), strict=True):
+            self._seen(item, held_claim)
+
+    def _seen(self, item: Item, claim: str | None) -> None:
+        """An item whose key was claimed before: the first task when it is the same intent."""
+        first, _, print_ = (claim or "").partition(" ")
+        if not first:  # released between our SET and GET: the first publish failed
+            item.refuse(Outcome.NOT_ENQUEUED, "an earlier request with this key failed; retry")
+            return
+        item.task_id = first
+        if print_ == fingerprint(item.kwargs):
+            item.outcome = Outcome.DUPLICATE
+        else:
+            item.refuse(Outcome.CONFLICT, f"idempotency key {item.key!r} was used for another intent")
+
+    def _unclaim(self, item: Item) -> None:
+        if item.key is None:
+            return
+        with suppress(RedisError):
+            self._release(
+                keys=[IDEMPOTENCY_PREFIX + item.key], args=[f"{item.task_id} {fingerprint(item.kwargs)}"]
+            )
+
+
+def enqueuer(ttl: int) -> Enqueuer:
+    return Enqueuer(get_enqueue_redis(), ttl)
