@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from contextlib import suppress
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, cast
 
 import redis
 from celery.utils import uuid
+from kombu.exceptions import BatchPublishError
 from redis.exceptions import RedisError
 
 from worker.app import app
 from worker.delivery.errors import EnqueueError, InvalidIntent
 from worker.redis_conn import get_enqueue_redis
+from worker.services import ledger
 from worker.tasks import send_message
 
 IDEMPOTENCY_PREFIX = "wa:api:idem:"  # key -> "task_id fingerprint", for DISPATCH_API_IDEMPOTENCY_TTL
@@ -124,12 +125,17 @@ class Enqueuer:
                     Outcome.NOT_ENQUEUED, f"not enqueued: Redis did not answer ({type(exc).__name__})"
                 )
             return
-        with self._producer() as producer:
-            pending = iter([item for item in todo if item.outcome is None])
-            for item in pending:
-                if not self._publish(item, producer):
-                    self._give_up(pending, item.message or "not enqueued")
-                    break
+        with app.producer_or_acquire() as producer:
+            pending = [item for item in todo if item.outcome is None]
+            try:
+                # The ledger's records are written (inner block) before the messages (outer).
+                with _batch(producer, len(pending)), _ledger_batch(len(pending)):
+                    for index, item in enumerate(pending):
+                        if not self._publish(item, producer):
+                            self._give_up(pending[index + 1 :], item.message or "not enqueued")
+                            break
+            except (BatchPublishError, RedisError) as exc:
+                self._unpublished(pending, exc)
 
     def _publish(self, item: Item, producer: Any) -> bool:
         """False when the broker did not answer (so the rest of a batch is not tried)."""
@@ -147,14 +153,23 @@ class Enqueuer:
         item.outcome = Outcome.ACCEPTED
         return True
 
-    def _give_up(self, rest: Iterator[Item], message: str) -> None:
+    def _give_up(self, rest: list[Item], message: str) -> None:
         for item in rest:
             item.refuse(Outcome.NOT_ENQUEUED, message)
             self._unclaim(item)
 
-    def _producer(self) -> Any:
-        """One pooled broker connection for the whole batch instead of a checkout per message."""
-        return app.producer_or_acquire()
+    def _unpublished(self, items: list[Item], exc: Exception) -> None:
+        """The batch's write to the ledger or the broker failed: what it held was not enqueued, so
+        its ledger entries are settled (nothing for the audit to publish) and its keys released."""
+        book = ledger()
+        reason = f"not enqueued: the broker did not answer ({type(exc.__cause__ or exc).__name__})"
+        accepted = [item for item in items if item.outcome == Outcome.ACCEPTED]
+        for item in accepted:
+            if book is not None:
+                with suppress(RedisError):
+                    book.settle(str(item.task_id))
+            item.refuse(Outcome.NOT_ENQUEUED, reason)
+            self._unclaim(item)
 
     def _claim(self, keyed: list[Item]) -> None:
         if not keyed:
@@ -189,6 +204,19 @@ class Enqueuer:
             self._release(
                 keys=[IDEMPOTENCY_PREFIX + item.key], args=[f"{item.task_id} {fingerprint(item.kwargs)}"]
             )
+
+
+def _batch(producer: Any, size: int) -> AbstractContextManager[Any]:
+    """Several messages go to the broker in one write (kombu's publish batch: one Redis pipeline)
+    instead of a round trip each; one message keeps the publish retry policy of `apply_async`."""
+    batch = getattr(producer, "batch", None)  # kombu >= 5.7, and transports that support it
+    # Room for every command (a message may take two), so nothing is flushed before the end.
+    return batch(max_size=2 * size + 1) if batch is not None and size > 1 else nullcontext()
+
+
+def _ledger_batch(size: int) -> AbstractContextManager[Any]:
+    book = ledger()
+    return book.batched() if book is not None and size > 1 else nullcontext()
 
 
 def enqueuer(ttl: int) -> Enqueuer:
