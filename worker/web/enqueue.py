@@ -35,6 +35,10 @@ return 0
 """
 
 
+class Unpublished(Exception):
+    """A publish of a batch failed: nothing of the batch is written."""
+
+
 class Outcome(StrEnum):
     """What became of one intent."""
 
@@ -128,14 +132,18 @@ class Enqueuer:
         with app.producer_or_acquire() as producer:
             pending = [item for item in todo if item.outcome is None]
             try:
-                # The ledger's records are written (inner block) before the messages (outer).
+                # The ledger's records are written (inner block) before the messages (outer); a
+                # publish that fails leaves both blocks by an exception, so neither is written.
                 with _batch(producer, len(pending)), _ledger_batch(len(pending)):
                     for index, item in enumerate(pending):
                         if not self._publish(item, producer):
                             self._give_up(pending[index + 1 :], item.message or "not enqueued")
-                            break
+                            raise Unpublished(item.message or "not enqueued")
+            except Unpublished as exc:
+                self._unpublished(pending, str(exc))
             except (BatchPublishError, RedisError) as exc:
-                self._unpublished(pending, exc)
+                name = type(exc.__cause__ or exc).__name__
+                self._unpublished(pending, f"not enqueued: the broker did not answer ({name})")
 
     def _publish(self, item: Item, producer: Any) -> bool:
         """False when the broker did not answer (so the rest of a batch is not tried)."""
@@ -158,13 +166,14 @@ class Enqueuer:
             item.refuse(Outcome.NOT_ENQUEUED, message)
             self._unclaim(item)
 
-    def _unpublished(self, items: list[Item], exc: Exception) -> None:
-        """The batch's write to the ledger or the broker failed: what it held was not enqueued, so
-        its ledger entries are settled (nothing for the audit to publish) and its keys released."""
+    def _unpublished(self, items: list[Item], reason: str) -> None:
+        """The batch's write to the ledger or the broker failed, or was given up: what it held was
+        not enqueued, so its ledger entries are settled (nothing for the audit to publish) and its
+        keys released."""
         book = ledger()
-        reason = f"not enqueued: the broker did not answer ({type(exc.__cause__ or exc).__name__})"
-        accepted = [item for item in items if item.outcome == Outcome.ACCEPTED]
-        for item in accepted:
+        for item in items:
+            if item.outcome != Outcome.ACCEPTED:
+                continue
             if book is not None:
                 with suppress(RedisError):
                     book.settle(str(item.task_id))
