@@ -100,3 +100,13 @@ def test_the_bearer_token(header: str | None, token: str | None) -> None:
 def test_the_rate_window_answers_retry_after_past_the_limit() -> None:
     assert over_limit(1000, 1000) is None
     assert over_limit(1001, 1000) == 1
+
+
+def test_the_cli_makes_a_key_and_the_entry_that_finds_it() -> None:
+    from tests.cli import run
+
+    made = run("api-key", "new", "shopify-app", "--sender", "support", "--sender", "default")
+    assert made["entry"] == key_entry("shopify-app", made["key"], ["support", "default"])
+    found = find_key(parse_keys(made["entry"]), made["key"])
+    assert found is not None and found.allows("support") and not found.allows("marketing")
+    assert "not a sender name" in run("api-key", "new", "shop", "--sender", "Bad!", code=2)["error"]
