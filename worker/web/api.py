@@ -123,7 +123,8 @@ def _single_refusal(item: Item) -> Refusal:
 
 async def send(request: Request, key: ApiKey) -> Response:
     item = prepare(await json_body(request), request.headers.get("idempotency-key"), key.allows)
-    await run_in_threadpool(_enqueuer(request).enqueue, [item])
+    if item.outcome is None:
+        await request.app.state.singles.enqueue(item)
     if item.outcome not in (Outcome.ACCEPTED, Outcome.DUPLICATE):
         raise _single_refusal(item)
     task_id = str(item.task_id)

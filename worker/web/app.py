@@ -34,7 +34,8 @@ from worker.statuses.events import parse
 from worker.web import api
 from worker.web.auth import RateLimit, load_keys
 from worker.web.body import MAX_BODY, read_body
-from worker.web.enqueue import enqueuer
+from worker.web.enqueue import Coalescer, enqueuer
+from worker.web.openapi import MAX_BATCH
 
 log = get_logger("whatsapp_dispatch.web")
 
@@ -135,6 +136,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.api_keys = load_keys(settings)
         app.state.api_rate = RateLimit(app.state.redis, settings.api_rate_limit)
         app.state.enqueuer = enqueuer(settings.api_idempotency_ttl)
+        app.state.singles = Coalescer(app.state.enqueuer, MAX_BATCH)
         yield
         await app.state.redis.aclose()
 
