@@ -193,7 +193,15 @@ def test_every_refusal_is_json_and_enqueues_nothing(web: Web, sandbox: Sandbox) 
     with pytest.raises(InvalidIntent) as python_path:
         send_message.check(bad)
     assert (status, invalid["errors"]) == (422, python_path.value.errors)
-    for odd in ([], "x", None, {"to": ["+919876502300"]}, {"type": "text", "text": {"body": "\ud800"}}):
+    lone = "\ud800"  # a lone surrogate: valid JSON, not valid text
+    for odd in (
+        [],
+        "x",
+        None,
+        {"to": ["+919876502300"]},
+        {**body, "text": {"body": lone}},
+        {**body, "idempotency_key": lone},
+    ):
         assert call(web.base, "POST", url, raw=json.dumps(odd).encode())[0] == 422, odd
     time.sleep(0.5)
     assert sandbox.requests() == []

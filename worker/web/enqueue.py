@@ -100,9 +100,20 @@ def prepare(raw: Any, header_key: str | None, may_use: Any) -> Item:
         item.refuse(Outcome.FORBIDDEN, f"this API key may not send as {sender or 'default'!r}")
         return item
     item.key = header_key if header_key is not None else body_key if isinstance(body_key, str) else None
-    if item.key is not None:
+    if item.key is not None and not _encodable(item.key):  # a lone surrogate cannot be a Redis key
+        reason = "must be text (UTF-8)"
+        item.refuse(Outcome.INVALID, f"idempotency_key: {reason}", [_field("idempotency_key", reason)])
+    elif item.key is not None:
         item.kwargs["idempotency_key"] = item.key
     return item
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _field(name: str, reason: str) -> dict[str, str]:
