@@ -40,6 +40,7 @@ from worker.web.openapi import (
 
 log = get_logger("whatsapp_dispatch.api")
 
+COUNT_WITHIN = 2.5  # the rate limit's count; longer is a 503 (the client's Redis timeout is 1 s)
 STATUS_WITHIN = 5.0  # a status read that takes longer is a 503: Redis is not answering
 
 Handler = Callable[[Request, ApiKey], Awaitable[Response]]
@@ -71,7 +72,7 @@ def authorized(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             if key is None:
                 raise Refusal(401, Reason.UNAUTHORIZED, "missing or unknown API key (Authorization: Bearer)")
             try:
-                wait = await asyncio.wait_for(request.app.state.api_rate.retry_after(key.name), 2.5)
+                wait = await asyncio.wait_for(request.app.state.api_rate.retry_after(key.name), COUNT_WITHIN)
             except (RedisError, OSError, TimeoutError):
                 raise Refusal(503, Reason.UNAVAILABLE, "Redis did not answer; nothing was enqueued") from None
             if wait is not None:
