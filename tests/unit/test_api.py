@@ -78,3 +78,35 @@ def test_the_docs_page_lists_every_route() -> None:
     for path in openapi()["paths"]:
         assert path in page
     assert "<script" not in page  # rendered on the server: works offline
+
+
+def test_single_intents_that_arrive_together_are_enqueued_together() -> None:
+    import asyncio
+    import threading
+
+    from worker.web.enqueue import Coalescer, Item
+
+    groups: list[int] = []
+    release = threading.Event()
+
+    class Slow:
+        def enqueue(self, items: list[Item]) -> None:
+            release.wait(5)  # the first group is being written while the others arrive
+            groups.append(len(items))
+            for item in items:
+                item.outcome = Outcome.ACCEPTED
+
+    async def arrive() -> list[Item]:
+        coalescer = Coalescer(Slow(), most=20)  # type: ignore[arg-type]
+        items = [Item({"n": n}) for n in range(50)]
+        waiting = [asyncio.create_task(coalescer.enqueue(items[0]))]
+        await asyncio.sleep(0.05)  # a lone intent goes at once, alone
+        waiting += [asyncio.create_task(coalescer.enqueue(item)) for item in items[1:]]
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(*waiting)
+        assert coalescer.drain is None
+        return items
+
+    items = asyncio.run(arrive())
+    assert groups == [1, 20, 20, 9] and all(item.outcome == Outcome.ACCEPTED for item in items)
