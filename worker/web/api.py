@@ -101,8 +101,12 @@ async def json_body(request: Request) -> Any:
         raise Refusal(400, Reason.MALFORMED, "the body is not JSON") from None
 
 
+STATUS_PATH = "/v1/messages/{task_id}"
+
+
 def _status_url(request: Request, task_id: str) -> str:
-    return str(request.url_for("message_status", task_id=task_id).path)
+    """Relative, so it holds behind a proxy; formatted, as url_for costs 20 ms for a batch."""
+    return request.scope.get("root_path", "") + STATUS_PATH.format(task_id=task_id)
 
 
 def _enqueuer(request: Request) -> Enqueuer:
@@ -229,7 +233,7 @@ def routes() -> list[Route]:
     return [
         Route("/v1/messages", authorized(send), methods=["POST"]),
         Route("/v1/messages/batch", authorized(send_batch), methods=["POST"]),
-        Route("/v1/messages/{task_id}", authorized(status), methods=["GET"], name="message_status"),
+        Route(STATUS_PATH, authorized(status), methods=["GET"]),
         Route("/v1/read", authorized(read), methods=["POST"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),

@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any, cast
 
 import redis
+from celery.result import denied_join_result
 from celery.utils import uuid
 from kombu.exceptions import BatchPublishError
 from redis.exceptions import RedisError
@@ -142,7 +143,11 @@ class Enqueuer:
                     Outcome.NOT_ENQUEUED, f"not enqueued: Redis did not answer ({type(exc).__name__})"
                 )
             return
-        with app.producer_or_acquire() as producer:
+        # The web process never waits for a result; without denied_join_result, Celery's Redis
+        # backend subscribes to each task's result channel as it publishes (and unsubscribes when
+        # the AsyncResult goes): two commands per intent, a third of a batch's time. The flag is
+        # process-wide; a race between threads only leaves it set, which nothing here minds.
+        with denied_join_result(), app.producer_or_acquire() as producer:
             pending = [item for item in todo if item.outcome is None]
             try:
                 # The ledger's records are written (inner block) before the messages (outer); a
