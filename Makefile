@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test unit cov run sandbox worker web lint format bench bench-webhooks soak redis-server chromium clean
+.PHONY: install test unit cov run sandbox worker web lint format bench bench-webhooks bench-api soak redis-server chromium clean
 
 install: $(VENV)/.installed
 
@@ -75,6 +75,10 @@ bench: install redis-server
 # Webhook benchmark (about a minute): accepted and applied events/s beside the naive baseline.
 bench-webhooks: install redis-server
 	$(BIN)/python -m bench.webhooks
+
+# HTTP API benchmark (about a minute): single and batch enqueue requests/s and p99, beside send_message.delay.
+bench-api: install redis-server
+	$(BIN)/python -m bench.http_api
 
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

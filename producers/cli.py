@@ -46,6 +46,8 @@ templates_app = typer.Typer(
 app.add_typer(templates_app, name="templates")
 media_app = typer.Typer(help="Media of the sending number: upload, show, delete.", no_args_is_help=True)
 app.add_typer(media_app, name="media")
+api_key_app = typer.Typer(help="Keys of the HTTP API (DISPATCH_API_KEYS).", no_args_is_help=True)
+app.add_typer(api_key_app, name="api-key")
 console = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 SenderOption = Annotated[
@@ -736,6 +738,29 @@ def senders_check(file: Path, as_json: JsonFlag = False) -> None:
         as_json,
         "valid",
     )
+
+
+@api_key_app.command("new")
+def api_key_new(
+    name: Annotated[str, typer.Argument(help="Who uses the key, e.g. the app's name (in logs and limits).")],
+    sender: Annotated[
+        list[str] | None, typer.Option("--sender", help="Limit the key to this sender (repeatable).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Make a key for the HTTP API: give `key` to the app, add `entry` to DISPATCH_API_KEYS (or a
+    line of DISPATCH_API_KEYS_FILE). The entry holds only the key's SHA-256; the key is shown once.
+
+    Example: wa-dispatch api-key new shopify-app --sender support
+    """
+    from worker.web.auth import ApiKeysError, key_entry, new_key
+
+    key = new_key()
+    try:
+        entry = key_entry(name, key, sender)
+    except ApiKeysError as exc:
+        _fail({"error": str(exc)}, as_json, 2)
+    _emit({"name": name, "key": key, "entry": entry, "senders": sender or None}, as_json, "new API key")
 
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

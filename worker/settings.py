@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     auto_read: bool = Field(False, validation_alias="DISPATCH_AUTO_READ")
     window_check: bool = Field(False, validation_alias="DISPATCH_WINDOW_CHECK")
 
+    # The HTTP API (worker.web.api): keys as `name:sha256hex[:sender|sender]`, see worker.web.auth.
+    api_keys: SecretStr | None = Field(None, validation_alias="DISPATCH_API_KEYS")
+    api_keys_file: Path | None = Field(None, validation_alias="DISPATCH_API_KEYS_FILE")
+    api_rate_limit: int = Field(1000, ge=1, validation_alias="DISPATCH_API_RATE_LIMIT")
+    api_idempotency_ttl: int = Field(24 * 3600, ge=1, validation_alias="DISPATCH_API_IDEMPOTENCY_TTL")
+
     # Crash recovery (worker.recovery): a worker that has not beaten for the timeout is dead; its
     # messages go back to the queues at once, and the ledger is audited a grace period later.
     heartbeat_interval: float = Field(2.0, gt=0, validation_alias="DISPATCH_HEARTBEAT_INTERVAL")

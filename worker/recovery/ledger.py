@@ -10,7 +10,10 @@ Sends stay exactly-once: a task that runs twice finds its idempotency key alread
 from __future__ import annotations
 
 import json
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -68,13 +71,27 @@ class Ledger:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
         self._lost = client.register_script(_LOST)
+        self._batch = threading.local()
 
     def record(self, task_id: str, entry: Entry) -> None:
-        pipe = self.redis.pipeline(transaction=False)
+        batch = getattr(self._batch, "pipe", None)
+        pipe = batch if batch is not None else self.redis.pipeline(transaction=False)
         pipe.hset(ENTRIES, task_id, json.dumps(entry.__dict__))
         pipe.zadd(INDEX, {task_id: time.time()})
         pipe.sadd(QUEUES, entry.queue)
-        pipe.execute()
+        if batch is None:
+            pipe.execute()
+
+    @contextmanager
+    def batched(self) -> Iterator[None]:
+        """What this thread records inside the block is written in one round trip as it ends (the
+        HTTP API's batches); nothing is written when it raises. Publish the tasks after it ends."""
+        self._batch.pipe = self.redis.pipeline(transaction=False)
+        try:
+            yield
+            self._batch.pipe.execute()
+        finally:
+            del self._batch.pipe
 
     def watch(self, queue: str) -> None:
         """Look for ledgered tasks in this queue too."""

@@ -1,4 +1,5 @@
-"""Webhook routes: Meta's verification handshake, signed status and inbound-message POSTs, health.
+"""The web process's app: the HTTP API (`worker.web.api`), and here the webhook routes (Meta's
+verification handshake, signed status and inbound-message POSTs) and health.
 
 A POST is answered 200 only once its body is in the Redis inbox (`worker.statuses.inbox`), and
 always within ANSWER_WITHIN seconds (Interakt disables a webhook after repeated slow answers).
@@ -30,11 +31,14 @@ from worker.ops.logs import get_logger
 from worker.settings import Settings, get_settings
 from worker.statuses import inbox, signature
 from worker.statuses.events import parse
+from worker.web import api
+from worker.web.auth import RateLimit, load_keys
+from worker.web.body import MAX_BODY, read_body
+from worker.web.enqueue import Coalescer, enqueuer
+from worker.web.openapi import MAX_BATCH
 
 log = get_logger("whatsapp_dispatch.web")
 
-MAX_BODY = 1024 * 1024
-DRAIN_LIMIT = 8 * MAX_BODY
 # Interakt wants an answer within 3 s; leave room for the network on both sides.
 ANSWER_WITHIN = 2.5
 REDIS_TIMEOUT = 1.0
@@ -55,21 +59,6 @@ def _refuse(reason: Rejected, status: int, message: str, **fields: str) -> JSONR
     level = log.error if status >= 500 else log.warning
     level("webhook_rejected", reason=reason, http_status=status, **fields)
     return JSONResponse({"error": message, "reason": reason}, status_code=status)
-
-
-async def _read_body(request: Request) -> bytes | None:
-    """The raw body, or None when it is over MAX_BODY. An oversized body is read on (and
-    dropped) up to DRAIN_LIMIT, so an ordinary client, which writes its whole body before it
-    reads the answer, gets the 413 rather than a reset connection; past that it is cut off."""
-    body = bytearray()
-    seen = 0
-    async for chunk in request.stream():
-        seen += len(chunk)
-        if seen <= MAX_BODY:
-            body += chunk
-        elif seen > DRAIN_LIMIT:
-            break
-    return bytes(body) if seen <= MAX_BODY else None
 
 
 def _redis(request: Request) -> redis.asyncio.Redis:
@@ -97,7 +86,7 @@ async def handshake(request: Request) -> Response:
 
 async def receive(request: Request) -> Response:
     received = time.time()
-    body = await _read_body(request)
+    body = await read_body(request)
     if body is None:
         return _refuse(Rejected.TOO_LARGE, 413, f"body over {MAX_BODY} bytes")
     if not signature.verify(body, request.headers.get(signature.HEADER), _settings(request).webhook_secrets):
@@ -144,6 +133,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             max_connections=256,
         )
         app.state.settings = settings
+        app.state.api_keys = load_keys(settings)
+        app.state.api_rate = RateLimit(app.state.redis, settings.api_rate_limit)
+        app.state.enqueuer = enqueuer(settings.api_idempotency_ttl)
+        app.state.singles = Coalescer(app.state.enqueuer, MAX_BATCH)
         yield
         await app.state.redis.aclose()
 
@@ -153,6 +146,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/webhooks/whatsapp", receive, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Mount("/metrics", make_asgi_app()),
+            *api.routes(),
         ],
         lifespan=lifespan,
     )

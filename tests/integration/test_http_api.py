@@ -1,0 +1,317 @@
+"""The HTTP API end to end: a real web process (uvicorn) enqueues onto the session's Redis, the
+session's worker sends to the sandbox, and the sandbox's status webhooks come back through the
+same web process. Every route, every refusal, the same key twice, a batch with bad items, the
+broker and Redis away, and schemathesis against the live /openapi.json.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import BIN, ROOT, RedisServer, Sandbox, Web, free_port, tmpdir, wait_for, worker_env
+from tests.integration.conftest import Stack
+from worker.delivery.errors import InvalidIntent
+from worker.web.auth import hash_key, key_entry
+from worker.web.enqueue import IDEMPOTENCY_PREFIX
+
+pytestmark = pytest.mark.integration
+
+KEY = "wad_shop-test-key-0f3a"
+SUPPORT_ONLY = "wad_support-only-key-77c1"  # limited to the sender `support`, which is not `default`
+FUZZ = "wad_schemathesis-key-a9d2"
+BURST = "wad_burst-key-5e0b"  # only the rate test uses it, so its windows start empty
+KEYS = ",".join(
+    [
+        key_entry("shop", KEY),
+        key_entry("support", SUPPORT_ONLY, ["support"]),
+        key_entry("fuzz", FUZZ),
+        key_entry("burst", BURST),
+    ]
+)
+SECRET = "api-test-webhook-secret"
+RATE = 200  # requests per second per key: low enough that a test can pass it
+
+
+def intent(to: str, body: str = "Your order has shipped") -> dict[str, Any]:
+    return {"to": to, "type": "text", "text": {"body": body}}
+
+
+def call(
+    base: str,
+    method: str,
+    path: str,
+    body: Any = None,
+    key: str | None = KEY,
+    headers: dict[str, str] | None = None,
+    raw: bytes | None = None,
+) -> tuple[int, Any, dict[str, str]]:
+    """(status, JSON body, headers by lowercase name) of one request."""
+    data = raw if raw is not None else json.dumps(body).encode() if body is not None else None
+    sent = {"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})}
+    req = urllib.request.Request(base + path, data=data, method=method, headers={**sent, **(headers or {})})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read()), {k.lower(): v for k, v in resp.headers.items()}
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read()), {k.lower(): v for k, v in exc.headers.items()}
+
+
+@pytest.fixture(scope="module")
+def web(stack: Stack) -> Iterator[Web]:
+    env = worker_env(
+        stack.redis.url,
+        stack.sandbox.api_url,
+        DISPATCH_API_KEYS=KEYS,
+        DISPATCH_API_RATE_LIMIT=str(RATE),
+        DISPATCH_WEBHOOK_SECRET=SECRET,
+    )
+    process = Web(tmpdir("wa-api-"), env, name="web-api").start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def sandbox(stack: Stack, web: Web) -> Sandbox:
+    """The session's sandbox, emptied, posting its status webhooks to this web process."""
+    stack.sandbox.reset()
+    stack.sandbox.webhooks(web.webhook_url, SECRET, delays=[0.05, 0.1, 0.2])
+    return stack.sandbox
+
+
+def sent_to(sandbox: Sandbox, to: str) -> list[dict[str, Any]]:
+    return [r for r in sandbox.accepted() if (r["body"] or {}).get("to") == to]
+
+
+def test_the_same_key_twice_is_one_send_and_its_status_comes_back(web: Web, sandbox: Sandbox) -> None:
+    to, headers = "+919876502001", {"Idempotency-Key": "order-42-shipped"}
+    status, first, _ = call(web.base, "POST", "/v1/messages", intent(to), headers=headers)
+    assert status == 202 and first["idempotency_key"] == "order-42-shipped"
+    assert first["status_url"] == f"/v1/messages/{first['task_id']}"
+    status, again, answer = call(web.base, "POST", "/v1/messages", intent(to), headers=headers)
+    assert (status, again, answer.get("idempotent-replayed")) == (200, first, "true")
+    status, other, _ = call(web.base, "POST", "/v1/messages", intent(to, "changed"), headers=headers)
+    assert (status, other["reason"], other["task_id"]) == (409, "conflict", first["task_id"])
+
+    def read() -> dict[str, Any]:
+        shown = call(web.base, "GET", first["status_url"])[1]
+        return shown if shown.get("delivery_status") == "read" else {}
+
+    shown = wait_for(read, 30, "the status webhooks")
+    [sent] = sent_to(sandbox, to)
+    assert shown["state"] == "SUCCESS" and shown["wamid"] == sent["wamid"]
+    assert shown["idempotency_key"] == "order-42-shipped" and shown["delivery_updated_at"] > time.time() - 60
+    time.sleep(0.5)
+    assert len(sent_to(sandbox, to)) == 1
+    # The same JSON as `wa-dispatch status --json`.
+    cli = subprocess.run(
+        [str(BIN / "wa-dispatch"), "status", first["task_id"], "--json"],
+        env=web.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(cli.stdout) == shown
+
+
+def test_a_batch_enqueues_its_valid_intents_and_lists_the_bad_ones(web: Web, sandbox: Sandbox) -> None:
+    good = [intent(f"+9198765021{i:02d}") for i in range(5)]
+    messages = [*good[:2], {"to": "+91", "type": "text"}, 7, *good[2:], {**good[0], "sender": "support"}]
+    headers = {"Idempotency-Key": "batch-7"}
+    status, result, _ = call(web.base, "POST", "/v1/messages/batch", {"messages": messages}, headers=headers)
+    assert status == 207 and (result["accepted"], result["refused"]) == (5, 3)
+    outcomes = [item["outcome"] for item in result["items"]]
+    assert outcomes == ["accepted"] * 2 + ["invalid"] * 2 + ["accepted"] * 3 + ["invalid"]
+    assert [e["field"] for e in result["items"][2]["errors"]] == ["to"]
+    assert result["items"][0]["idempotency_key"] == "batch-7:0" and "task_id" not in result["items"][2]
+    wait_for(lambda: all(sent_to(sandbox, m["to"]) for m in good), 30, "the batch's sends")
+    # The whole batch again under the same header: every item is its first task, nothing is sent twice.
+    status, again, _ = call(web.base, "POST", "/v1/messages/batch", {"messages": messages}, headers=headers)
+    assert status == 207 and [i["outcome"] for i in again["items"]][:2] == ["duplicate", "duplicate"]
+    assert [i.get("task_id") for i in again["items"] if i["outcome"] == "duplicate"] == [
+        i["task_id"] for i in result["items"] if i["outcome"] == "accepted"
+    ]
+    time.sleep(0.5)
+    assert all(len(sent_to(sandbox, m["to"])) == 1 for m in good)
+    all_good = {"messages": [intent("+919876502200")]}
+    assert call(web.base, "POST", "/v1/messages/batch", all_good)[0] == 202
+    too_many = {"messages": [intent("+919876502201")] * 1001}
+    status, refused, _ = call(web.base, "POST", "/v1/messages/batch", too_many)
+    assert (status, refused["reason"]) == (413, "too_large") and "1000" in refused["error"]
+
+
+def test_read_receipts(web: Web, sandbox: Sandbox) -> None:
+    status, accepted, _ = call(web.base, "POST", "/v1/read", {"message_id": "wamid.HBgMOTE5ODc2NTAyMzAw"})
+    assert status == 202
+    wait_for(
+        lambda: any(
+            (r["body"] or {}).get("message_id") == "wamid.HBgMOTE5ODc2NTAyMzAw" for r in sandbox.requests()
+        ),
+        30,
+        "mark_read",
+    )
+    assert call(web.base, "GET", accepted["status_url"])[1]["task_id"] == accepted["task_id"]
+    status, refused, _ = call(web.base, "POST", "/v1/read", {"message": "wamid.x"})
+    assert status == 422 and {e["field"] for e in refused["errors"]} == {"message_id", "message"}
+    assert call(web.base, "POST", "/v1/read", {"message_id": "w"}, key=SUPPORT_ONLY)[0] == 403
+
+
+def test_every_refusal_is_json_and_enqueues_nothing(web: Web, sandbox: Sandbox) -> None:
+    from worker.tasks import send_message
+
+    url, body = "/v1/messages", intent("+919876502300")
+    assert call(web.base, "POST", url, body, key=None)[:2] == (
+        401,
+        {"error": "missing or unknown API key (Authorization: Bearer)", "reason": "unauthorized"},
+    )
+    assert call(web.base, "POST", url, body, key="wad_not-a-key")[0] == 401
+    assert call(web.base, "POST", url, body, key=hash_key(KEY))[0] == 401  # the stored hash is no key
+    assert call(web.base, "GET", "/v1/messages/anything", key=None)[0] == 401
+    status, forbidden, _ = call(web.base, "POST", url, body, key=SUPPORT_ONLY)
+    assert (status, forbidden["reason"]) == (403, "forbidden")
+    assert call(web.base, "POST", url, key=SUPPORT_ONLY, raw=b"{}")[0] == 403  # no sender: `default`
+    huge = json.dumps({**body, "text": {"body": "x" * (1024 * 1024)}}).encode()
+    assert call(web.base, "POST", url, raw=huge)[:2] == (
+        413,
+        {"error": "the body is over 1048576 bytes", "reason": "too_large"},
+    )
+    assert call(web.base, "POST", url, raw=b"to=1", headers={"Content-Type": "text/plain"})[0] == 415
+    for raw in (b"{not json", b"[" * 100_000, b"", b"\xff\xfe"):
+        assert call(web.base, "POST", url, raw=raw)[0] == 400, raw[:10]
+    bad = {"to": "12", "type": "text", "text": {"body": ""}, "colour": "red"}
+    status, invalid, _ = call(web.base, "POST", url, bad)
+    with pytest.raises(InvalidIntent) as python_path:
+        send_message.check(bad)
+    assert (status, invalid["errors"]) == (422, python_path.value.errors)
+    lone = "\ud800"  # a lone surrogate: valid JSON, not valid text
+    for odd in (
+        [],
+        "x",
+        None,
+        {"to": ["+919876502300"]},
+        {**body, "text": {"body": lone}},
+        {**body, "idempotency_key": lone},
+    ):
+        assert call(web.base, "POST", url, raw=json.dumps(odd).encode())[0] == 422, odd
+    time.sleep(0.5)
+    assert sandbox.requests() == []
+    assert KEY not in web.output() and SECRET not in web.output()
+
+
+def test_a_key_past_its_rate_gets_429_with_retry_after(web: Web) -> None:
+    answers: list[tuple[int, str | None]] = []
+    plain = {"Content-Type": "text/plain"}  # counted, then refused (415) without touching the broker
+
+    def burst() -> None:
+        for _ in range(150):
+            status, _, headers = call(web.base, "POST", "/v1/messages", raw=b"x", key=BURST, headers=plain)
+            answers.append((status, headers.get("retry-after")))
+
+    threads = [threading.Thread(target=burst) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {s for s, _ in answers} == {415, 429}
+    assert (429, "1") in answers and answers.count((415, None)) >= RATE
+    time.sleep(1.1)
+    assert call(web.base, "POST", "/v1/messages", raw=b"x", key=BURST, headers=plain)[0] == 415
+
+
+def test_schemathesis_finds_no_server_error_and_no_answer_off_the_schema(web: Web, tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            str(BIN / "st"),
+            "run",
+            f"{web.base}/openapi.json",
+            "--header",
+            f"Authorization: Bearer {FUZZ}",
+            "--checks",
+            "not_a_server_error,response_schema_conformance",
+            "--phases",
+            "coverage,fuzzing",
+            "--max-examples",
+            "15",
+            "--max-time",
+            "30",
+            "--seed",
+            "14",
+            "--generation-database",
+            "none",
+            "--no-color",
+            "--report-dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout[-4000:]
+    with urllib.request.urlopen(web.base + "/docs", timeout=10) as page:  # no key needed
+        assert page.headers["content-type"].startswith("text/html") and b"/v1/messages/batch" in page.read()
+
+
+def test_the_broker_or_redis_away_is_503_with_nothing_enqueued(tmp_path: Path) -> None:
+    state = RedisServer(tmp_path / "state", persistent=False)
+    (tmp_path / "state").mkdir()
+    state.start()
+    (tmp_path / "broker").mkdir()
+    broker = RedisServer(tmp_path / "broker", port=free_port())  # not started yet
+    env = worker_env(
+        state.url,
+        "http://127.0.0.1:9/api/v17.0",
+        CELERY_BROKER_URL=broker.url,
+        DISPATCH_API_KEYS=KEYS,
+        DISPATCH_PUBLISH_MAX_RETRIES="1",
+    )
+    web = Web(tmp_path, env).start()  # API keys and no webhook secret: it starts
+    try:
+        headers = {"Idempotency-Key": "while-down"}
+        status, refused, _ = call(web.base, "POST", "/v1/messages", intent("+919876502400"), headers=headers)
+        assert (status, refused["reason"]) == (503, "not_enqueued")
+        batch = {"messages": [intent(f"+9198765024{i:02d}") for i in range(1, 4)]}
+        status, result, _ = call(web.base, "POST", "/v1/messages/batch", batch)
+        assert status == 503 and {i["outcome"] for i in result["items"]} == {"not_enqueued"}
+        r = state.client()
+        assert r.hlen("wa:ledger") == 0 and r.keys(IDEMPOTENCY_PREFIX + "*") == []
+        broker.start()
+        status, accepted, _ = call(web.base, "POST", "/v1/messages", intent("+919876502400"), headers=headers)
+        assert status == 202 and r.hexists("wa:ledger", accepted["task_id"])
+        assert call(web.base, "POST", "/v1/messages/batch", batch)[0] == 202
+        assert broker.client().llen("whatsapp") == 4
+        # Webhooks without a secret refuse every POST, as before.
+        assert call(web.base, "POST", "/webhooks/whatsapp", {"entry": []}, key=None)[0] == 401
+        broker.stop()
+        state.stop()
+        started = time.monotonic()
+        assert call(web.base, "POST", "/v1/messages", intent("+919876502401"))[0] == 503
+        assert call(web.base, "GET", f"/v1/messages/{accepted['task_id']}")[0] == 503
+        assert time.monotonic() - started < 6
+    finally:
+        web.stop()
+        broker.stop()
+        state.stop()
+
+
+def test_the_web_process_needs_webhook_secrets_or_api_keys(tmp_path: Path) -> None:
+    env = worker_env("redis://127.0.0.1:9/0", "http://127.0.0.1:9/api/v17.0", PORT=str(free_port()))
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.web"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode != 0 and "DISPATCH_API_KEYS" in out.stderr
+    bad = {**env, "DISPATCH_API_KEYS": f"shop:{KEY}"}  # the key itself instead of its hash
+    out = subprocess.run(
+        [sys.executable, "-m", "worker.web"], env=bad, cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode != 0 and "not the key itself" in out.stderr and KEY not in out.stderr

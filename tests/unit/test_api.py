@@ -1,0 +1,112 @@
+"""The HTTP API's pure parts: what an intent becomes before it is enqueued, and the OpenAPI
+document, whose request bodies are the intent models' own schemas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from worker.delivery.intents import MessageIntent, ReadReceipt
+from worker.web.enqueue import Outcome, fingerprint, prepare
+from worker.web.openapi import MAX_BATCH, docs_page, openapi
+
+INTENT = {"to": "+919999595313", "type": "text", "text": {"body": "Hi"}}
+
+
+def anyone(sender: str | None) -> bool:
+    return True
+
+
+def test_fingerprints_ignore_key_order_only() -> None:
+    assert fingerprint({"a": 1, "b": {"c": 2, "d": 3}}) == fingerprint({"b": {"d": 3, "c": 2}, "a": 1})
+    assert fingerprint(INTENT) != fingerprint({**INTENT, "text": {"body": "Hi!"}})
+
+
+def test_the_header_key_becomes_the_intents_idempotency_key() -> None:
+    item = prepare(INTENT, "order-42", anyone)
+    assert item.outcome is None and item.key == "order-42"
+    assert item.kwargs == {**INTENT, "idempotency_key": "order-42"} and "idempotency_key" not in INTENT
+    assert prepare({**INTENT, "idempotency_key": "order-42"}, "order-42", anyone).outcome is None
+    assert prepare({**INTENT, "idempotency_key": "k"}, None, anyone).key == "k"
+    assert prepare(INTENT, None, anyone).key is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "header", "outcome", "field"),
+    [
+        ([INTENT], None, Outcome.INVALID, "intent"),
+        ("text", None, Outcome.INVALID, "intent"),
+        ({**INTENT, "idempotency_key": "a"}, "b", Outcome.INVALID, "idempotency_key"),
+        ({**INTENT, "sender": "marketing"}, None, Outcome.FORBIDDEN, None),
+        ({**INTENT, "idempotency_key": "k\ud800"}, None, Outcome.INVALID, "idempotency_key"),
+    ],
+)
+def test_what_is_refused_before_validation(
+    raw: Any, header: str | None, outcome: Outcome, field: str
+) -> None:
+    item = prepare(raw, header, lambda sender: sender != "marketing")
+    assert item.outcome == outcome and item.message
+    assert [e["field"] for e in item.errors] == ([field] if field else [])
+
+
+def test_the_request_bodies_are_the_models_own_schemas() -> None:
+    doc = openapi()
+    schemas = doc["components"]["schemas"]
+
+    def body(path: str) -> dict[str, Any]:
+        ref = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        return schemas[ref.rsplit("/", 1)[1]]
+
+    for path, model in (("/v1/messages", MessageIntent), ("/v1/read", ReadReceipt)):
+        own = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        nested = own.pop("$defs", {})
+        assert body(path) == own
+        assert all(schemas[name] == schema for name, schema in nested.items())
+    assert body("/v1/messages/batch")["properties"]["messages"]["maxItems"] == MAX_BATCH
+    assert (
+        doc["openapi"].startswith("3.1")
+        and doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    )
+    for path, methods in doc["paths"].items():
+        for op in methods.values():
+            assert "500" not in op["responses"], path
+
+
+def test_the_docs_page_lists_every_route() -> None:
+    page = docs_page()
+    for path in openapi()["paths"]:
+        assert path in page
+    assert "<script" not in page  # rendered on the server: works offline
+
+
+def test_single_intents_that_arrive_together_are_enqueued_together() -> None:
+    import asyncio
+    import threading
+
+    from worker.web.enqueue import Coalescer, Item
+
+    groups: list[int] = []
+    release = threading.Event()
+
+    class Slow:
+        def enqueue(self, items: list[Item]) -> None:
+            release.wait(5)  # the first group is being written while the others arrive
+            groups.append(len(items))
+            for item in items:
+                item.outcome = Outcome.ACCEPTED
+
+    async def arrive() -> list[Item]:
+        coalescer = Coalescer(Slow(), most=20)  # type: ignore[arg-type]
+        items = [Item({"n": n}) for n in range(50)]
+        waiting = [asyncio.create_task(coalescer.enqueue(items[0]))]
+        await asyncio.sleep(0.05)  # a lone intent goes at once, alone
+        waiting += [asyncio.create_task(coalescer.enqueue(item)) for item in items[1:]]
+        await asyncio.sleep(0.05)
+        release.set()
+        await asyncio.gather(*waiting)
+        assert coalescer.drain is None
+        return items
+
+    items = asyncio.run(arrive())
+    assert groups == [1, 20, 20, 9] and all(item.outcome == Outcome.ACCEPTED for item in items)

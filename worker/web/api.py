@@ -1,0 +1,240 @@
+"""The HTTP API: enqueue, batch, status and read receipts for apps in any language.
+
+Each request is checked in this order, and the first refusal answers: 401 (no key, or not one of
+ours), 429 (the key's rate), 415 (not application/json), 413 (over 1 MiB), 400 (not JSON), then
+per intent 403 (a sender the key may not use), 409 (a key used for another intent) and 422
+(invalid, with InvalidIntent's field-by-field errors); 503 when the broker or Redis does not
+answer, with nothing enqueued. Every answer is JSON; no input is answered 500.
+
+Enqueueing is `worker.web.enqueue`, in a thread (redis-py and kombu block).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from redis.exceptions import RedisError
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from worker.delivery.errors import EnqueueError, InvalidIntent
+from worker.ops.logs import get_logger
+from worker.web.auth import ApiKey, bearer, find_key
+from worker.web.body import MAX_BODY, read_body
+from worker.web.enqueue import Enqueuer, Item, Outcome, prepare
+from worker.web.openapi import (
+    MAX_BATCH,
+    Accepted,
+    BatchItem,
+    BatchResult,
+    ReadAccepted,
+    Reason,
+    docs_page,
+    openapi,
+)
+
+log = get_logger("whatsapp_dispatch.api")
+
+COUNT_WITHIN = 2.5  # the rate limit's count; longer is a 503 (the client's Redis timeout is 1 s)
+STATUS_WITHIN = 5.0  # a status read that takes longer is a 503: Redis is not answering
+
+Handler = Callable[[Request, ApiKey], Awaitable[Response]]
+
+
+class Refusal(Exception):
+    """Raised inside a handler; answered as a Problem body with this status."""
+
+    def __init__(self, status: int, reason: Reason, error: str, **fields: Any) -> None:
+        super().__init__(error)
+        self.status, self.reason, self.error, self.fields = status, reason, error, fields
+
+
+def _problem(refusal: Refusal, key: ApiKey | None, headers: dict[str, str] | None = None) -> JSONResponse:
+    level = log.error if refusal.status >= 500 else log.info
+    level("api_refused", http_status=refusal.status, reason=refusal.reason, key=key.name if key else None)
+    body = {"error": refusal.error, "reason": refusal.reason, **refusal.fields}
+    return JSONResponse(body, status_code=refusal.status, headers=headers)
+
+
+def authorized(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+    """401 without a known key, 429 past its rate, 503 when Redis cannot count; then `handler`."""
+
+    async def route(request: Request) -> Response:
+        key = None
+        try:
+            presented = bearer(request.headers.get("authorization"))
+            key = find_key(request.app.state.api_keys, presented) if presented else None
+            if key is None:
+                raise Refusal(401, Reason.UNAUTHORIZED, "missing or unknown API key (Authorization: Bearer)")
+            try:
+                wait = await asyncio.wait_for(request.app.state.api_rate.retry_after(key.name), COUNT_WITHIN)
+            except (RedisError, OSError, TimeoutError):
+                raise Refusal(503, Reason.UNAVAILABLE, "Redis did not answer; nothing was enqueued") from None
+            if wait is not None:
+                refusal = Refusal(
+                    429, Reason.RATE_LIMITED, "this key's request rate limit; retry after a while"
+                )
+                return _problem(refusal, key, {"Retry-After": str(wait)})
+            return await handler(request, key)
+        except Refusal as refusal:
+            return _problem(refusal, key)
+
+    return route
+
+
+async def json_body(request: Request) -> Any:
+    """The request's JSON, or a Refusal: 415 not JSON by content type, 413 too large, 400 unparsable."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type != "application/json":
+        raise Refusal(415, Reason.UNSUPPORTED_MEDIA_TYPE, "send Content-Type: application/json")
+    body = await read_body(request)
+    if body is None:
+        raise Refusal(413, Reason.TOO_LARGE, f"the body is over {MAX_BODY} bytes")
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
+        raise Refusal(400, Reason.MALFORMED, "the body is not JSON") from None
+
+
+STATUS_PATH = "/v1/messages/{task_id}"
+
+
+def _status_url(request: Request, task_id: str) -> str:
+    """Relative, so it holds behind a proxy; formatted, as url_for costs 20 ms for a batch."""
+    return request.scope.get("root_path", "") + STATUS_PATH.format(task_id=task_id)
+
+
+def _enqueuer(request: Request) -> Enqueuer:
+    return request.app.state.enqueuer
+
+
+def _single_refusal(item: Item) -> Refusal:
+    status, reason = {
+        Outcome.INVALID: (422, Reason.INVALID),
+        Outcome.FORBIDDEN: (403, Reason.FORBIDDEN),
+        Outcome.CONFLICT: (409, Reason.CONFLICT),
+        Outcome.NOT_ENQUEUED: (503, Reason.NOT_ENQUEUED),
+    }[item.settled]
+    fields: dict[str, Any] = {"errors": item.errors} if item.errors else {}
+    if item.outcome == Outcome.CONFLICT:
+        fields["task_id"] = item.task_id
+    return Refusal(status, reason, item.message or str(item.outcome), **fields)
+
+
+async def send(request: Request, key: ApiKey) -> Response:
+    item = prepare(await json_body(request), request.headers.get("idempotency-key"), key.allows)
+    if item.outcome is None:
+        await request.app.state.singles.enqueue(item)
+    if item.outcome not in (Outcome.ACCEPTED, Outcome.DUPLICATE):
+        raise _single_refusal(item)
+    task_id = str(item.task_id)
+    accepted = Accepted(
+        task_id=task_id,
+        idempotency_key=str(item.idempotency_key),
+        status_url=_status_url(request, task_id),
+    )
+    replayed = item.outcome == Outcome.DUPLICATE
+    return JSONResponse(
+        accepted.model_dump(),
+        status_code=200 if replayed else 202,
+        headers={"Idempotent-Replayed": "true"} if replayed else None,
+    )
+
+
+async def send_batch(request: Request, key: ApiKey) -> Response:
+    doc = await json_body(request)
+    messages = doc.get("messages") if isinstance(doc, dict) else None
+    if not isinstance(messages, list) or not messages or set(doc) != {"messages"}:
+        reason = "expected {'messages': [intent, ...]} with at least one intent"
+        raise Refusal(422, Reason.INVALID, reason, errors=[{"field": "messages", "reason": reason}])
+    if len(messages) > MAX_BATCH:
+        raise Refusal(413, Reason.TOO_LARGE, f"{len(messages)} intents: a batch takes at most {MAX_BATCH}")
+    batch_key = request.headers.get("idempotency-key")
+    items = [
+        prepare(raw, f"{batch_key}:{i}" if batch_key and _unkeyed(raw) else None, key.allows)
+        for i, raw in enumerate(messages)
+    ]
+    await run_in_threadpool(_enqueuer(request).enqueue, items)
+    result = batch_result(request, items)
+    if result.accepted == 0 and any(i.outcome == Outcome.NOT_ENQUEUED for i in items):
+        status = 503
+    else:
+        status = 202 if result.refused == 0 else 207
+    return JSONResponse(result.model_dump(exclude_none=True), status_code=status)
+
+
+def _unkeyed(raw: Any) -> bool:
+    return not (isinstance(raw, dict) and raw.get("idempotency_key") is not None)
+
+
+def batch_result(request: Request, items: list[Item]) -> BatchResult:
+    ok = (Outcome.ACCEPTED, Outcome.DUPLICATE)
+    rows = []
+    for index, item in enumerate(items):
+        row = BatchItem(index=index, outcome=item.settled, task_id=item.task_id)
+        if item.outcome in ok:
+            row.idempotency_key = item.idempotency_key
+            row.status_url = _status_url(request, str(item.task_id))
+        else:
+            row.error = item.message
+            row.errors = item.errors or None  # type: ignore[assignment]
+        rows.append(row)
+    accepted = sum(1 for item in items if item.outcome in ok)
+    return BatchResult(accepted=accepted, refused=len(items) - accepted, items=rows)
+
+
+async def status(request: Request, key: ApiKey) -> Response:
+    from producers import delivery_status
+
+    task_id = request.path_params["task_id"]
+    try:
+        data = await asyncio.wait_for(run_in_threadpool(delivery_status, task_id), STATUS_WITHIN)
+    except (RedisError, OSError, TimeoutError):
+        raise Refusal(503, Reason.UNAVAILABLE, "Redis did not answer") from None
+    return JSONResponse(json.loads(json.dumps(data, default=str)))
+
+
+async def read(request: Request, key: ApiKey) -> Response:
+    from worker.tasks import mark_read
+
+    receipt = await json_body(request)
+    if not isinstance(receipt, dict):
+        reason = "a receipt is a JSON object: {'message_id': ..., 'sender': ...}"
+        raise Refusal(422, Reason.INVALID, reason, errors=[{"field": "receipt", "reason": reason}])
+    sender = receipt.get("sender")
+    if not key.allows(sender if isinstance(sender, str) else None):
+        raise Refusal(403, Reason.FORBIDDEN, f"this API key may not use sender {sender or 'default'!r}")
+    try:
+        result = await run_in_threadpool(mark_read.apply_async, kwargs=receipt)
+    except InvalidIntent as exc:
+        raise Refusal(422, Reason.INVALID, str(exc), errors=exc.errors) from None
+    except EnqueueError as exc:
+        raise Refusal(503, Reason.NOT_ENQUEUED, str(exc)) from None
+    task_id = str(result.id)
+    return JSONResponse(
+        ReadAccepted(task_id=task_id, status_url=_status_url(request, task_id)).model_dump(), 202
+    )
+
+
+async def openapi_json(request: Request) -> Response:
+    return JSONResponse(openapi())
+
+
+async def docs(request: Request) -> Response:
+    return HTMLResponse(docs_page())
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/v1/messages", authorized(send), methods=["POST"]),
+        Route("/v1/messages/batch", authorized(send_batch), methods=["POST"]),
+        Route(STATUS_PATH, authorized(status), methods=["GET"]),
+        Route("/v1/read", authorized(read), methods=["POST"]),
+        Route("/openapi.json", openapi_json, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+    ]
