@@ -68,9 +68,10 @@ web: install
 soak: install redis-server
 	$(BIN)/python -m bench.recovery_soak
 
-# Throughput benchmark (a few minutes): prints a table with the naive baseline beside it.
+# Throughput benchmark (a few minutes): prints a table with the naive baseline and Celery's own
+# ceiling beside it, and writes a py-spy flame graph of each run under build/flame/.
 bench: install redis-server
-	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.throughput --flame build/flame
 
 # Webhook benchmark (about a minute): accepted and applied events/s beside the naive baseline.
 bench-webhooks: install redis-server

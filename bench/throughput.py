@@ -2,7 +2,8 @@
 
 Starts its own redis-server, the sandbox with a response latency, and BENCH_WORKERS worker processes
 (threads pool, BENCH_THREADS each); sends N intents and measures, in the same run, the single-intent
-path, a campaign fan-out, the naive baseline (bench/naive.py), the 80/s limit, transactional latency
+path, a campaign fan-out, the naive baseline (bench/naive.py), Celery's own ceiling (bench/bare.py: a
+task that only sleeps the latency), the 80/s limit, transactional latency
 during a campaign, two senders' campaigns at once (`--only two-senders`), and (`--only soak`) memory
 over a long run. Prints a table. Every path runs with
 the guarantees on: idempotency records, the shared rate limiter, one result per message.
@@ -14,8 +15,10 @@ import argparse
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -94,6 +97,21 @@ def peak_rss_mb(pid: int) -> float:
     return total / 1024
 
 
+FLAME_DIR: Path | None = None  # --flame: where a py-spy flame graph of each run goes
+
+
+def flame_graph(pid: int, label: str) -> subprocess.Popen[bytes] | None:
+    """Sample one worker process (all its threads) with py-spy while a run lasts, at a low rate
+    and without pausing it, so the figures stay those of an unobserved worker."""
+    if FLAME_DIR is None:
+        return None
+    FLAME_DIR.mkdir(parents=True, exist_ok=True)
+    out = FLAME_DIR / f"flame-{label.replace(' ', '-').replace(',', '')}.svg"
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "50"]
+    command += ["--nonblocking", "--format", "flamegraph", "--output", str(out)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def wait_results(redis_server: RedisServer, ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
     client = redis_server.client()
     done: dict[str, dict[str, Any]] = {}
@@ -138,6 +156,7 @@ def measure(
 ) -> Figures:
     """Enqueue (or `kick` off) n messages, wait for every result, and read the figures."""
     pids = [w.proc.pid for w in workers]
+    profiler = flame_graph(pids[0], f"{name}-{latency * 1000:g}ms")
     cpu_before = sum(cpu_seconds(p) for p in pids)
     others_before = (cpu_seconds(sandbox.proc.pid), cpu_seconds(redis_server.proc.pid))
     sent_at: dict[str, float] = {}
@@ -149,6 +168,9 @@ def measure(
         sent_at[task_id] = started if kick else time.time()
     enqueued = time.time()
     results = wait_results(redis_server, list(sent_at), timeout=max(120, n / 20))
+    if profiler:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes the graph when interrupted
+        profiler.wait(60)
     failures = [m for m in results.values() if m["status"] != "SUCCESS"]
     if failures:
         raise SystemExit(f"{name}: {len(failures)} failures, e.g. {failures[0]['result']}")
@@ -195,7 +217,20 @@ def stack(
     }
     workers: list[Worker] = []
     try:
-        if kind == "naive":
+        if kind == "bare":
+            bare_env = {**env, "BENCH_LATENCY": str(latency)}
+            workers.extend(
+                Worker(
+                    workdir,
+                    bare_env,
+                    redis_server.url,
+                    name=f"bare{i}",
+                    concurrency=WORKER_THREADS,
+                    app="bench.bare",
+                ).start()
+                for i in range(WORKER_PROCESSES)
+            )
+        elif kind == "naive":
             workers.append(
                 Worker(
                     workdir,
@@ -249,6 +284,22 @@ def run_naive(latency: float, n: int) -> Figures:
 
     with stack("naive", latency, {}) as (redis_server, sandbox, workers):
         return measure("naive baseline", latency, n, enqueue, workers, redis_server, sandbox)
+
+
+def run_bare(latency: float, n: int) -> Figures:
+    """Celery's own ceiling: the same workers' shape running a task that only sleeps the latency."""
+    from bench.bare import send
+
+    with stack("bare", latency, {}) as (redis_server, sandbox, workers):
+        return measure(
+            "bare Celery ceiling",
+            latency,
+            n,
+            lambda i: send.apply_async(args=[i]).id,
+            workers,
+            redis_server,
+            sandbox,
+        )
 
 
 def load_campaign(name: str, n: int, offset: int = 0, sender: str | None = None) -> None:
@@ -375,6 +426,7 @@ def run_kind(kind: str, latency: float, n: int, soak: int) -> Figures:
     runs = {
         "single": lambda: run_single(latency, n, TOP),
         "naive": lambda: run_naive(latency, naive_n),
+        "bare": lambda: run_bare(latency, n),
         "campaign": lambda: run_campaign_fanout(latency, n, TOP),
         "rate80": lambda: run_single(
             latency, min(n, 2000), {"DISPATCH_RATE_LIMIT": "80"}, name="single, limit 80/s"
@@ -394,17 +446,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only",
         nargs="+",
-        default=["single", "campaign", "naive"],
-        choices=["single", "campaign", "naive", "rate80", "transactional", "two-senders", "soak"],
+        default=["single", "campaign", "naive", "bare"],
+        choices=["single", "campaign", "naive", "bare", "rate80", "transactional", "two-senders", "soak"],
     )
+    parser.add_argument("--flame", type=Path, help="write a py-spy flame graph of each run into this folder")
     parser.add_argument(
         "--soak", type=int, default=50_000, help="messages in the `soak` run (memory over time)"
     )
     args = parser.parse_args(argv)
+    global FLAME_DIR
+    FLAME_DIR = args.flame
     logs.configure("WARNING")
     if args.quick:
         args.n, args.latency = 500, [0.05]
-        args.only = ["single", "campaign", "naive", "rate80", "transactional"]
+        args.only = ["single", "campaign", "naive", "bare", "rate80", "transactional"]
     console = Console(width=200)
     table = Table(
         title=f"whatsapp-dispatch throughput, {os.cpu_count()} cores, "
@@ -450,14 +505,15 @@ def main(argv: list[str] | None = None) -> None:
     console.print(table)
     by = {(r.name, r.latency_ms): r for r in rows}
     for latency in args.latency:
-        base = by.get(("naive baseline", latency * 1000))
-        for path in ("single", "campaign fan-out"):
-            mine = by.get((path, latency * 1000))
-            if base and mine:
-                console.print(
-                    f"latency {latency * 1000:g} ms: {path} / naive baseline = "
-                    f"{mine.throughput / base.throughput:.1f}x"
-                )
+        for baseline in ("naive baseline", "bare Celery ceiling"):
+            base = by.get((baseline, latency * 1000))
+            for path in ("single", "campaign fan-out"):
+                mine = by.get((path, latency * 1000))
+                if base and mine:
+                    console.print(
+                        f"latency {latency * 1000:g} ms: {path} / {baseline} = "
+                        f"{mine.throughput / base.throughput:.2f}x"
+                    )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,10 @@ def test_kubernetes_shape() -> None:
     assert web["envFrom"] == [{"secretRef": {"name": "wa-dispatch"}}]
     ingress = docs[("Ingress", "wa-dispatch-web")]["spec"]
     assert ingress["tls"][0]["hosts"] == [ingress["rules"][0]["host"]]
-    (path,) = ingress["rules"][0]["http"]["paths"]
-    assert path["path"] == "/webhooks/whatsapp" and path["backend"]["service"]["name"] == "wa-dispatch-web"
+    paths = ingress["rules"][0]["http"]["paths"]
+    # The webhooks and the HTTP API are public; /metrics and /healthz are not.
+    assert [p["path"] for p in paths] == ["/webhooks/whatsapp", "/v1", "/openapi.json", "/docs"]
+    assert {p["backend"]["service"]["name"] for p in paths} == {"wa-dispatch-web"}
     assert ("Service", "wa-dispatch-web") in docs
 
 
