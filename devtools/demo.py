@@ -15,7 +15,7 @@ import secrets
 import signal
 import sys
 import time
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import redis
@@ -90,6 +90,17 @@ def start_sandbox() -> dict[str, str]:
     sandbox.webhooks(web.webhook_url, secret)
     console.print(f"Webhook receiver at {web.webhook_url}; the sandbox posts signed statuses to it")
     return env
+
+
+def settled(result: AsyncResult, timeout: float) -> dict[str, Any]:
+    """The task's value once its result is stored, read from the stored result (not from the
+    result channel, whose message a just-started subscriber can miss under load)."""
+    deadline = time.monotonic() + timeout
+    while not result.ready():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no result after {timeout:g}s")
+        time.sleep(0.1)
+    return result.get(timeout=1)
 
 
 def show_statuses(results: dict[str, AsyncResult]) -> None:
@@ -182,7 +193,7 @@ def main() -> None:
     results = one_of_each(to)
     for label, result in results.items():
         try:
-            outcome = result.get(timeout=60)
+            outcome = settled(result, timeout=60)
             detail = outcome.get("wamid") or f"success={outcome.get('success')}"
         except Exception as exc:  # noqa: BLE001 - each failure is shown, not raised
             failures += 1
