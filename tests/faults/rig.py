@@ -124,13 +124,18 @@ class Rig:
             f"ids = [send_text('+91987%07d' % i, 'intent-%d' % i, **{send!r}).id for i in numbers]\n"
             "print(json.dumps(ids))\n"
         )
+        ids: list[str] = self.app_process(script)
+        return ids
+
+    def app_process(self, script: str, timeout: float = 120) -> Any:
+        """Run `script` as an app does (the project's app, no token) and read the JSON document
+        its last line prints."""
         env = {k: v for k, v in self.env.items() if not k.startswith("INTERAKT_")}
         out = subprocess.run(
-            [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120
+            [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout
         )
         assert out.returncode == 0, out.stderr[-2000:]
-        ids: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
-        return ids
+        return json.loads(out.stdout.strip().splitlines()[-1])
 
     def enqueue(
         self,

@@ -4,10 +4,7 @@ the default 80. Every recovery setting keeps its production default."""
 
 from __future__ import annotations
 
-import json
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from tests.faults.rig import Rig
-from tests.harness import ROOT, TOKEN, tmpdir, wait_for
+from tests.harness import TOKEN, tmpdir, wait_for
 from worker.delivery.parking import PARKED
 
 pytestmark = pytest.mark.faults
@@ -61,12 +58,7 @@ def produce(rig: Rig, sender: str, n: int, rate: float = 0.0, first: int = 0) ->
         f"    ids.append(send_text('+91987%07d' % i, body, sender='{sender}').id)\n"
         "print(json.dumps([ids, times]))\n"
     )
-    env = {k: v for k, v in rig.env.items() if not k.startswith("INTERAKT_")}
-    out = subprocess.run(
-        [sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-2000:]
-    ids, times = json.loads(out.stdout.strip().splitlines()[-1])
+    ids, times = rig.app_process(script, timeout=300)
     return Flow(sender, ids, times)
 
 
