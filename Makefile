@@ -69,9 +69,11 @@ soak: install redis-server
 	$(BIN)/python -m bench.recovery_soak
 
 # Throughput benchmark (a few minutes): prints a table with the naive baseline and Celery's own
-# ceiling beside it, and writes a py-spy flame graph of each run under build/flame/.
+# ceiling beside it; then a second, smaller run under py-spy writes a flame graph of each path
+# under build/flame/ (sampling slows a worker by about a quarter, so its figures are not quoted).
 bench: install redis-server
-	$(BIN)/python -m bench.throughput --flame build/flame
+	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.throughput --n 2000 --latency 0.05 --only single campaign --flame build/flame
 
 # Webhook benchmark (about a minute): accepted and applied events/s beside the naive baseline.
 bench-webhooks: install redis-server

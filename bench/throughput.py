@@ -449,7 +449,11 @@ def main(argv: list[str] | None = None) -> None:
         default=["single", "campaign", "naive", "bare"],
         choices=["single", "campaign", "naive", "bare", "rate80", "transactional", "two-senders", "soak"],
     )
-    parser.add_argument("--flame", type=Path, help="write a py-spy flame graph of each run into this folder")
+    parser.add_argument(
+        "--flame",
+        type=Path,
+        help="write a py-spy flame graph of each run into this folder (the sampling slows the workers)",
+    )
     parser.add_argument(
         "--soak", type=int, default=50_000, help="messages in the `soak` run (memory over time)"
     )
