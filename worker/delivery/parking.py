@@ -103,9 +103,6 @@ class ParkingLot:
     def done(self, task_ids: list[str]) -> None:
         self._done(keys=[PARKED, RELEASING, MESSAGES], args=task_ids)
 
-    def count(self) -> int:
-        return int(self.redis.zcard(PARKED)) + int(self.redis.zcard(RELEASING))
-
 
 Publish = Callable[[list[tuple[str, Parked]]], None]
 
