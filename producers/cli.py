@@ -30,24 +30,22 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-failed_app = typer.Typer(help="Dead letters: intents that ended in failure.", no_args_is_help=True)
-app.add_typer(failed_app, name="failed")
-campaign_app = typer.Typer(
-    help="Scheduled campaigns: validate, preview, load, run, status, report.", no_args_is_help=True
-)
-app.add_typer(campaign_app, name="campaign")
-optout_app = typer.Typer(help="Numbers that never receive campaign messages.", no_args_is_help=True)
-app.add_typer(optout_app, name="optout")
-senders_app = typer.Typer(help="The numbers this deployment sends from.", no_args_is_help=True)
-app.add_typer(senders_app, name="senders")
-templates_app = typer.Typer(
-    help="The template registry: sync the WABA's templates, list them, show one.", no_args_is_help=True
-)
-app.add_typer(templates_app, name="templates")
-media_app = typer.Typer(help="Media of the sending number: upload, show, delete.", no_args_is_help=True)
-app.add_typer(media_app, name="media")
-api_key_app = typer.Typer(help="Keys of the HTTP API (DISPATCH_API_KEYS).", no_args_is_help=True)
-app.add_typer(api_key_app, name="api-key")
+
+
+def _group(name: str, help: str) -> typer.Typer:
+    """A command group (`wa-dispatch NAME ...`) that prints its help when given no command."""
+    group = typer.Typer(help=help, no_args_is_help=True)
+    app.add_typer(group, name=name)
+    return group
+
+
+failed_app = _group("failed", "Dead letters: intents that ended in failure.")
+campaign_app = _group("campaign", "Scheduled campaigns: validate, preview, load, run, status, report.")
+optout_app = _group("optout", "Numbers that never receive campaign messages.")
+senders_app = _group("senders", "The numbers this deployment sends from.")
+templates_app = _group("templates", "The template registry: sync the WABA's templates, list them, show one.")
+media_app = _group("media", "Media of the sending number: upload, show, delete.")
+api_key_app = _group("api-key", "Keys of the HTTP API (DISPATCH_API_KEYS).")
 console = Console()
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 SenderOption = Annotated[
