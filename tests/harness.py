@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import uuid
+from typing import Any
 
 from devtools.localstack import (
     BIN,
@@ -99,3 +100,10 @@ def worker_env(redis_url: str, api_url: str, timings: bool = True, **overrides: 
     )
     env.update(overrides)
     return env
+
+
+def stored_keys(client: Any) -> set[str]:
+    """Every key in Redis but the recovery loop's own (its lock lives for a moment every
+    DISPATCH_HEARTBEAT_INTERVAL, its audit time is set on its first tick): what an enqueue or a
+    send could have written."""
+    return {key for key in client.scan_iter(count=1000) if not key.startswith("wa:recovery:")}

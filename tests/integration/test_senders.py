@@ -22,6 +22,7 @@ from tests.harness import (
     RedisServer,
     Sandbox,
     Worker,
+    stored_keys,
     tmpdir,
     worker_env,
 )
@@ -109,7 +110,7 @@ def test_each_message_goes_out_through_its_own_sender(deployment: Deployment) ->
 
 
 def test_an_unknown_sender_is_refused_at_enqueue_naming_the_known_ones(deployment: Deployment) -> None:
-    before = deployment.redis.client().dbsize()
+    before = stored_keys(deployment.redis.client())
     refused = app_process(
         deployment,
         "import json\n"
@@ -123,7 +124,7 @@ def test_an_unknown_sender_is_refused_at_enqueue_naming_the_known_ones(deploymen
     assert refused == [
         {"field": "sender", "reason": "unknown sender 'nope'; known senders: marketing, support"}
     ]
-    assert deployment.redis.client().dbsize() == before  # nothing enqueued or stored
+    assert stored_keys(deployment.redis.client()) == before  # nothing enqueued or stored
 
 
 def test_an_unknown_sender_enqueued_by_name_fails_in_the_worker_with_nothing_sent(
