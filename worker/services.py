@@ -7,14 +7,17 @@ the health checks get it from `services()`; an app that only enqueues needs `led
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import redis
+from celery import states
 
+from worker.app import app
 from worker.campaigns.runs import CampaignRuns
 from worker.delivery.breaker import Breaker
 from worker.delivery.client import InteraktClient
 from worker.delivery.deadletters import DeadLetters
-from worker.delivery.idempotency import IdempotencyStore
+from worker.delivery.idempotency import IdempotencyStore, StoredResult
 from worker.delivery.media import MediaLinks
 from worker.delivery.parking import ParkingLot
 from worker.delivery.ratelimit import RateLimiter
@@ -78,6 +81,9 @@ def send_services(settings: Settings, client: redis.Redis) -> SendServices:
         windows=CustomerWindows(client),
         senders={name: _sender_services(name, own, client) for name, own in own_settings.items()},
         resync_template=_enqueue_resync,
+        result_document=_result_document
+        if settings.state_redis_url == settings.celery_result_backend
+        else None,
     )
 
 
@@ -99,6 +105,17 @@ def _enqueue_resync(name: str) -> None:
     from worker.tasks import sync_templates  # the tasks module imports this one
 
     sync_templates.apply_async(kwargs={"name": name})
+
+
+def _result_document(task_id: str, result: dict[str, Any]) -> StoredResult:
+    """A successful send's Celery result, as this thread's result backend would store it. Written
+    with the send's record, it saves two round trips: Celery's own store afterwards finds the task
+    already SUCCESS and leaves it (its guard against a lost worker overwriting a result)."""
+    backend = app.backend
+    meta = backend._get_result_meta(result, states.SUCCESS, None, None)  # the backend's own layout
+    meta["task_id"] = task_id
+    key = backend.get_key_for_task(task_id).decode()
+    return StoredResult(key, backend.encode(meta), backend.expires)
 
 
 @process_local

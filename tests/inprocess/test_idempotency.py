@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from worker.delivery.idempotency import PREFIX, IdempotencyStore, State
+from worker.delivery.idempotency import PREFIX, IdempotencyStore, State, StoredResult
 from worker.recovery.nodes import WORKERS, Registry
 
 TIMEOUT = 10.0  # DISPATCH_HEARTBEAT_TIMEOUT's default
@@ -74,3 +74,34 @@ def test_a_released_key_is_claimed_again_at_once(r: redis.Redis) -> None:
     s.release("k", 3)
     claim = s.begin("k", "t2")
     assert claim.state is State.CLAIMED and claim.attempts == 3
+
+
+def test_a_chunks_claims_in_one_round_trip_find_what_one_by_one_claims_find(r: redis.Redis) -> None:
+    Registry(r, TIMEOUT).beat("node-a")
+    s = store(r, "node-a")
+    s.begin("sent", "t0")
+    s.sent("sent", 1, "wamid.S", None, "+919999595313")
+    s.begin("busy", "t1")
+    claims = store(r, "node-b").begin_many({"sent": "t2", "busy": "t3", "new": "t4"})
+    assert {key: claim.state for key, claim in claims.items()} == {
+        "sent": State.SENT,
+        "busy": State.BUSY,
+        "new": State.CLAIMED,
+    }
+    assert claims["sent"].record["wamid"] == "wamid.S"
+    assert r.hget(PREFIX + "new", "owner") == "t4" and r.hget(PREFIX + "new", "node") == "node-b"
+    assert r.hget(PREFIX + "busy", "owner") == "t1"  # a live owner's claim untouched
+
+
+def test_a_sends_result_is_stored_and_published_with_its_record(r: redis.Redis) -> None:
+    s = store(r, "node-a")
+    s.begin("k", "task-1")
+    listener = r.pubsub(ignore_subscribe_messages=True)
+    listener.subscribe("celery-task-meta-task-1")
+    listener.get_message(timeout=1)
+    document = StoredResult("celery-task-meta-task-1", '{"status": "SUCCESS"}', 600)
+    s.sent("k", 1, "wamid.X", None, "+919999595313", result=document)
+    assert r.hget(PREFIX + "k", "state") == State.SENT
+    assert r.get(document.key) == document.document and 590 < r.ttl(document.key) <= 600
+    message = listener.get_message(timeout=2)
+    assert message is not None and message["data"] == document.document

@@ -35,7 +35,8 @@ from worker.campaigns.spec import (
     sample_intent,
 )
 from worker.delivery.errors import DispatchError, InvalidIntent
-from worker.delivery.send import MessageDelivery, Requeue, SendServices
+from worker.delivery.idempotency import Claim
+from worker.delivery.send import MessageDelivery, Requeue, SenderServices, SendServices
 from worker.ops.logs import get_logger
 from worker.process_local import process_local
 from worker.settings import get_settings
@@ -165,6 +166,19 @@ class Fanout:
         self.runs.record(campaign.name, run_id, report)
         return chosen
 
+    def _claim(
+        self, intents: list[dict[str, Any]], campaign: Campaign, number: SenderServices
+    ) -> dict[str, Claim]:
+        """The chunk's keys claimed in one round trip, not one each. Not when its templates may
+        have to wait for the account's messaging limit: that wait comes before the claim
+        (MessageDelivery.wait_for_room), so a run held for hours does not age its records."""
+        if campaign.message.get("type") == "template" and number.reach.limit is not None:
+            return {}
+        owners = {
+            intent["idempotency_key"]: recipient_task_id(intent["idempotency_key"]) for intent in intents
+        }
+        return self.send.store.begin_many(owners, take_over_stale=self.settings.at_least_once)
+
     def send_chunk(self, app: Celery, name: str, run_id: str, start: int, stop: int) -> dict[str, int]:
         campaign = _campaign(name)
         self.runs.chunk_started(name, run_id, start)
@@ -174,11 +188,15 @@ class Fanout:
         intents = self._expand(campaign, run_id, start, stop)
         run = RunRef(name=name, run_id=run_id)
         later = {"campaign": run.model_dump()}
+        claims = self._claim(intents, campaign, number)
 
         def deliver(intent: dict[str, Any]) -> str:
-            task_id = recipient_task_id(intent["idempotency_key"])
+            key = intent["idempotency_key"]
+            task_id = recipient_task_id(key)
             try:
-                result = MessageDelivery(self.send, intent, task_id, requeues=0, lane=run.lane).run()
+                result = MessageDelivery(
+                    self.send, intent, task_id, requeues=0, lane=run.lane, claim=claims.get(key)
+                ).run()
             except Requeue as requeue:
                 self.requeue({**intent, **later}, task_id, requeue)
                 return "requeued"
@@ -189,7 +207,8 @@ class Fanout:
                 log.exception("chunk_delivery_error", task_id=task_id)
                 self.requeue({**intent, **later}, task_id, Requeue(1.0, DispatchError("chunk error", {})))
                 return "requeued"
-            app.backend.store_result(task_id, result, "SUCCESS")
+            if self.send.result_document is None:  # else stored with its record
+                app.backend.store_result(task_id, result, "SUCCESS")
             return "sent"
 
         outcomes = list(_executor().map(deliver, intents))

@@ -54,6 +54,15 @@ return {'claimed', cjson.encode(h)}
 """
 
 
+@dataclass(frozen=True)
+class StoredResult:
+    """A task's result document as its Redis result backend keeps it (key, encoded, expiry)."""
+
+    key: str
+    document: str
+    ttl: int | None  # seconds (result_expires); None keeps it
+
+
 class State(StrEnum):
     """A record's state, and (BUSY, STALE) what `begin` found when it could not claim."""
 
@@ -86,6 +95,11 @@ class Claim:
         return json.loads(self.record.get("error") or "{}")
 
 
+def _claim(reply: list[str]) -> Claim:
+    state, raw = reply
+    return Claim(State(state), json.loads(raw) if raw != "{}" else {})
+
+
 class IdempotencyStore:
     def __init__(
         self, client: redis.Redis, ttl: int, stale_after: float, liveness: tuple[str, str, float]
@@ -100,7 +114,20 @@ class IdempotencyStore:
     def begin(self, key: str, owner: str, take_over_stale: bool = False) -> Claim:
         """Claim `key` for sending. A stale `sending` record is reported, or with `take_over_stale`
         (at-least-once mode) claimed again."""
-        args: list[str | float] = [
+        reply = self._begin(keys=[PREFIX + key, self.workers], args=self._begin_args(owner, take_over_stale))
+        return _claim(reply)
+
+    def begin_many(self, owners: dict[str, str], take_over_stale: bool = False) -> dict[str, Claim]:
+        """`begin` for many keys (key -> owner) in one round trip: a campaign chunk's recipients."""
+        pipe = self.redis.pipeline(transaction=False)
+        for key, owner in owners.items():
+            self._begin(
+                keys=[PREFIX + key, self.workers], args=self._begin_args(owner, take_over_stale), client=pipe
+            )
+        return {key: _claim(reply) for key, reply in zip(owners, pipe.execute(), strict=True)}
+
+    def _begin_args(self, owner: str, take_over_stale: bool) -> list[str | float]:
+        return [
             owner,
             time.time(),
             self.stale_after,
@@ -109,8 +136,6 @@ class IdempotencyStore:
             self.node,
             self.heartbeat_timeout,
         ]
-        state, raw = self._begin(keys=[PREFIX + key, self.workers], args=args)
-        return Claim(State(state), json.loads(raw) if raw != "{}" else {})
 
     def sending(self, key: str) -> None:
         """A request is about to leave: from now on a lost worker makes the outcome ambiguous."""
@@ -118,7 +143,7 @@ class IdempotencyStore:
 
     def release(self, key: str, attempts: int) -> None:
         """Back to `pending`: the API definitely did not accept it, a later delivery may send."""
-        self._set(key, {}, None, None, state=State.PENDING, attempts=attempts)
+        self._set(key, {}, None, None, None, state=State.PENDING, attempts=attempts)
 
     def sent(
         self,
@@ -129,9 +154,11 @@ class IdempotencyStore:
         to: str,
         tally: str | None = None,
         origin: dict[str, str] | None = None,
+        result: StoredResult | None = None,
     ) -> None:
         """Keep the wamid, and index it to `origin` (what the intent was); `tally` names a counters
-        hash (a campaign run's) to count it in."""
+        hash (a campaign run's) to count it in; `result` is the task's result document, written
+        (and published) in the same transaction."""
         counters = {"sent": 1} if tally else {}
         index = {"key": key, "to": to, "attempts": str(attempts), **(origin or {})}
         self._set(
@@ -139,6 +166,7 @@ class IdempotencyStore:
             counters,
             tally,
             (WAMID_PREFIX + wamid, index),
+            result,
             state=State.SENT,
             attempts=attempts,
             wamid=wamid,
@@ -154,6 +182,7 @@ class IdempotencyStore:
             counters,
             tally,
             None,
+            None,
             state=State.FAILED,
             attempts=attempts,
             error=json.dumps(error),
@@ -166,6 +195,7 @@ class IdempotencyStore:
         counters: dict[str, int],
         tally: str | None,
         index: tuple[str, dict[str, str]] | None,
+        result: StoredResult | None,
         **fields: str | float,
     ) -> None:
         record: dict[FieldT, EncodableT] = {name: value for name, value in fields.items()}
@@ -179,4 +209,7 @@ class IdempotencyStore:
         if tally:
             for counter, step in counters.items():
                 pipe.hincrby(tally, counter, step)
+        if result:
+            pipe.set(result.key, result.document, ex=result.ttl or None)
+            pipe.publish(result.key, result.document)  # what a waiting AsyncResult.get() listens for
         pipe.execute()

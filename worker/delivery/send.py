@@ -33,7 +33,7 @@ from worker.delivery.errors import (
     rebuild,
 )
 from worker.delivery.idempotency import PREFIX as IDEM_PREFIX
-from worker.delivery.idempotency import Claim, IdempotencyStore, State
+from worker.delivery.idempotency import Claim, IdempotencyStore, State, StoredResult
 from worker.delivery.intents import MessageIntent, parse_intent, parse_read
 from worker.delivery.media import MediaLinks
 from worker.delivery.payloads import message_payload, read_payload
@@ -137,6 +137,10 @@ class SendServices:
     # Called with a template's name when the API says our copy is stale (the Celery side enqueues
     # a re-sync); a no-op by default.
     resync_template: Callable[[str], object] = lambda name: None
+    # (task id, SendResult dict) -> the task's result document, when the results live in the same
+    # Redis as the records: a send's record and its result are then one transaction, not three
+    # round trips (worker.services).
+    result_document: Callable[[str, dict[str, Any]], StoredResult] | None = None
 
     def sender(self, name: str | None) -> SenderServices:
         """The named sender (`default` when none), or InvalidIntent naming the known ones."""
@@ -162,8 +166,11 @@ class MessageDelivery:
         requeues: int,
         lane: Lane | None = None,
         released: bool = False,
+        claim: Claim | None = None,
     ) -> None:
+        """`claim`: the key's claim when it was taken already, with its chunk's (`begin_many`)."""
         self.services = services
+        self.claim = claim
         self.settings = services.settings
         self.kwargs = kwargs
         self.task_id = task_id
@@ -322,7 +329,9 @@ class MessageDelivery:
         )
 
         self.wait_for_room(intent)
-        claim = self.services.store.begin(self.key, self.task_id, take_over_stale=self.settings.at_least_once)
+        claim = self.claim or self.services.store.begin(
+            self.key, self.task_id, take_over_stale=self.settings.at_least_once
+        )
         self.intent = intent
         self.attempts = claim.attempts
         self.check_claim(claim)
@@ -424,14 +433,23 @@ class MessageDelivery:
     def succeed(self, resp: ApiResponse, intent: MessageIntent) -> dict[str, Any]:
         if not resp.wamid:
             raise self.fail(AmbiguousError("the API answered 2xx without a wamid", {"body": resp.body}))
+        result = SendResult(resp.wamid, resp.wa_id, intent.to, intent.type, self.attempts, self.key).as_dict()
+        document = self.services.result_document
         self.services.store.sent(
-            self.key, self.attempts, resp.wamid, resp.wa_id, intent.to, self.tally, self.origin(intent)
+            self.key,
+            self.attempts,
+            resp.wamid,
+            resp.wa_id,
+            intent.to,
+            self.tally,
+            self.origin(intent),
+            document(self.task_id, result) if document else None,
         )
         if self.probe and self.number.breaker.close():
             log.warning("breaker_closed", wamid=resp.wamid)
         metrics.SENT.labels(self.number.name, intent.type).inc()
         log.info("outcome", outcome=Outcome.SENT, wamid=resp.wamid, attempts=self.attempts)
-        return SendResult(resp.wamid, resp.wa_id, intent.to, intent.type, self.attempts, self.key).as_dict()
+        return result
 
 
 def deliver_message(
