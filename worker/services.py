@@ -107,11 +107,18 @@ def _enqueue_resync(name: str) -> None:
     sync_templates.apply_async(kwargs={"name": name})
 
 
+@process_local
+def _results() -> Any:
+    """One result backend per process to lay out and encode documents (pure work): Celery's
+    `app.backend` is one per thread, and building one reads package metadata from disk."""
+    return app.backend
+
+
 def _result_document(task_id: str, result: dict[str, Any]) -> StoredResult:
     """A successful send's Celery result, as this thread's result backend would store it. Written
     with the send's record, it saves two round trips: Celery's own store afterwards finds the task
     already SUCCESS and leaves it (its guard against a lost worker overwriting a result)."""
-    backend = app.backend
+    backend = _results()
     meta = backend._get_result_meta(result, states.SUCCESS, None, None)  # the backend's own layout
     meta["task_id"] = task_id
     key = backend.get_key_for_task(task_id).decode()

@@ -57,7 +57,10 @@ class Settings(BaseSettings):
     # Meta's messaging limit of this account (unique template recipients a rolling 24 h): unset, none.
     daily_limit: int | None = Field(None, gt=0, validation_alias="DISPATCH_DAILY_LIMIT")
     campaign_share: float = Field(0.9, gt=0, le=1, validation_alias="DISPATCH_CAMPAIGN_SHARE")
-    lane_max_ahead: float = Field(0.25, gt=0, validation_alias="DISPATCH_LANE_MAX_AHEAD")
+    # How far ahead a campaign lane reserves slots; never more than half of DISPATCH_SLOT_MAX_AHEAD
+    # (RateLimiter.lane_horizon), so a transactional message always finds a slot before it would
+    # be parked.
+    lane_max_ahead: float = Field(0.1, gt=0, validation_alias="DISPATCH_LANE_MAX_AHEAD")
     # A thread sleeps for a slot this long at most (a number holds at most rate x this many
     # threads); an intent further back is parked in Redis (worker.delivery.parking).
     slot_max_ahead: float = Field(0.25, gt=0, validation_alias="DISPATCH_SLOT_MAX_AHEAD")

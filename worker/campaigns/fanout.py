@@ -35,7 +35,8 @@ from worker.campaigns.spec import (
     sample_intent,
 )
 from worker.delivery.errors import DispatchError, InvalidIntent
-from worker.delivery.idempotency import Claim
+from worker.delivery.idempotency import Claim, State
+from worker.delivery.ratelimit import Slot
 from worker.delivery.send import MessageDelivery, Requeue, SenderServices, SendServices
 from worker.ops.logs import get_logger
 from worker.process_local import process_local
@@ -179,6 +180,18 @@ class Fanout:
         }
         return self.send.store.begin_many(owners, take_over_stale=self.settings.at_least_once)
 
+    def _reserve(
+        self, intents: list[dict[str, Any]], claims: dict[str, Claim], number: SenderServices, lane: str
+    ) -> dict[str, Slot]:
+        """Slots in the lane for the chunk's claimed recipients, in one round trip. A slot too far
+        ahead (LATER) is left for the recipient to ask again when its turn comes near."""
+        keys = [key for key, claim in claims.items() if claim.state is State.CLAIMED]
+        if not keys:
+            return {}
+        tos = {i["idempotency_key"]: i["to"] for i in intents}
+        slots = number.limiter.acquire_many([(tos[key], "") for key in keys], lane)
+        return {key: slot for key, slot in zip(keys, slots, strict=True) if slot.granted}
+
     def send_chunk(self, app: Celery, name: str, run_id: str, start: int, stop: int) -> dict[str, int]:
         campaign = _campaign(name)
         self.runs.chunk_started(name, run_id, start)
@@ -189,13 +202,16 @@ class Fanout:
         run = RunRef(name=name, run_id=run_id)
         later = {"campaign": run.model_dump()}
         claims = self._claim(intents, campaign, number)
+        slots = self._reserve(intents, claims, number, run.lane.name)
 
         def deliver(intent: dict[str, Any]) -> str:
             key = intent["idempotency_key"]
             task_id = recipient_task_id(key)
             try:
+                # Popped: a recipient listed twice must not send twice on one claim.
+                claim, slot = claims.pop(key, None), slots.pop(key, None)
                 result = MessageDelivery(
-                    self.send, intent, task_id, requeues=0, lane=run.lane, claim=claims.get(key)
+                    self.send, intent, task_id, 0, run.lane, claim=claim, slot=slot
                 ).run()
             except Requeue as requeue:
                 self.requeue({**intent, **later}, task_id, requeue)

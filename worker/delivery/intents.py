@@ -8,6 +8,7 @@ Unknown fields are refused: a typo should fail at enqueue, not at Meta.
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlparse
 
@@ -418,8 +419,11 @@ class MessageIntent(ApiObject):
         return getattr(self, self.type)
 
 
+@functools.lru_cache(maxsize=4096)
 def normalize_phone(number: str) -> str:
-    """E.164 for a phone number or wa_id (digits with country code, '+' optional)."""
+    """E.164 for a phone number or wa_id (digits with country code, '+' optional). Cached: a
+    campaign recipient's number is parsed when its row becomes an intent and again when the
+    intent is sent, and parsing cost 7 % of a campaign send's CPU (py-spy)."""
     raw = number.strip()
     try:
         parsed = phonenumbers.parse(raw if raw.startswith("+") else f"+{raw}", None)

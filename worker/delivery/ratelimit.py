@@ -21,87 +21,102 @@ A pair limit hit (131056) blocks only that recipient.
 
 Campaign sends also take a slot in their campaign's lane: at most DISPATCH_CAMPAIGN_SHARE of the
 number's rate (or the campaign's throttle), reserved at most DISPATCH_LANE_MAX_AHEAD seconds
-ahead. Transactional messages have no lane, so they always find a slot within that horizon.
+ahead (at most half of DISPATCH_SLOT_MAX_AHEAD). Transactional messages have no lane, so they
+always find a slot within their own horizon.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 import redis
 
 from worker.settings import Settings
 
+# KEYS: the number's state, its breaker, the lane's tat ('' for none), the number's parked line,
+# then (pair key, idempotency record key or '') per recipient. One script call gives every
+# recipient the slot N calls in a row would: a campaign chunk's slots in one round trip.
 _ACQUIRE = """
-local nkey, pkey, bkey, lkey, ikey, qkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
+local nkey, bkey, lkey, qkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local rate, pair_interval, pair_burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local max_wait, recovery, probe_interval = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local lane_rate, line = tonumber(ARGV[7]), ARGV[8]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local function f6(x) return string.format('%.6f', x) end
-local probe = false
 
-local n = redis.call('HMGET', nkey, 'tat', 'factor', 'factor_at')
-local factor = math.min(1, tonumber(n[2] or '1') + (now - tonumber(n[3] or '0')) * recovery)
--- The parked line (worker.delivery.parking): a place in it, spaced at the number's rate.
-local line_end = 0
-if line ~= 'none' then line_end = tonumber(redis.call('GET', qkey) or '0') end
-local function park(verdict, earliest)
-  local due = math.max(earliest, line_end)
-  redis.call('SET', qkey, f6(due + 1 / (rate * factor)), 'EX', math.ceil(due - now) + 3600)
-  return {verdict, f6(due - now)}
-end
-
-local b = redis.call('HMGET', bkey, 'state', 'next_probe', 'manual')
-if b[1] == 'open' then
-  local next_probe = tonumber(b[2] or '0')
-  if b[3] == '1' or now < next_probe then
-    local wait = math.max(next_probe - now, probe_interval)
-    if line ~= 'none' then return park('paused', now + wait) end
-    return {'paused', f6(wait)}
+local function acquire(pkey, ikey)
+  local probe = false
+  local n = redis.call('HMGET', nkey, 'tat', 'factor', 'factor_at')
+  local factor = math.min(1, tonumber(n[2] or '1') + (now - tonumber(n[3] or '0')) * recovery)
+  -- The parked line (worker.delivery.parking): a place in it, spaced at the number's rate.
+  local line_end = 0
+  if line ~= 'none' then line_end = tonumber(redis.call('GET', qkey) or '0') end
+  local function park(verdict, earliest)
+    local due = math.max(earliest, line_end)
+    redis.call('SET', qkey, f6(due + 1 / (rate * factor)), 'EX', math.ceil(due - now) + 3600)
+    return {verdict, f6(due - now)}
   end
-  redis.call('HSET', bkey, 'next_probe', f6(now + probe_interval))
-  probe = true
-end
--- While a line is parked, a new intent joins its end (first come, first sent).
-if line == 'new' and line_end > now then
-  if probe then redis.call('HSET', bkey, 'next_probe', f6(now)) end
-  return park('later', now)
+
+  local b = redis.call('HMGET', bkey, 'state', 'next_probe', 'manual')
+  if b[1] == 'open' then
+    local next_probe = tonumber(b[2] or '0')
+    if b[3] == '1' or now < next_probe then
+      local wait = math.max(next_probe - now, probe_interval)
+      if line ~= 'none' then return park('paused', now + wait) end
+      return {'paused', f6(wait)}
+    end
+    redis.call('HSET', bkey, 'next_probe', f6(now + probe_interval))
+    probe = true
+  end
+  -- While a line is parked, a new intent joins its end (first come, first sent).
+  if line == 'new' and line_end > now then
+    if probe then redis.call('HSET', bkey, 'next_probe', f6(now)) end
+    return park('later', now)
+  end
+
+  local p = redis.call('HMGET', pkey, 'tat', 'blocked_until')
+  local p_tat = tonumber(p[1] or '0')
+  local pair_at = math.max(p_tat - pair_interval * (pair_burst - 1), tonumber(p[2] or '0'))
+  local number_at = math.max(now, tonumber(n[1] or '0'))
+  local at = math.max(number_at, pair_at)
+  local lane_tat = 0
+  if lane_rate > 0 then
+    lane_tat = tonumber(redis.call('GET', lkey) or '0')
+    at = math.max(at, lane_tat)
+  end
+  local wait = at - now
+  if wait > max_wait then
+    if probe then redis.call('HSET', bkey, 'next_probe', f6(now)) end
+    -- Only the number's own backlog makes a line: one recipient's pair limit delays that intent alone.
+    if line ~= 'none' and pair_at <= number_at then return park('later', at) end
+    return {'later', f6(wait)}
+  end
+  redis.call('HSET', nkey, 'tat', f6(at + 1 / (rate * factor)))
+  redis.call('EXPIRE', nkey, 3600)
+  if lane_rate > 0 then redis.call('SET', lkey, f6(at + 1 / (lane_rate * factor)), 'EX', 3600) end
+  redis.call('HSET', pkey, 'tat', f6(math.max(p_tat, at) + pair_interval))
+  redis.call('EXPIRE', pkey, math.ceil(pair_interval * pair_burst + 60))
+  -- A slot due now: mark the idempotency record `sending` here and save the caller a round trip.
+  local marked = '0'
+  if ikey ~= '' and wait <= 0.001 then
+    redis.call('HSET', ikey, 'state', 'sending', 'since', f6(now))
+    marked = '1'
+  end
+  if probe then return {'probe', f6(wait), marked} end
+  return {'ok', f6(wait), marked}
 end
 
-local p = redis.call('HMGET', pkey, 'tat', 'blocked_until')
-local p_tat = tonumber(p[1] or '0')
-local pair_at = math.max(p_tat - pair_interval * (pair_burst - 1), tonumber(p[2] or '0'))
-local number_at = math.max(now, tonumber(n[1] or '0'))
-local at = math.max(number_at, pair_at)
-local lane_tat = 0
-if lane_rate > 0 then
-  lane_tat = tonumber(redis.call('GET', lkey) or '0')
-  at = math.max(at, lane_tat)
+local slots = {}
+for i = 5, #KEYS, 2 do
+  local slot = acquire(KEYS[i], KEYS[i + 1])
+  slots[#slots + 1] = slot[1]
+  slots[#slots + 1] = slot[2]
+  slots[#slots + 1] = slot[3] or '0'
 end
-local wait = at - now
-if wait > max_wait then
-  if probe then redis.call('HSET', bkey, 'next_probe', f6(now)) end
-  -- Only the number's own backlog makes a line: one recipient's pair limit delays that intent alone.
-  if line ~= 'none' and pair_at <= number_at then return park('later', at) end
-  return {'later', f6(wait)}
-end
-redis.call('HSET', nkey, 'tat', f6(at + 1 / (rate * factor)))
-redis.call('EXPIRE', nkey, 3600)
-if lane_rate > 0 then redis.call('SET', lkey, f6(at + 1 / (lane_rate * factor)), 'EX', 3600) end
-redis.call('HSET', pkey, 'tat', f6(math.max(p_tat, at) + pair_interval))
-redis.call('EXPIRE', pkey, math.ceil(pair_interval * pair_burst + 60))
--- A slot due now: mark the idempotency record `sending` here and save the caller a round trip.
-local marked = '0'
-if ikey ~= '' and wait <= 0.001 then
-  redis.call('HSET', ikey, 'state', 'sending', 'since', f6(now))
-  marked = '1'
-end
-if probe then return {'probe', f6(wait), marked} end
-return {'ok', f6(wait), marked}
+return slots
 """
 
 _SLOW_DOWN = """
@@ -146,8 +161,14 @@ class Line(StrEnum):
 @dataclass(frozen=True)
 class Slot:
     verdict: Verdict
-    wait: float
+    wait: float  # seconds from `taken`
     marked_sending: bool = False
+    taken: float = field(default_factory=time.monotonic)
+
+    @property
+    def due(self) -> float:
+        """When to send, on the monotonic clock (a chunk's slots are used a while after they are taken)."""
+        return self.taken + self.wait
 
     @property
     def granted(self) -> bool:
@@ -181,6 +202,12 @@ class RateLimiter:
     def set_lane(self, name: str, rate: float) -> None:
         self.redis.hset(LANES, name, rate)
 
+    @property
+    def lane_horizon(self) -> float:
+        """How far ahead a lane reserves: within half the number's horizon, so a campaign that
+        fills its horizon leaves a transactional message a slot it need not be parked for."""
+        return min(self.settings.lane_max_ahead, self.settings.slot_max_ahead / 2)
+
     def lane_rate(self, name: str) -> float:
         """A lane's rate (0 when unknown); cached for 10 s per process."""
         cached = self._lane_cache.get(name)
@@ -196,13 +223,21 @@ class RateLimiter:
         reserves far ahead. With `record_key` (an idempotency record), a slot due now also marks
         the record `sending`. Without a lane, LATER and PAUSED give the intent a place in the
         number's parked line, `wait` seconds from now."""
+        return self.acquire_many([(to, record_key)], lane, line)[0]
+
+    def acquire_many(
+        self, recipients: list[tuple[str, str]], lane: str | None = None, line: Line = Line.NEW
+    ) -> list[Slot]:
+        """`acquire` for each (to, record key) in turn, in one round trip."""
         s = self.settings
         lane_rate = self.lane_rate(lane) if lane else 0.0
         lane_key = f"{number_key(self.pnid)}:lane:{lane}" if lane else ""
-        max_wait = min(s.slot_max_ahead, s.lane_max_ahead) if lane else s.slot_max_ahead
-        keys = [number_key(self.pnid), self._pair_key(to), breaker_key(self.pnid), lane_key, record_key]
-        verdict, wait, *marked = self._acquire(
-            keys=[*keys, f"{number_key(self.pnid)}:park"],
+        max_wait = self.lane_horizon if lane else s.slot_max_ahead
+        keys = [number_key(self.pnid), breaker_key(self.pnid), lane_key, f"{number_key(self.pnid)}:park"]
+        for to, record_key in recipients:
+            keys += [self._pair_key(to), record_key]
+        reply = self._acquire(
+            keys=keys,
             args=[
                 s.rate_limit * (1 - s.rate_headroom),
                 s.pair_interval,
@@ -214,7 +249,9 @@ class RateLimiter:
                 Line.NONE if lane else line,
             ],
         )
-        return Slot(Verdict(verdict), float(wait), marked == ["1"])
+        return [
+            Slot(Verdict(reply[i]), float(reply[i + 1]), reply[i + 2] == "1") for i in range(0, len(reply), 3)
+        ]
 
     def slow_down(self, retry_after: float | None) -> float:
         """Halve the shared rate and hold every worker for `retry_after`; returns the new factor."""

@@ -167,10 +167,12 @@ class MessageDelivery:
         lane: Lane | None = None,
         released: bool = False,
         claim: Claim | None = None,
+        slot: Slot | None = None,
     ) -> None:
-        """`claim`: the key's claim when it was taken already, with its chunk's (`begin_many`)."""
+        """`claim` and `slot`: taken already with its chunk's (`begin_many`, `acquire_many`)."""
         self.services = services
         self.claim = claim
+        self.reserved = slot
         self.settings = services.settings
         self.kwargs = kwargs
         self.task_id = task_id
@@ -247,9 +249,9 @@ class MessageDelivery:
         lane = self.lane.name if self.lane else None
         deadline = time.monotonic() + self.settings.inline_max_wait
         record = IDEM_PREFIX + self.key
-        slot = self.number.limiter.acquire(to, lane, record, self.line)
+        slot, self.reserved = self.reserved or self.number.limiter.acquire(to, lane, record, self.line), None
         while lane and slot.verdict is Verdict.LATER and time.monotonic() + slot.wait < deadline:
-            time.sleep(max(0.0, slot.wait - self.settings.lane_max_ahead / 2))
+            time.sleep(max(0.0, slot.wait - self.number.limiter.lane_horizon / 2))
             slot = self.number.limiter.acquire(to, lane, record)
         if not slot.granted:
             raise NoSlot(slot)
@@ -260,14 +262,14 @@ class MessageDelivery:
         while True:
             slot = self.reserve(to)
             self.line = Line.RELEASED  # it had its turn: a retry or a fresh slot does not queue again
-            due = time.monotonic() + slot.wait
-            metrics.RATE_WAIT.observe(slot.wait)
-            if slot.wait > 0:
-                time.sleep(slot.wait)
+            wait = slot.due - time.monotonic()
+            metrics.RATE_WAIT.observe(max(0.0, wait))
+            if wait > 0:
+                time.sleep(wait)
             self.probe = self.probe or slot.verdict is Verdict.PROBE
             if not slot.marked_sending:
                 self.services.store.sending(self.key)
-            if time.monotonic() - due < STALL_TOLERANCE:
+            if time.monotonic() - slot.due < STALL_TOLERANCE:
                 return slot
 
     def send(self, to: str, payload: dict[str, Any], slot: Slot) -> ApiResponse:
