@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import redis
 from redis.backoff import ExponentialBackoff
+from redis.driver_info import DriverInfo
 from redis.retry import Retry
 
 from worker.process_local import process_local
@@ -27,6 +28,9 @@ def get_redis() -> redis.Redis:
         socket_timeout=10,
         socket_connect_timeout=2,
         health_check_interval=30,
+        # Built once: otherwise redis-py reads its version from the package metadata on disk for
+        # every connection it opens (hundreds, one per busy thread).
+        driver_info=DriverInfo(),
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries=25),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
     )
