@@ -5,9 +5,8 @@ each chunk enqueues the next one, timed for when the campaign's lane will have s
 (never one giant task or message, and never a queue of long ETAs). A Redis marker per chunk
 keeps a re-delivered chunk from starting a second chain. `send_chunk` turns its rows into intents
 (bad rows, opt-outs and recipients outside the send window are reported as skipped, and the run
-goes on), claims their keys in one round trip and reserves their lane slots a horizon at a time
-(one round trip per step, `_schedule`), then sends them through the same `MessageDelivery` as
-single messages, on a per-process thread pool: same idempotency keys (`campaign:NAME:RUN:TO`), same rate limits (in the campaign's lane), same
+goes on), then sends them through the same `MessageDelivery` as single messages, on a per-process
+thread pool: same idempotency keys (`campaign:NAME:RUN:TO`), same rate limits (in the campaign's lane), same
 retries. Each recipient gets a Celery result under a task id derived from its key; an intent that
 has to wait is handed to a `send_message` task with that id, its run passed as the `campaign`
 argument.
@@ -17,7 +16,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +36,7 @@ from worker.campaigns.spec import (
 )
 from worker.delivery.errors import DispatchError, InvalidIntent
 from worker.delivery.idempotency import Claim, State
-from worker.delivery.ratelimit import Slot, Verdict
+from worker.delivery.ratelimit import Slot
 from worker.delivery.send import MessageDelivery, Requeue, SenderServices, SendServices
 from worker.ops.logs import get_logger
 from worker.process_local import process_local
@@ -181,35 +180,17 @@ class Fanout:
         }
         return self.send.store.begin_many(owners, take_over_stale=self.settings.at_least_once)
 
-    def _schedule(
+    def _reserve(
         self, intents: list[dict[str, Any]], claims: dict[str, Claim], number: SenderServices, lane: str
-    ) -> Iterator[tuple[dict[str, Any], Claim | None, Slot | None]]:
-        """Each intent with its claim and, once the lane's horizon reaches it, its slot: the chunk
-        asks for the slots of all its waiting recipients in one call per step of the horizon, not
-        one (or several) per recipient, and a thread is taken only for a slot due soon. An intent
-        without a slot (unclaimed, paused, a pair limit, or no slot within DISPATCH_INLINE_MAX_WAIT)
-        goes on alone: its delivery decides, as a single message's would."""
-        waiting = []
-        for intent in intents:
-            claim = claims.pop(intent["idempotency_key"], None)  # popped: a recipient listed twice
-            if claim is not None and claim.state is State.CLAIMED:
-                waiting.append((intent, claim))
-            else:
-                yield intent, claim, None
-        deadline = time.monotonic() + self.settings.inline_max_wait
-        while waiting:
-            slots = number.limiter.acquire_many([(intent["to"], "") for intent, _ in waiting], lane)
-            later = []
-            for (intent, claim), slot in zip(waiting, slots, strict=True):
-                if slot.granted:
-                    yield intent, claim, slot
-                elif slot.verdict is Verdict.LATER and time.monotonic() + slot.wait < deadline:
-                    later.append(((intent, claim), slot.wait))
-                else:
-                    yield intent, claim, None
-            if later:
-                time.sleep(max(0.0, min(wait for _, wait in later) - number.limiter.lane_horizon / 2))
-            waiting = [entry for entry, _ in later]
+    ) -> dict[str, Slot]:
+        """Slots in the lane for the chunk's claimed recipients, in one round trip. A slot too far
+        ahead (LATER) is left for the recipient to ask again when its turn comes near."""
+        keys = [key for key, claim in claims.items() if claim.state is State.CLAIMED]
+        if not keys:
+            return {}
+        tos = {i["idempotency_key"]: i["to"] for i in intents}
+        slots = number.limiter.acquire_many([(tos[key], "") for key in keys], lane)
+        return {key: slot for key, slot in zip(keys, slots, strict=True) if slot.granted}
 
     def send_chunk(self, app: Celery, name: str, run_id: str, start: int, stop: int) -> dict[str, int]:
         campaign = _campaign(name)
@@ -221,10 +202,14 @@ class Fanout:
         run = RunRef(name=name, run_id=run_id)
         later = {"campaign": run.model_dump()}
         claims = self._claim(intents, campaign, number)
+        slots = self._reserve(intents, claims, number, run.lane.name)
 
-        def deliver(intent: dict[str, Any], claim: Claim | None, slot: Slot | None) -> str:
-            task_id = recipient_task_id(intent["idempotency_key"])
+        def deliver(intent: dict[str, Any]) -> str:
+            key = intent["idempotency_key"]
+            task_id = recipient_task_id(key)
             try:
+                # Popped: a recipient listed twice must not send twice on one claim.
+                claim, slot = claims.pop(key, None), slots.pop(key, None)
                 result = MessageDelivery(
                     self.send, intent, task_id, 0, run.lane, claim=claim, slot=slot
                 ).run()
@@ -242,9 +227,7 @@ class Fanout:
                 app.backend.store_result(task_id, result, "SUCCESS")
             return "sent"
 
-        executor = _executor()
-        schedule = self._schedule(intents, claims, number, run.lane.name)
-        outcomes = [future.result() for future in [executor.submit(deliver, *due) for due in schedule]]
+        outcomes = list(_executor().map(deliver, intents))
         return {k: outcomes.count(k) for k in ("sent", "failed", "requeued")} | {
             "skipped": stop - start - len(intents)
         }
