@@ -20,10 +20,11 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,7 @@ class Figures:
     worst_second: int = 0
     sandbox_cpu_ms: float = 0.0
     redis_cpu_ms: float = 0.0
+    rss_series: list[float] = field(default_factory=list)
 
 
 def _proc_tree(pid: int) -> list[int]:
@@ -88,13 +90,38 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def peak_rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmHWM") -> float:
+    """A worker's resident memory (its peak, VmHWM, or now, VmRSS), its children's included."""
     total = 0
     for p in _proc_tree(pid):
         for line in Path(f"/proc/{p}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
+            if line.startswith(f"{field}:"):
                 total += int(line.split()[1])
     return total / 1024
+
+
+class RssSampler:
+    """The largest worker's resident memory every `every` seconds while a run lasts, to show
+    whether memory stays flat (the peak alone cannot say)."""
+
+    def __init__(self, pids: list[int], every: float = 5.0) -> None:
+        self.pids = pids
+        self.every = every
+        self.series: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            self.series.append(max(rss_mb(p, "VmRSS") for p in self.pids))
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 FLAME_DIR: Path | None = None  # --flame: where a py-spy flame graph of each run goes
@@ -161,13 +188,14 @@ def measure(
     others_before = (cpu_seconds(sandbox.proc.pid), cpu_seconds(redis_server.proc.pid))
     sent_at: dict[str, float] = {}
     started = started or time.time()
-    if kick:
-        kick()
-    for i in range(n):
-        task_id = enqueue(i)
-        sent_at[task_id] = started if kick else time.time()
-    enqueued = time.time()
-    results = wait_results(redis_server, list(sent_at), timeout=max(120, n / 20))
+    with RssSampler(pids) as rss:
+        if kick:
+            kick()
+        for i in range(n):
+            task_id = enqueue(i)
+            sent_at[task_id] = started if kick else time.time()
+        enqueued = time.time()
+        results = wait_results(redis_server, list(sent_at), timeout=max(120, n / 20))
     if profiler:
         profiler.send_signal(signal.SIGINT)  # py-spy writes the graph when interrupted
         profiler.wait(60)
@@ -191,10 +219,11 @@ def measure(
         q[94],
         q[98],
         (sum(cpu_seconds(p) for p in pids) - cpu_before) / n * 1000,
-        max(peak_rss_mb(p) for p in pids),
+        max(rss_mb(p) for p in pids),
         worst,
         (cpu_seconds(sandbox.proc.pid) - others_before[0]) / n * 1000,
         (cpu_seconds(redis_server.proc.pid) - others_before[1]) / n * 1000,
+        rss.series,
     )
 
 
@@ -438,6 +467,18 @@ def run_kind(kind: str, latency: float, n: int, soak: int) -> Figures:
     return runs[kind]()
 
 
+def memory_over_time(f: Figures) -> str:
+    """The soak's resident memory at each tenth of the run, and how much the second half added."""
+    series = f.rss_series
+    tenths = [series[min(len(series) - 1, len(series) * k // 10)] for k in range(10)] + [series[-1]]
+    half = len(series) // 2
+    return (
+        f"{f.name}: largest worker's RSS MB at each tenth of the run: "
+        + " ".join(f"{mb:.0f}" for mb in tenths)
+        + f"; second half's peak minus first half's: {max(series[half:]) - max(series[:half]):+.1f} MB"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=5000)
@@ -507,17 +548,25 @@ def main(argv: list[str] | None = None) -> None:
                 str(f.worst_second),
             )
     console.print(table)
+    for line in summaries(rows, args.latency):
+        console.print(line)
+
+
+def summaries(rows: list[Figures], latencies: list[float]) -> list[str]:
+    """Below the table: each path's ratio to the baselines of its latency, and the soak's memory."""
+    lines = [memory_over_time(f) for f in rows if f.name.startswith("soak") and len(f.rss_series) >= 10]
     by = {(r.name, r.latency_ms): r for r in rows}
-    for latency in args.latency:
+    for latency in latencies:
         for baseline in ("naive baseline", "bare Celery ceiling"):
             base = by.get((baseline, latency * 1000))
             for path in ("single", "campaign fan-out"):
                 mine = by.get((path, latency * 1000))
                 if base and mine:
-                    console.print(
+                    lines.append(
                         f"latency {latency * 1000:g} ms: {path} / {baseline} = "
                         f"{mine.throughput / base.throughput:.2f}x"
                     )
+    return lines
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from celery import states
 from worker.app import app
 from worker.campaigns.runs import CampaignRuns
 from worker.delivery.breaker import Breaker
+from worker.delivery.claimslot import ClaimSlot
 from worker.delivery.client import InteraktClient
 from worker.delivery.deadletters import DeadLetters
 from worker.delivery.idempotency import IdempotencyStore, StoredResult
@@ -80,6 +81,7 @@ def send_services(settings: Settings, client: redis.Redis) -> SendServices:
         dead=DeadLetters(client, settings.dead_letter_ttl),
         windows=CustomerWindows(client),
         senders={name: _sender_services(name, own, client) for name, own in own_settings.items()},
+        claim_slot=ClaimSlot(client),
         resync_template=_enqueue_resync,
         result_document=_result_document
         if settings.state_redis_url == settings.celery_result_backend

@@ -29,29 +29,34 @@ PREFIX = "wa:idem:"
 # status that arrives by webhook can be tied back to it (see worker.statuses).
 WAMID_PREFIX = "wa:wamid:"
 
-_BEGIN = """
-local k, workers = KEYS[1], KEYS[2]
-local owner, now, stale_after, ttl = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local take_over_stale, node, heartbeat_timeout = ARGV[5] == '1', ARGV[6], tonumber(ARGV[7])
-local rec = redis.call('HGETALL', k)
-local h = {}
-for i = 1, #rec, 2 do h[rec[i]] = rec[i + 1] end
-local state = h['state']
-if state == 'sent' or state == 'failed' then return {state, cjson.encode(h)} end
-if state == 'claimed' or state == 'sending' then
-  local beat = h['node'] and redis.call('HGET', workers, h['node'])
-  local alive = beat and now - tonumber(beat) <= heartbeat_timeout
-  if alive and now - tonumber(h['since']) <= stale_after then return {'busy', cjson.encode(h)} end
-  if state == 'sending' and not take_over_stale then return {'stale', cjson.encode(h)} end
+# A Lua function, so a script that also takes the send's slot can call it (worker.delivery.claimslot).
+# ARGV from `ao`: owner, now, stale_after, ttl, take_over_stale, node, heartbeat_timeout.
+BEGIN_FUNCTION = """
+local function begin(k, workers, ao)
+  local owner, now = ARGV[ao + 1], tonumber(ARGV[ao + 2])
+  local stale_after, ttl = tonumber(ARGV[ao + 3]), tonumber(ARGV[ao + 4])
+  local take_over_stale, node, heartbeat_timeout = ARGV[ao + 5] == '1', ARGV[ao + 6], tonumber(ARGV[ao + 7])
+  local rec = redis.call('HGETALL', k)
+  local h = {}
+  for i = 1, #rec, 2 do h[rec[i]] = rec[i + 1] end
+  local state = h['state']
+  if state == 'sent' or state == 'failed' then return {state, cjson.encode(h)} end
+  if state == 'claimed' or state == 'sending' then
+    local beat = h['node'] and redis.call('HGET', workers, h['node'])
+    local alive = beat and now - tonumber(beat) <= heartbeat_timeout
+    if alive and now - tonumber(h['since']) <= stale_after then return {'busy', cjson.encode(h)} end
+    if state == 'sending' and not take_over_stale then return {'stale', cjson.encode(h)} end
+  end
+  if not state then
+    redis.call('HSET', k, 'created', ARGV[ao + 2], 'attempts', 0)
+    h['created'] = ARGV[ao + 2]; h['attempts'] = '0'
+  end
+  redis.call('HSET', k, 'state', 'claimed', 'owner', owner, 'node', node, 'since', ARGV[ao + 2])
+  redis.call('EXPIRE', k, ttl)
+  return {'claimed', cjson.encode(h)}
 end
-if not state then
-  redis.call('HSET', k, 'created', ARGV[2], 'attempts', 0)
-  h['created'] = ARGV[2]; h['attempts'] = '0'
-end
-redis.call('HSET', k, 'state', 'claimed', 'owner', owner, 'node', node, 'since', ARGV[2])
-redis.call('EXPIRE', k, ttl)
-return {'claimed', cjson.encode(h)}
 """
+_BEGIN = BEGIN_FUNCTION + "return begin(KEYS[1], KEYS[2], 0)\n"
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,8 @@ class Claim:
         return json.loads(self.record.get("error") or "{}")
 
 
-def _claim(reply: list[str]) -> Claim:
+def claim_of(reply: list[str]) -> Claim:
+    """A Claim from BEGIN_FUNCTION's reply: state, record."""
     state, raw = reply
     return Claim(State(state), json.loads(raw) if raw != "{}" else {})
 
@@ -114,19 +120,20 @@ class IdempotencyStore:
     def begin(self, key: str, owner: str, take_over_stale: bool = False) -> Claim:
         """Claim `key` for sending. A stale `sending` record is reported, or with `take_over_stale`
         (at-least-once mode) claimed again."""
-        reply = self._begin(keys=[PREFIX + key, self.workers], args=self._begin_args(owner, take_over_stale))
-        return _claim(reply)
+        reply = self._begin(keys=[PREFIX + key, self.workers], args=self.begin_args(owner, take_over_stale))
+        return claim_of(reply)
 
     def begin_many(self, owners: dict[str, str], take_over_stale: bool = False) -> dict[str, Claim]:
         """`begin` for many keys (key -> owner) in one round trip: a campaign chunk's recipients."""
         pipe = self.redis.pipeline(transaction=False)
         for key, owner in owners.items():
             self._begin(
-                keys=[PREFIX + key, self.workers], args=self._begin_args(owner, take_over_stale), client=pipe
+                keys=[PREFIX + key, self.workers], args=self.begin_args(owner, take_over_stale), client=pipe
             )
-        return {key: _claim(reply) for key, reply in zip(owners, pipe.execute(), strict=True)}
+        return {key: claim_of(reply) for key, reply in zip(owners, pipe.execute(), strict=True)}
 
-    def _begin_args(self, owner: str, take_over_stale: bool) -> list[str | float]:
+    def begin_args(self, owner: str, take_over_stale: bool) -> list[str | float]:
+        """BEGIN_FUNCTION's arguments."""
         return [
             owner,
             time.time(),

@@ -35,14 +35,16 @@ import redis
 
 from worker.settings import Settings
 
-# KEYS: the number's state, its breaker, the lane's tat ('' for none), the number's parked line,
-# then (pair key, idempotency record key or '') per recipient. One script call gives every
-# recipient the slot N calls in a row would: a campaign chunk's slots in one round trip.
-_ACQUIRE = """
-local nkey, bkey, lkey, qkey = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local rate, pair_interval, pair_burst = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local max_wait, recovery, probe_interval = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local lane_rate, line = tonumber(ARGV[7]), ARGV[8]
+# Lua that defines `acquire(pkey, ikey)` for a script whose number keys start after KEYS[ko] and
+# whose limits start after ARGV[ao] (so worker.delivery.claimslot can put a claim before them).
+# KEYS: the number's state, its breaker, the lane's tat ('' for none), the number's parked line;
+# then per recipient its pair key and idempotency record key ('' for none).
+ACQUIRE_FUNCTION = """
+local nkey, bkey, lkey, qkey = KEYS[ko + 1], KEYS[ko + 2], KEYS[ko + 3], KEYS[ko + 4]
+local rate, pair_interval, pair_burst = tonumber(ARGV[ao + 1]), tonumber(ARGV[ao + 2]), tonumber(ARGV[ao + 3])
+local max_wait, recovery = tonumber(ARGV[ao + 4]), tonumber(ARGV[ao + 5])
+local probe_interval = tonumber(ARGV[ao + 6])
+local lane_rate, line = tonumber(ARGV[ao + 7]), ARGV[ao + 8]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local function f6(x) return string.format('%.6f', x) end
@@ -108,7 +110,12 @@ local function acquire(pkey, ikey)
   if probe then return {'probe', f6(wait), marked} end
   return {'ok', f6(wait), marked}
 end
-
+"""
+# One script call gives every recipient the slot N calls in a row would: a chunk's in one round trip.
+_ACQUIRE = (
+    "local ko, ao = 0, 0\n"
+    + ACQUIRE_FUNCTION
+    + """
 local slots = {}
 for i = 5, #KEYS, 2 do
   local slot = acquire(KEYS[i], KEYS[i + 1])
@@ -118,6 +125,7 @@ for i = 5, #KEYS, 2 do
 end
 return slots
 """
+)
 
 _SLOW_DOWN = """
 local nkey = KEYS[1]
@@ -175,6 +183,12 @@ class Slot:
         return self.verdict in (Verdict.OK, Verdict.PROBE)
 
 
+def slot(reply: list[str]) -> Slot:
+    """A Slot from ACQUIRE_FUNCTION's reply: verdict, wait, marked."""
+    verdict, wait, *marked = reply
+    return Slot(Verdict(verdict), float(wait), marked == ["1"])
+
+
 LANES = "wa:lanes"  # lane name -> its rate in msg/s
 
 
@@ -196,7 +210,7 @@ class RateLimiter:
         self._slow_down = client.register_script(_SLOW_DOWN)
         self._block_pair = client.register_script(_BLOCK_PAIR)
 
-    def _pair_key(self, to: str) -> str:
+    def pair_key(self, to: str) -> str:
         return f"{number_key(self.pnid)}:pair:{to}"
 
     def set_lane(self, name: str, rate: float) -> None:
@@ -229,28 +243,29 @@ class RateLimiter:
         self, recipients: list[tuple[str, str]], lane: str | None = None, line: Line = Line.NEW
     ) -> list[Slot]:
         """`acquire` for each (to, record key) in turn, in one round trip."""
-        s = self.settings
-        lane_rate = self.lane_rate(lane) if lane else 0.0
-        lane_key = f"{number_key(self.pnid)}:lane:{lane}" if lane else ""
-        max_wait = self.lane_horizon if lane else s.slot_max_ahead
-        keys = [number_key(self.pnid), breaker_key(self.pnid), lane_key, f"{number_key(self.pnid)}:park"]
+        keys = self.number_keys(lane)
         for to, record_key in recipients:
-            keys += [self._pair_key(to), record_key]
-        reply = self._acquire(
-            keys=keys,
-            args=[
-                s.rate_limit * (1 - s.rate_headroom),
-                s.pair_interval,
-                s.pair_burst,
-                max_wait,
-                s.rate_recovery,
-                s.breaker_probe_interval,
-                lane_rate,
-                Line.NONE if lane else line,
-            ],
-        )
+            keys += [self.pair_key(to), record_key]
+        reply = self._acquire(keys=keys, args=self.limits(lane, line))
+        return [slot(reply[i : i + 3]) for i in range(0, len(reply), 3)]
+
+    def number_keys(self, lane: str | None) -> list[str]:
+        """ACQUIRE_FUNCTION's keys before the recipients'."""
+        lane_key = f"{number_key(self.pnid)}:lane:{lane}" if lane else ""
+        return [number_key(self.pnid), breaker_key(self.pnid), lane_key, f"{number_key(self.pnid)}:park"]
+
+    def limits(self, lane: str | None, line: Line) -> list[str | float]:
+        """ACQUIRE_FUNCTION's arguments."""
+        s = self.settings
         return [
-            Slot(Verdict(reply[i]), float(reply[i + 1]), reply[i + 2] == "1") for i in range(0, len(reply), 3)
+            s.rate_limit * (1 - s.rate_headroom),
+            s.pair_interval,
+            s.pair_burst,
+            self.lane_horizon if lane else s.slot_max_ahead,
+            s.rate_recovery,
+            s.breaker_probe_interval,
+            self.lane_rate(lane) if lane else 0.0,
+            Line.NONE if lane else line,
         ]
 
     def slow_down(self, retry_after: float | None) -> float:
@@ -261,4 +276,4 @@ class RateLimiter:
         )
 
     def block_pair(self, to: str, retry_after: float | None) -> None:
-        self._block_pair(keys=[self._pair_key(to)], args=[max(retry_after or 0, self.settings.pair_interval)])
+        self._block_pair(keys=[self.pair_key(to)], args=[max(retry_after or 0, self.settings.pair_interval)])

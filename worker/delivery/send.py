@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from worker.delivery.breaker import Breaker
+from worker.delivery.claimslot import ClaimSlot
 from worker.delivery.client import ApiResponse, InteraktClient
 from worker.delivery.deadletters import DeadLetters
 from worker.delivery.errors import (
@@ -35,7 +36,7 @@ from worker.delivery.errors import (
 from worker.delivery.idempotency import PREFIX as IDEM_PREFIX
 from worker.delivery.idempotency import Claim, IdempotencyStore, State, StoredResult
 from worker.delivery.intents import MessageIntent, parse_intent, parse_read
-from worker.delivery.media import MediaLinks
+from worker.delivery.media import MEDIA_KINDS, MediaLinks
 from worker.delivery.payloads import message_payload, read_payload
 from worker.delivery.policy import Action, call_with_retry, decide
 from worker.delivery.ratelimit import Line, RateLimiter, Slot, Verdict
@@ -134,6 +135,7 @@ class SendServices:
     dead: DeadLetters
     windows: CustomerWindows
     senders: dict[str, SenderServices]
+    claim_slot: ClaimSlot
     # Called with a template's name when the API says our copy is stale (the Celery side enqueues
     # a re-sync); a no-op by default.
     resync_template: Callable[[str], object] = lambda name: None
@@ -331,9 +333,7 @@ class MessageDelivery:
         )
 
         self.wait_for_room(intent)
-        claim = self.claim or self.services.store.begin(
-            self.key, self.task_id, take_over_stale=self.settings.at_least_once
-        )
+        claim = self.claim or self.take_claim(intent)
         self.intent = intent
         self.attempts = claim.attempts
         self.check_claim(claim)
@@ -368,6 +368,24 @@ class MessageDelivery:
             self.template_refused(exc, intent)
             raise self.carry_out(exc) from None
         return self.succeed(resp, intent)
+
+    def take_claim(self, intent: MessageIntent) -> Claim:
+        """Claim the key. Where nothing has to happen between the claim and the slot (no window
+        check, no media to upload, no campaign lane), the slot comes in the same round trip."""
+        store, take_over = self.services.store, self.settings.at_least_once
+        if self.lane or self.settings.window_check or intent.type in MEDIA_KINDS or intent.template:
+            return store.begin(self.key, self.task_id, take_over_stale=take_over)
+        claim, self.reserved = self.services.claim_slot.take(
+            store,
+            self.number.limiter,
+            self.key,
+            self.task_id,
+            intent.to,
+            self.line,
+            take_over,
+            self.settings.max_age,
+        )
+        return claim
 
     def wait_for_room(self, intent: MessageIntent) -> None:
         """A campaign's template beyond the account's messaging limit waits, parked, until room
