@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from celery import states
 
 from worker.app import app
 from worker.campaigns.runs import CampaignRuns
@@ -116,12 +115,14 @@ def _results() -> Any:
     return app.backend
 
 
-def _result_document(task_id: str, result: dict[str, Any]) -> StoredResult:
-    """A successful send's Celery result, as this thread's result backend would store it. Written
-    with the send's record, it saves two round trips: Celery's own store afterwards finds the task
-    already SUCCESS and leaves it (its guard against a lost worker overwriting a result)."""
+def _result_document(task_id: str, result: Any, state: str) -> StoredResult:
+    """A task's Celery result in `state`, as this thread's result backend would store it. A send's
+    SUCCESS written with its record saves two round trips (Celery's own store afterwards finds the
+    task already SUCCESS and leaves it: its guard against a lost worker overwriting a result); a
+    parked intent's RETRY written as it parks saves one."""
     backend = _results()
-    meta = backend._get_result_meta(result, states.SUCCESS, None, None)  # the backend's own layout
+    encoded = backend.encode_result(result, state)  # an exception as the backend lays one out
+    meta = backend._get_result_meta(encoded, state, None, None)  # the backend's own layout
     meta["task_id"] = task_id
     key = backend.get_key_for_task(task_id).decode()
     return StoredResult(key, backend.encode(meta), backend.expires)

@@ -8,7 +8,7 @@ from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
-from celery import Task
+from celery import Task, states
 from celery.exceptions import Reject, Retry
 from celery.result import AsyncResult
 from celery.utils import uuid
@@ -160,7 +160,11 @@ def park(task: Task, requeue: Requeue) -> Retry:
     end this delivery as RETRY: the broker message is acknowledged, no thread waits."""
     request = task.request
     parked = Parked(task.name, dict(request.kwargs), request.retries + 1)
-    services().parking.park(request.id, time.time() + requeue.countdown, parked)
+    document = services().send.result_document
+    retry = document(request.id, requeue.cause, states.RETRY) if document else None
+    services().parking.park(request.id, time.time() + requeue.countdown, parked, retry)
+    if retry:
+        request.ignore_result = True  # its RETRY state went with it: Celery does not store it again
     return Retry(exc=requeue.cause, when=requeue.countdown)
 
 

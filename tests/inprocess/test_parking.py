@@ -6,6 +6,7 @@ import time
 
 import redis
 
+from worker.delivery.idempotency import StoredResult
 from worker.delivery.parking import PARKED, RELEASE_LEASE, RELEASING, Parked, ParkingLot, Pump
 from worker.recovery.ledger import Entry, Ledger
 
@@ -63,3 +64,18 @@ def test_the_ledger_audit_counts_parked_intents_as_present(r: redis.Redis) -> No
     lot.park("releasing", time.time() - 1, parked())
     lot.take(time.time())
     assert ledger.lost(time.time() + 1, []) == ["lost"]
+
+
+def test_a_parked_intents_retry_state_is_written_and_published_with_it(r: redis.Redis) -> None:
+    listener = r.pubsub()
+    listener.subscribe("celery-task-meta-t-1")
+    listener.get_message(timeout=1)  # the subscription itself
+    document = StoredResult("celery-task-meta-t-1", '{"status": "RETRY"}', 600)
+    ParkingLot(r).park("t-1", time.time() + 30, parked(), document)
+    assert (
+        r.get("celery-task-meta-t-1") == '{"status": "RETRY"}' and 590 < r.ttl("celery-task-meta-t-1") <= 600
+    )
+    assert r.zscore(PARKED, "t-1") is not None
+    message = listener.get_message(timeout=1)
+    assert message is not None and message["data"] == '{"status": "RETRY"}'  # an AsyncResult.get() wakes
+    listener.close()

@@ -1,5 +1,6 @@
 """Logs never carry the token, and phone numbers in them are masked."""
 
+import io
 import json
 import logging
 
@@ -33,3 +34,20 @@ def test_records_are_json_with_secrets_and_numbers_masked(monkeypatch: pytest.Mo
     assert lines[0]["access_token"] == "[redacted]"
     assert "tok-XYZ-123" not in err
     assert "9999595313" not in err
+
+
+def test_a_line_is_rendered_before_the_stream_lock_is_taken() -> None:
+    """The lock covers only the write: 64 pool threads and Celery's consumer do not queue behind
+    each other's rendering."""
+    stream = io.StringIO()
+    handler = logs.JsonLinesHandler(stream)
+    held_while_formatting: list[bool] = []
+
+    class Probe(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            held_while_formatting.append(handler.lock._is_owned())  # type: ignore[union-attr]
+            return record.getMessage()
+
+    handler.setFormatter(Probe())
+    handler.handle(logging.LogRecord("t", logging.INFO, __file__, 1, "sent", None, None))
+    assert held_while_formatting == [False] and stream.getvalue() == "sent\n"

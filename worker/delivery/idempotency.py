@@ -67,6 +67,11 @@ class StoredResult:
     document: str
     ttl: int | None  # seconds (result_expires); None keeps it
 
+    def write(self, pipe: redis.client.Pipeline) -> None:
+        """Store it as the backend would, and publish it: what a waiting AsyncResult.get() listens for."""
+        pipe.set(self.key, self.document, ex=self.ttl or None)
+        pipe.publish(self.key, self.document)
+
 
 class State(StrEnum):
     """A record's state, and (BUSY, STALE) what `begin` found when it could not claim."""
@@ -217,6 +222,5 @@ class IdempotencyStore:
             for counter, step in counters.items():
                 pipe.hincrby(tally, counter, step)
         if result:
-            pipe.set(result.key, result.document, ex=result.ttl or None)
-            pipe.publish(result.key, result.document)  # what a waiting AsyncResult.get() listens for
+            result.write(pipe)
         pipe.execute()

@@ -27,6 +27,7 @@ from typing import Any, cast
 
 import redis
 
+from worker.delivery.idempotency import StoredResult
 from worker.ops.logs import get_logger
 
 log = get_logger("whatsapp_dispatch.parking")
@@ -87,10 +88,13 @@ class ParkingLot:
         self._take = client.register_script(_TAKE)
         self._done = client.register_script(_DONE)
 
-    def park(self, task_id: str, due: float, parked: Parked) -> None:
+    def park(self, task_id: str, due: float, parked: Parked, result: StoredResult | None = None) -> None:
+        """`result`: the task's RETRY state, written with it (one round trip instead of two)."""
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(MESSAGES, task_id, json.dumps(asdict(parked)))
         pipe.zadd(PARKED, {task_id: due})
+        if result:
+            result.write(pipe)
         pipe.execute()
 
     def take(self, now: float, limit: int = PUMP_BATCH) -> list[tuple[str, Parked]]:

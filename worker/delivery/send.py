@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 import structlog
+from celery import states
 
 from worker.delivery.breaker import Breaker
 from worker.delivery.claimslot import ClaimSlot
@@ -142,7 +143,7 @@ class SendServices:
     # (task id, SendResult dict) -> the task's result document, when the results live in the same
     # Redis as the records: a send's record and its result are then one transaction, not three
     # round trips (worker.services).
-    result_document: Callable[[str, dict[str, Any]], StoredResult] | None = None
+    result_document: Callable[[str, Any, str], StoredResult] | None = None  # (task id, result, state)
 
     def sender(self, name: str | None) -> SenderServices:
         """The named sender (`default` when none), or InvalidIntent naming the known ones."""
@@ -463,7 +464,7 @@ class MessageDelivery:
             intent.to,
             self.tally,
             self.origin(intent),
-            document(self.task_id, result) if document else None,
+            document(self.task_id, result, states.SUCCESS) if document else None,
         )
         if self.probe and self.number.breaker.close():
             log.warning("breaker_closed", wamid=resp.wamid)
