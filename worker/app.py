@@ -51,7 +51,7 @@ def make_app() -> Celery:
         # At-least-once delivery of the task message; the idempotency record makes the send at-most-once.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=4,
+        worker_prefetch_multiplier=1,
         task_track_started=False,
         # Must exceed the longest countdown a task can be given (DISPATCH_REQUEUE_MAX_WAIT), or Redis
         # re-delivers the waiting message while the first copy still sits in a worker.

@@ -1,6 +1,13 @@
 """Senders on one pool of workers do not slow each other: a slow sender's backlog, an expired
-token, a 429 storm. One Procfile-like worker (64 threads); sender A at the 1,000 msg/s tier, B at
-the default 80. Every recovery setting keeps its production default."""
+token, a 429 storm. Two Procfile-like workers (64 threads each: one process per core, as the
+Procfile's worker is scaled on a 2-core machine); sender A at the 1,000 msg/s tier, B at the
+default 80. Every recovery setting keeps its production default.
+
+The offered load fits the machine: one worker process is bound by the GIL, and on these 2 cores
+it took about 100 messages a second off a backlog (measured 2026-11-25, every guarantee on), less
+than B's backlog needs to be parked before it is sent; A's rate is set so A and B's released
+intents together stay well under what two processes send here. What is tested is isolation, not
+the machine's ceiling (that is `make bench`)."""
 
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ waba_id = "waba-b"
 token_env = "B_TOKEN"
 rate_limit = 80
 """
-A_PACE = 150  # msg/s offered for A: with B's 76, under what one worker process sends on these cores
+A_PACE = 60  # msg/s offered for A: with B's 76, well under what two worker processes send on these cores
 B_BACKLOG = 4000  # 50 s of B's rate: far more than a worker's 64 threads could hold
 
 
@@ -90,6 +97,7 @@ def rig(rig_factory: Callable[..., Rig]) -> Rig:
     senders_file = tmpdir("wa-isolation-") / "senders.toml"
     senders_file.write_text(SENDERS)
     return rig_factory(
+        workers=2,
         concurrency=64,
         production_timings=True,
         DISPATCH_SENDERS=str(senders_file),
@@ -127,7 +135,7 @@ def test_an_expired_token_on_one_sender_leaves_the_other_alone(rig: Rig) -> None
     rig.sandbox.faults({"phone_number_id": B_ID, "status": 401, "code": 190, "for": 60})
     started = time.time()
     b_flow = produce(rig, "b", 300, rate=20)  # 15 s of B's traffic into the outage
-    a_flow = produce(rig, "a", 1500, rate=A_PACE, first=0)  # 10 s of A's, still inside it
+    a_flow = produce(rig, "a", 1500, rate=A_PACE, first=0)  # 25 s of A's, still inside it
     wait_for(lambda: len(accepted(rig, "a-")) == 1500, 60, "A's intents sent")
     a_latency = latencies(rig, a_flow)
     assert p99(a_latency) < 1.0, p99(a_latency)

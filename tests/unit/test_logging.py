@@ -23,7 +23,7 @@ def test_records_are_json_with_secrets_and_numbers_masked(monkeypatch: pytest.Mo
         logs.configure("INFO")
         structlog.contextvars.bind_contextvars(task_id="abc-123", to="+919999595313")
         logs.get_logger("t").info("attempt", attempt=1, access_token="tok-XYZ-123", note="bearer tok-XYZ-123")
-        logging.getLogger("celery.app.trace").info("Task succeeded: {'to': '+919999595313'}")
+        logging.getLogger("celery.app.trace").error("Task failed: {'to': '+919999595313'}")
     finally:
         structlog.contextvars.clear_contextvars()
         get_settings.cache_clear()

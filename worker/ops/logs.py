@@ -105,6 +105,9 @@ class JsonLinesHandler(logging.StreamHandler):
         return True
 
 
+CELERY_PER_TASK = ("celery.worker.strategy", "celery.app.trace")
+
+
 def configure(level: str | None = None) -> None:
     """Route structlog and stdlib logging (Celery's included) to one JSON-lines stream on stderr."""
     level = (level or get_settings().log_level).upper()
@@ -132,6 +135,11 @@ def configure(level: str | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # Celery's own line per task received, succeeded or retried repeats what the `attempt` and
+    # `outcome` lines say with the task id; three more renders per message, on the consumer's
+    # thread too. Failures still come at WARNING and above; DEBUG brings the lines back.
+    for name in CELERY_PER_TASK:
+        logging.getLogger(name).setLevel(level if level == "DEBUG" else "WARNING")
 
 
 def get_logger(name: str = "whatsapp_dispatch") -> structlog.stdlib.BoundLogger:
