@@ -140,10 +140,10 @@ class SendServices:
     # Called with a template's name when the API says our copy is stale (the Celery side enqueues
     # a re-sync); a no-op by default.
     resync_template: Callable[[str], object] = lambda name: None
-    # (task id, SendResult dict) -> the task's result document, when the results live in the same
-    # Redis as the records: a send's record and its result are then one transaction, not three
-    # round trips (worker.services).
-    result_document: Callable[[str, Any, str], StoredResult] | None = None  # (task id, result, state)
+    # (task id, result, Celery state) -> the task's result document, when the results live in the
+    # same Redis as the records: a send's record and its result (or a parked intent and its RETRY)
+    # are then one transaction (worker.services).
+    result_document: Callable[[str, Any, str], StoredResult] | None = None
 
     def sender(self, name: str | None) -> SenderServices:
         """The named sender (`default` when none), or InvalidIntent naming the known ones."""
