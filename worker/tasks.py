@@ -144,8 +144,9 @@ def send_message(self: Task, campaign: dict[str, Any] | None = None, **intent: A
     lane = validate(RunRef, campaign, prefix="campaign.").lane if campaign is not None else None
     request = self.request
     released = bool(request.get(RELEASED_HEADER))
+    send = services().send
     try:
-        return deliver_message(services().send, intent, request.id, request.retries, lane, released)
+        result = deliver_message(send, intent, request.id, request.retries, lane, released)
     except Requeue as requeue:
         if requeue.parked:
             raise park(self, requeue) from None
@@ -153,6 +154,9 @@ def send_message(self: Task, campaign: dict[str, Any] | None = None, **intent: A
     except RedisError as exc:
         # Our state store is unreachable: leave the message to the broker rather than lose it.
         raise Reject(f"redis unavailable: {exc}", requeue=True) from None
+    if send.result_document is not None and not result["duplicate"]:
+        request.ignore_result = True  # its SUCCESS went with its record (MessageDelivery.succeed)
+    return result
 
 
 def park(task: Task, requeue: Requeue) -> Retry:

@@ -13,6 +13,7 @@ import redis
 
 from worker.delivery.idempotency import BEGIN_FUNCTION, PREFIX, Claim, IdempotencyStore, claim_of
 from worker.delivery.ratelimit import ACQUIRE_FUNCTION, Line, RateLimiter, Slot, slot
+from worker.redis_conn import group_of
 
 # KEYS: the record, the heartbeats hash, the number's four keys, the recipient's pair key.
 # ARGV: the claim's seven, DISPATCH_MAX_AGE, the limits' eight.
@@ -34,7 +35,8 @@ return {claim[1], claim[2], s[1], s[2], s[3] or '0'}
 
 class ClaimSlot:
     def __init__(self, client: redis.Redis) -> None:
-        self._script = client.register_script(_CLAIM_SLOT)
+        self.group = group_of(client)
+        self._script = self.group.script(_CLAIM_SLOT)
 
     def take(
         self,
@@ -50,5 +52,5 @@ class ClaimSlot:
         """The claim `store.begin` would give, and the slot `limiter.acquire` would give a fresh one."""
         keys = [PREFIX + key, store.workers, *limiter.number_keys(None), limiter.pair_key(to)]
         args = [*store.begin_args(owner, take_over_stale), max_age, *limiter.limits(None, line)]
-        reply = self._script(keys=keys, args=args)
+        reply = self.group.call(self._script, keys, args)
         return claim_of(reply[:2]), slot(reply[2:]) if len(reply) > 2 else None

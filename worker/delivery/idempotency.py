@@ -22,7 +22,10 @@ from enum import StrEnum
 from typing import Any
 
 import redis
+from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
+
+from worker.redis_conn import group_of
 
 PREFIX = "wa:idem:"
 # wamid -> the intent it came from (key, task id, campaign run, the intent itself), so a delivery
@@ -117,25 +120,30 @@ class IdempotencyStore:
     ) -> None:
         """`liveness`: the heartbeats hash, this process's node in it, and the heartbeat timeout."""
         self.redis = client
+        self.group = group_of(client)
         self.ttl = ttl
         self.stale_after = stale_after
         self.workers, self.node, self.heartbeat_timeout = liveness
-        self._begin = client.register_script(_BEGIN)
+        self._begin = self.group.script(_BEGIN)
 
     def begin(self, key: str, owner: str, take_over_stale: bool = False) -> Claim:
         """Claim `key` for sending. A stale `sending` record is reported, or with `take_over_stale`
         (at-least-once mode) claimed again."""
-        reply = self._begin(keys=[PREFIX + key, self.workers], args=self.begin_args(owner, take_over_stale))
+        reply = self.group.call(
+            self._begin, [PREFIX + key, self.workers], self.begin_args(owner, take_over_stale)
+        )
         return claim_of(reply)
 
     def begin_many(self, owners: dict[str, str], take_over_stale: bool = False) -> dict[str, Claim]:
         """`begin` for many keys (key -> owner) in one round trip: a campaign chunk's recipients."""
-        pipe = self.redis.pipeline(transaction=False)
-        for key, owner in owners.items():
-            self._begin(
-                keys=[PREFIX + key, self.workers], args=self.begin_args(owner, take_over_stale), client=pipe
-            )
-        return {key: claim_of(reply) for key, reply in zip(owners, pipe.execute(), strict=True)}
+
+        def build(pipe: Pipeline) -> None:
+            for key, owner in owners.items():
+                args = self.begin_args(owner, take_over_stale)
+                self.group.evalsha(pipe, self._begin, [PREFIX + key, self.workers], args)
+
+        replies = self.group.execute(build)
+        return {key: claim_of(reply) for key, reply in zip(owners, replies, strict=True)}
 
     def begin_args(self, owner: str, take_over_stale: bool) -> list[str | float]:
         """BEGIN_FUNCTION's arguments."""
@@ -151,7 +159,8 @@ class IdempotencyStore:
 
     def sending(self, key: str) -> None:
         """A request is about to leave: from now on a lost worker makes the outcome ambiguous."""
-        self.redis.hset(PREFIX + key, mapping={"state": State.SENDING, "since": time.time()})
+        mapping: dict[FieldT, EncodableT] = {"state": State.SENDING, "since": time.time()}
+        self.group.execute(lambda pipe: pipe.hset(PREFIX + key, mapping=mapping))
 
     def release(self, key: str, attempts: int) -> None:
         """Back to `pending`: the API definitely did not accept it, a later delivery may send."""
@@ -211,7 +220,23 @@ class IdempotencyStore:
         **fields: str | float,
     ) -> None:
         record: dict[FieldT, EncodableT] = {name: value for name, value in fields.items()}
-        pipe = self.redis.pipeline(transaction=True)
+
+        def build(pipe: Pipeline) -> None:
+            self._write(pipe, key, record, counters, tally, index, result)
+
+        self.group.execute(build)
+
+    def _write(
+        self,
+        pipe: Pipeline,
+        key: str,
+        record: dict[FieldT, EncodableT],
+        counters: dict[str, int],
+        tally: str | None,
+        index: tuple[str, dict[str, str]] | None,
+        result: StoredResult | None,
+    ) -> None:
+        """One outcome's commands, which its group commit runs in one MULTI/EXEC."""
         pipe.hset(PREFIX + key, mapping=record)
         pipe.expire(PREFIX + key, self.ttl)
         if index:
@@ -223,4 +248,3 @@ class IdempotencyStore:
                 pipe.hincrby(tally, counter, step)
         if result:
             result.write(pipe)
-        pipe.execute()

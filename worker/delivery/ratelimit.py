@@ -33,6 +33,7 @@ from enum import StrEnum
 
 import redis
 
+from worker.redis_conn import group_of
 from worker.settings import Settings
 
 # Lua that defines `acquire(pkey, ikey)` for a script whose number keys start after KEYS[ko] and
@@ -206,7 +207,8 @@ class RateLimiter:
         self.settings = settings
         self.pnid = settings.phone_number_id
         self._lane_cache: dict[str, tuple[float, float]] = {}
-        self._acquire = client.register_script(_ACQUIRE)
+        self.group = group_of(client)
+        self._acquire = self.group.script(_ACQUIRE)
         self._slow_down = client.register_script(_SLOW_DOWN)
         self._block_pair = client.register_script(_BLOCK_PAIR)
 
@@ -246,7 +248,7 @@ class RateLimiter:
         keys = self.number_keys(lane)
         for to, record_key in recipients:
             keys += [self.pair_key(to), record_key]
-        reply = self._acquire(keys=keys, args=self.limits(lane, line))
+        reply = self.group.call(self._acquire, keys, self.limits(lane, line))
         return [slot(reply[i : i + 3]) for i in range(0, len(reply), 3)]
 
     def number_keys(self, lane: str | None) -> list[str]:

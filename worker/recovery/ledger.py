@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
+from redis.client import Pipeline
 
 from worker.delivery.parking import PARKED, RELEASING
+from worker.redis_conn import group_of
 
 ENTRIES = "wa:ledger"  # task id -> JSON entry
 INDEX = "wa:ledger:index"  # task id -> time it was (re)published
@@ -98,10 +100,13 @@ class Ledger:
         self.redis.sadd(QUEUES, queue)
 
     def settle(self, task_id: str) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hdel(ENTRIES, task_id)
-        pipe.zrem(INDEX, task_id)
-        pipe.execute()
+        """Called by every pool thread as its task ends: grouped with the others' writes."""
+
+        def build(pipe: Pipeline) -> None:
+            pipe.hdel(ENTRIES, task_id)
+            pipe.zrem(INDEX, task_id)
+
+        group_of(self.redis).execute(build)
 
     def entry(self, task_id: str) -> Entry | None:
         raw = cast(str | None, self.redis.hget(ENTRIES, task_id))
