@@ -6,7 +6,7 @@ from celery import Celery
 from celery.signals import setup_logging, worker_ready
 from kombu import Queue
 
-from worker import broker, tracebacks
+from worker import broker, results, tracebacks
 from worker.delivery.parking import PARKED
 from worker.ops import logs, metrics
 from worker.redis_conn import get_redis
@@ -21,6 +21,7 @@ QUEUES = (RELEASED_QUEUE, QUEUE, CAMPAIGN_QUEUE)  # in the order workers read th
 def make_app() -> Celery:
     settings = get_settings()
     broker.install()
+    results.install()
     tracebacks.install()
     app = Celery("worker", broker=settings.celery_broker_url, backend=settings.celery_result_backend)
     app.conf.update(

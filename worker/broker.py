@@ -13,6 +13,9 @@ Two changes, both found in py-spy profiles of a worker (`make bench`, the isolat
   constructor copies its response-callback table each time (6 to 8 % of a worker's CPU per
   message); one client per channel shares the same pool and does the same work, and the acks
   the pool threads make at the same time go out in one round trip (worker.redis_conn.GroupCommit).
+- A publish can carry other commands in its own transaction (`before_publish`): the intent
+  ledger's record of the task (worker.recovery.ledger) goes with the message, not a round trip
+  before it.
 
 `install` makes it the transport of `redis://` and `rediss://` URLs in this process, so broker
 URLs, Flower's broker view and `celery inspect` see the same scheme as before.
@@ -20,13 +23,16 @@ URLs, Flower's broker view and `celery inspect` see the same scheme as before.
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from time import time
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES
 from kombu.transport import redis as kombu_redis
 from kombu.transport.virtual import QoS as VirtualQoS
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
 
 from worker.redis_conn import group_of
@@ -58,6 +64,20 @@ return items
 """
 
 
+_before = threading.local()
+
+
+@contextmanager
+def before_publish(build: Callable[[Any], None]) -> Iterator[Callable[[], bool]]:
+    """Commands that this thread's next publish runs in its own MULTI/EXEC, before the message's
+    LPUSH: both or neither are written, in one round trip. Yields a check that they were."""
+    _before.build, _before.written = build, False
+    try:
+        yield lambda: bool(_before.written)
+    finally:
+        _before.build = None
+
+
 class QoS(kombu_redis.QoS):
     def ack(self, delivery_tag: str) -> None:
         """Kombu's ack (the message leaves the unacked index and hash), grouped with the acks other
@@ -84,6 +104,21 @@ class Channel(kombu_redis.Channel):
         super().__init__(*args, **kwargs)
         self._recorded: dict[str, bool] = {}
         self.handlers["BRPOP"] = self._fetch_read
+
+    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+        """Kombu's publish (LPUSH), with what `before_publish` asked for in the same transaction."""
+        build = getattr(_before, "build", None)
+        if build is None:
+            return super()._put(queue, message, **kwargs)
+        with self.conn_or_acquire() as client:
+            pipe = client.pipeline(transaction=True)
+            build(pipe)
+            pipe.lpush(
+                self._q_for_pri(queue, self._get_message_priority(message, reverse=False)), dumps(message)
+            )
+            pipe.execute()
+        _before.written = True
+        return None
 
     @cached_property
     def _shared_client(self) -> Any:

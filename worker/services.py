@@ -132,4 +132,7 @@ def _result_document(task_id: str, result: Any, state: str) -> StoredResult:
 def ledger() -> Ledger | None:
     """The intent ledger, with a Redis broker only (RabbitMQ has no pop-before-record gap). Apps
     that enqueue need it, and nothing else here (no sender's token)."""
-    return Ledger(get_enqueue_redis()) if get_settings().redis_broker else None
+    settings = get_settings()
+    if not settings.redis_broker:
+        return None
+    return Ledger(get_enqueue_redis(), beside_broker=settings.celery_broker_url == settings.state_redis_url)

@@ -65,9 +65,13 @@ class LedgeredTask(Task):
         task_id = options.setdefault("task_id", uuid())
         book = ledger()
         try:
-            if book is not None:
-                book.record(task_id, Entry(self.name, kwargs, self.queue_of(options), eta_of(options)))
-            result = super().apply_async(args, kwargs, **options)
+            if book is None:
+                result = super().apply_async(args, kwargs, **options)
+            else:
+                with book.recording(
+                    task_id, Entry(self.name, kwargs, self.queue_of(options), eta_of(options))
+                ):
+                    result = super().apply_async(args, kwargs, **options)
         except (OperationalError, RedisError, RuntimeError) as exc:
             # RuntimeError: Celery's Redis result consumer gave up reconnecting before the publish.
             if isinstance(exc, RuntimeError) and "result store" not in str(exc):

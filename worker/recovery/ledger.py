@@ -20,6 +20,7 @@ from typing import Any, cast
 import redis
 from redis.client import Pipeline
 
+from worker.broker import before_publish
 from worker.delivery.parking import PARKED, RELEASING
 from worker.redis_conn import group_of
 
@@ -70,19 +71,38 @@ class Entry:
 
 
 class Ledger:
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis, beside_broker: bool = False) -> None:
+        """`beside_broker`: the broker is this same Redis, so a record can go with its publish."""
         self.redis = client
+        self.beside_broker = beside_broker
         self._lost = client.register_script(_LOST)
         self._batch = threading.local()
 
     def record(self, task_id: str, entry: Entry) -> None:
         batch = getattr(self._batch, "pipe", None)
         pipe = batch if batch is not None else self.redis.pipeline(transaction=False)
+        self._write(pipe, task_id, entry)
+        if batch is None:
+            pipe.execute()
+
+    @contextmanager
+    def recording(self, task_id: str, entry: Entry) -> Iterator[None]:
+        """Around the task's publish: the record is written in the publish's own transaction when
+        the broker is this Redis (worker.broker.before_publish), else just before it."""
+        if not self.beside_broker or getattr(self._batch, "pipe", None) is not None:
+            self.record(task_id, entry)
+            yield
+            return
+        with before_publish(lambda pipe: self._write(pipe, task_id, entry)) as written:
+            yield
+        if not written():  # published some other way (an eager task): recorded late, not lost
+            self.record(task_id, entry)
+
+    @staticmethod
+    def _write(pipe: Pipeline, task_id: str, entry: Entry) -> None:
         pipe.hset(ENTRIES, task_id, json.dumps(entry.__dict__))
         pipe.zadd(INDEX, {task_id: time.time()})
         pipe.sadd(QUEUES, entry.queue)
-        if batch is None:
-            pipe.execute()
 
     @contextmanager
     def batched(self) -> Iterator[None]:
