@@ -1,5 +1,6 @@
 """The Redis transport's batched fetch: a backlog leaves the queue many messages per round trip,
-each recorded as unacknowledged before it is delivered, so none is lost or delivered twice."""
+each recorded as unacknowledged before it is delivered, so none is lost or delivered twice; and a
+ledgered publish: the record and the message in one transaction."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from kombu import Connection, Consumer, Exchange, Message, Producer, Queue
 
 from devtools.localstack import RedisServer
 from worker import broker
+from worker.recovery.ledger import Entry, Ledger
 
 QUEUE = Queue("batch-test", Exchange("batch-test"), routing_key="batch-test")
 
@@ -31,8 +33,12 @@ def publish(conn: Connection, n: int) -> None:
             producer.publish({"i": i}, serializer="json")
 
 
+def calls(r: redis.Redis, command: str) -> int:
+    return int(r.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
 def fetch_calls(r: redis.Redis) -> int:
-    return int(r.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0))
+    return calls(r, "evalsha")
 
 
 def test_a_backlog_is_taken_in_batches_and_each_message_is_delivered_once(
@@ -85,3 +91,19 @@ def test_a_message_not_acknowledged_is_put_back_at_close(conn: Connection, r: re
             message.ack()
     conn.release()
     assert r.llen("batch-test") == 10 and r.hlen("unacked") == 0
+
+
+def test_a_ledgered_publish_writes_its_record_and_its_message_in_one_transaction(
+    conn: Connection, r: redis.Redis
+) -> None:
+    ledger = Ledger(r, beside_broker=True)
+    entry = Entry("worker.tasks.send_message", {"to": "+919876500001"}, QUEUE.name, None)
+    with conn.channel() as channel:
+        producer = Producer(channel, QUEUE.exchange, routing_key=QUEUE.routing_key)
+        QUEUE(channel).declare()
+        before = {name: calls(r, name) for name in ("exec", "hset", "lpush")}
+        with ledger.recording("t-1", entry):
+            producer.publish({"i": 1}, serializer="json")
+
+    assert {name: calls(r, name) - before[name] for name in before} == {"exec": 1, "hset": 1, "lpush": 1}
+    assert ledger.entry("t-1") == entry and r.llen(QUEUE.name) == 1

@@ -274,3 +274,17 @@ def test_logs_follow_a_message_and_hide_secrets(stack, api) -> None:
     raw = stack.worker.output()
     assert TOKEN not in raw
     assert "9999595313" not in raw
+
+
+def test_get_finds_a_result_stored_before_it_was_called_and_no_channel_is_held_per_enqueue(
+    stack, api
+) -> None:
+    r = stack.redis.client()
+    result = send_message.delay(to=spec.TO, type="text", text={"body": "stored first"})
+    key = f"celery-task-meta-{result.id}"
+    # Celery's own backend subscribed to this channel as it published: a round trip per enqueue.
+    assert r.pubsub_numsub(key) == [(key, 0)]
+    deadline = time.monotonic() + TIMEOUT
+    while not r.exists(key) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert result.get(timeout=TIMEOUT)["wamid"].startswith("wamid.")
