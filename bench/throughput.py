@@ -134,8 +134,8 @@ def flame_graph(pid: int, label: str) -> subprocess.Popen[bytes] | None:
         return None
     FLAME_DIR.mkdir(parents=True, exist_ok=True)
     out = FLAME_DIR / f"flame-{label.replace(' ', '-').replace(',', '')}.svg"
-    command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "100", "--gil"]
-    command += ["--nonblocking", "--format", "raw", "--output", str(out).replace(".svg", ".txt")]
+    command = [str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "50"]
+    command += ["--nonblocking", "--format", "flamegraph", "--output", str(out)]
     return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
