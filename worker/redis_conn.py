@@ -72,13 +72,21 @@ def group_of(client: redis.Redis) -> GroupCommit:
         return group
 
 
-Build = Callable[[Pipeline], None]
+Build = Callable[[Pipeline], object]  # queues commands; what it returns is ignored
+
+
+def _held() -> threading.Lock:
+    lock = threading.Lock()
+    lock.acquire()
+    return lock
 
 
 @dataclass(eq=False)
 class _Op:
     build: Build
-    done: threading.Event = field(default_factory=threading.Event)
+    # Released when the op is done, or handed the lead: a bare lock, not an Event (an Event's
+    # Condition allocates a lock per wait and another per notify).
+    done: threading.Lock = field(default_factory=_held)
     replies: list[Any] = field(default_factory=list)
     error: BaseException | None = None
     lead: bool = False  # handed the next round trip: send what waits, this op included
@@ -117,7 +125,7 @@ class GroupCommit:
             self._waiting.append(op)
             lead, self._busy = not self._busy, True
         if not lead:
-            op.done.wait()
+            op.done.acquire()
         if lead or op.lead:
             self._lead()
         return op.outcome()
@@ -143,11 +151,11 @@ class GroupCommit:
             self._send(batch)
         finally:
             for op in batch:
-                op.done.set()
+                op.done.release()
             with self._lock:
                 if self._waiting:
                     self._waiting[0].lead = True
-                    self._waiting[0].done.set()
+                    self._waiting[0].done.release()
                 else:
                     self._busy = False
 

@@ -19,7 +19,7 @@ from celery.backends.redis import RedisBackend
 NAME = "worker.results:Backend"
 
 
-class Backend(RedisBackend):  # type: ignore[misc]
+class Backend(RedisBackend):
     def on_task_call(self, producer: Any, task_id: str) -> None:
         """Nothing: `get()` subscribes when it is called."""
 
