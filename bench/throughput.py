@@ -1,7 +1,7 @@
 """Throughput benchmark: `python -m bench.throughput [--quick] [--n N] [--latency 0 0.05 0.2] [--only ...]`.
 
 Starts its own redis-server, the sandbox with a response latency, and BENCH_WORKERS worker processes
-(threads pool, BENCH_THREADS each); sends N intents and measures, in the same run, the single-intent
+(threads pool, BENCH_THREADS each, logging at BENCH_LOG_LEVEL: WARNING unless set); sends N intents and measures, in the same run, the single-intent
 path, a campaign fan-out, the naive baseline (bench/naive.py), Celery's own ceiling (bench/bare.py: a
 task that only sleeps the latency), the 80/s limit, transactional latency
 during a campaign, two senders' campaigns at once (`--only two-senders`), and (`--only soak`) memory
@@ -239,7 +239,7 @@ def stack(
         **CREDS,
         "INTERAKT_API_URL": sandbox.api_url,
         "REDIS_URL": redis_server.url,
-        "DISPATCH_LOG_LEVEL": "WARNING",
+        "DISPATCH_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
         "DISPATCH_PAIR_BURST": "100000",
         "DISPATCH_CAMPAIGN_THREADS": str(WORKER_THREADS),
         **extra_env,

@@ -51,3 +51,23 @@ def test_a_line_is_rendered_before_the_stream_lock_is_taken() -> None:
     handler.setFormatter(Probe())
     handler.handle(logging.LogRecord("t", logging.INFO, __file__, 1, "sent", None, None))
     assert held_while_formatting == [False] and stream.getvalue() == "sent\n"
+
+
+def test_a_token_registered_after_the_first_record_is_scrubbed_too(capsys) -> None:
+    """The redaction caches its token set: a sender's token registered later must still reach it."""
+    logs.configure("INFO")
+    log = logs.get_logger("t")
+    log.info("before", note="nothing secret yet")
+    logs.register_secret("late-sender-token-42")
+    log.info(
+        "after",
+        note="header late-sender-token-42",
+        nested={"authorization": "x", "body": ["late-sender-token-42"]},
+    )
+    err = capsys.readouterr().err
+    after = json.loads(err.splitlines()[-1])
+    assert "late-sender-token-42" not in err
+    assert after["note"] == "header [redacted]" and after["nested"] == {
+        "authorization": "[redacted]",
+        "body": ["[redacted]"],
+    }

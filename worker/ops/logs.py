@@ -7,6 +7,7 @@ and anything that looks like a phone number keeps only its country prefix and la
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -58,18 +59,39 @@ def _scrub(value: Any, tokens: frozenset[str]) -> Any:
     return value
 
 
+@functools.lru_cache(maxsize=4096)
+def _names_a_secret(key: str) -> bool:
+    """Asked for every key of every record: remembered (a record's keys come from a small set)."""
+    lowered = key.lower()
+    return any(s in lowered for s in _SECRET_KEYS)
+
+
 def _scrub_item(key: str, value: Any, tokens: frozenset[str]) -> Any:
-    if any(s in str(key).lower() for s in _SECRET_KEYS):
+    if _names_a_secret(str(key)):
         return "[redacted]"
     if key in _IDS:
         return value
     return _scrub(value, tokens)
 
 
+def _tokens() -> frozenset[str]:
+    """Every registered token and the configured one, built again only when either changed."""
+    global _token_cache
+    secret = get_settings().access_token
+    value = secret.get_secret_value() if secret else ""
+    key, tokens = _token_cache
+    if key != (value, len(_SECRETS)):  # _SECRETS only grows
+        tokens = frozenset(_SECRETS | ({value} if value else set()))
+        _token_cache = ((value, len(_SECRETS)), tokens)  # one assignment: a reader sees old or new
+    return tokens
+
+
+_token_cache: tuple[tuple[str, int], frozenset[str]] = (("", -1), frozenset())
+
+
 def redact(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
     """structlog processor: the last line of defence before a record leaves the process."""
-    secret = get_settings().access_token
-    tokens = frozenset(_SECRETS | ({secret.get_secret_value()} if secret else set()))
+    tokens = _tokens()
     return {k: _scrub_item(k, v, tokens) for k, v in event.items()}
 
 
