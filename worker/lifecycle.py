@@ -5,6 +5,7 @@ the tasks (`include` in worker.app), so it is in place before the worker connect
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from typing import Any, ClassVar
@@ -120,6 +121,21 @@ def _own_unacked_set(conf: Any = None, **_: Any) -> None:
     if conf is not None and settings.redis_broker:
         conf.broker_transport_options = {**conf.broker_transport_options, **unacked_keys(NODE)}
     Registry(get_redis(), settings.heartbeat_timeout).beat(NODE)
+
+
+GC_YOUNG_THRESHOLD = 10_000  # Python's default is 700
+
+
+@worker_ready.connect
+def _tune_gc(**_: Any) -> None:
+    """The objects a worker built to start (modules, the app, the services) move out of the
+    collector's sight, and the young generation is collected every 10,000 allocations instead of
+    700. Measured with gc callbacks in `make bench` (single intents, 2 x 128 threads): collections
+    took 0.2 to 0.35 ms of a worker's time per message, walking startup objects that never die;
+    after this, about 0.07 ms."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
 
 
 @worker_ready.connect
