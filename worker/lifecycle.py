@@ -72,7 +72,7 @@ def _settle(task_id: str, state: str | None = None, **_: Any) -> None:
     """A task that ended leaves the ledger; one handed back (RETRY, a requeue) stays in it."""
     book = ledger()
     if book is not None and state in (states.SUCCESS, states.FAILURE):
-        book.settle(task_id)
+        book.settle(task_id, via=get_redis())
 
 
 def _republish(task_id: str) -> bool:

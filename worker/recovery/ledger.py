@@ -119,14 +119,15 @@ class Ledger:
         """Look for ledgered tasks in this queue too."""
         self.redis.sadd(QUEUES, queue)
 
-    def settle(self, task_id: str) -> None:
-        """Called by every pool thread as its task ends: grouped with the others' writes."""
+    def settle(self, task_id: str, via: redis.Redis | None = None) -> None:
+        """Called by every pool thread as its task ends, `via` the worker's own client: grouped
+        with the other threads' writes (the send's outcome among them) into shared round trips."""
 
         def build(pipe: Pipeline) -> None:
             pipe.hdel(ENTRIES, task_id)
             pipe.zrem(INDEX, task_id)
 
-        group_of(self.redis).execute(build)
+        group_of(via or self.redis).execute(build)
 
     def entry(self, task_id: str) -> Entry | None:
         raw = cast(str | None, self.redis.hget(ENTRIES, task_id))
