@@ -50,7 +50,7 @@ CREDS = {
 
 
 WORKER_PROCESSES = int(os.environ.get("BENCH_WORKERS", 2))
-WORKER_THREADS = int(os.environ.get("BENCH_THREADS", 128))
+WORKER_THREADS = int(os.environ.get("BENCH_THREADS", 64))  # the Procfile's --concurrency
 
 
 def recipient(i: int) -> str:
