@@ -1,12 +1,13 @@
 """Throughput benchmark: `python -m bench.throughput [--quick] [--n N] [--latency 0 0.05 0.2] [--only ...]`.
 
 Starts its own redis-server, the sandbox with a response latency, and BENCH_WORKERS worker processes
-(threads pool, BENCH_THREADS each, logging at BENCH_LOG_LEVEL: WARNING unless set); sends N intents and measures, in the same run, the single-intent
-path, a campaign fan-out, the naive baseline (bench/naive.py), Celery's own ceiling (bench/bare.py: a
-task that only sleeps the latency), the 80/s limit, transactional latency
-during a campaign, two senders' campaigns at once (`--only two-senders`), and (`--only soak`) memory
-over a long run. Prints a table. Every path runs with
-the guarantees on: idempotency records, the shared rate limiter, one result per message.
+(threads pool, BENCH_THREADS each: the Procfile's 64 unless set; logging at BENCH_LOG_LEVEL,
+WARNING unless set); sends N intents and measures, in the same run, the single-intent path, a
+campaign fan-out, the naive baseline (bench/naive.py), Celery's own ceiling (bench/bare.py: a task
+that only sleeps the latency), the 80/s limit, transactional latency during a campaign, two
+senders' campaigns at once (`--only two-senders`), and (`--only soak`) memory over a long run.
+Prints a table. Every path runs with the guarantees on: idempotency records, the shared rate
+limiter, one result per message.
 """
 
 from __future__ import annotations
