@@ -221,30 +221,17 @@ class IdempotencyStore:
     ) -> None:
         record: dict[FieldT, EncodableT] = {name: value for name, value in fields.items()}
 
-        def build(pipe: Pipeline) -> None:
-            self._write(pipe, key, record, counters, tally, index, result)
+        def build(pipe: Pipeline) -> None:  # one MULTI/EXEC, in a round trip shared with other threads
+            pipe.hset(PREFIX + key, mapping=record)
+            pipe.expire(PREFIX + key, self.ttl)
+            if index:
+                mapping: dict[FieldT, EncodableT] = dict(index[1].items())
+                pipe.hset(index[0], mapping=mapping)
+                pipe.expire(index[0], self.ttl)
+            if tally:
+                for counter, step in counters.items():
+                    pipe.hincrby(tally, counter, step)
+            if result:
+                result.write(pipe)
 
         self.group.execute(build)
-
-    def _write(
-        self,
-        pipe: Pipeline,
-        key: str,
-        record: dict[FieldT, EncodableT],
-        counters: dict[str, int],
-        tally: str | None,
-        index: tuple[str, dict[str, str]] | None,
-        result: StoredResult | None,
-    ) -> None:
-        """One outcome's commands, which its group commit runs in one MULTI/EXEC."""
-        pipe.hset(PREFIX + key, mapping=record)
-        pipe.expire(PREFIX + key, self.ttl)
-        if index:
-            mapping: dict[FieldT, EncodableT] = dict(index[1].items())
-            pipe.hset(index[0], mapping=mapping)
-            pipe.expire(index[0], self.ttl)
-        if tally:
-            for counter, step in counters.items():
-                pipe.hincrby(tally, counter, step)
-        if result:
-            result.write(pipe)
