@@ -68,14 +68,15 @@ _before = threading.local()
 
 
 @contextmanager
-def before_publish(build: Callable[[Any], None]) -> Iterator[Callable[[], bool]]:
+def before_publish(build: Callable[[Any], None]) -> Iterator[None]:
     """Commands that this thread's next publish runs in its own MULTI/EXEC, before the message's
-    LPUSH: both or neither are written, in one round trip. Yields a check that they were."""
-    _before.build, _before.written = build, False
+    LPUSH: one round trip, and a publish that does not reach Redis writes neither."""
+    outer = getattr(_before, "build", None)
+    _before.build = build
     try:
-        yield lambda: bool(_before.written)
+        yield
     finally:
-        _before.build = None
+        _before.build = outer
 
 
 class QoS(kombu_redis.QoS):
@@ -106,9 +107,10 @@ class Channel(kombu_redis.Channel):
         self.handlers["BRPOP"] = self._fetch_read
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
-        """Kombu's publish (LPUSH), with what `before_publish` asked for in the same transaction."""
+        """Kombu's publish (LPUSH, and its queue expiry), with what `before_publish` asked for in
+        the same transaction; used once (kombu's retry of a failed publish carries it again)."""
         build = getattr(_before, "build", None)
-        if build is None:
+        if build is None or kwargs.get("_publish_batch") is not None:
             return super()._put(queue, message, **kwargs)
         with self.conn_or_acquire() as client:
             pipe = client.pipeline(transaction=True)
@@ -116,8 +118,11 @@ class Channel(kombu_redis.Channel):
             pipe.lpush(
                 self._q_for_pri(queue, self._get_message_priority(message, reverse=False)), dumps(message)
             )
+            if self._expires and queue in self._expires:
+                for priority in self.priority_steps:
+                    pipe.pexpire(self._q_for_pri(queue, priority), self._expires[queue])
             pipe.execute()
-        _before.written = True
+        _before.build = None
         return None
 
     @cached_property

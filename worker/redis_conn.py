@@ -9,9 +9,9 @@ claims, marks, outcomes and settles share round trips.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import threading
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,16 +61,17 @@ def get_enqueue_redis() -> redis.Redis:
     )
 
 
-_groups: weakref.WeakKeyDictionary[redis.Redis, GroupCommit] = weakref.WeakKeyDictionary()
 _groups_lock = threading.Lock()
 
 
 def group_of(client: redis.Redis) -> GroupCommit:
-    """The one GroupCommit of this client, so every user of a client in a process shares it."""
+    """The one GroupCommit of this client, so every user of a client in a process shares it. Kept
+    on the client, so it goes when the client goes (a broker channel's, at each reconnect)."""
     with _groups_lock:
-        group = _groups.get(client)
+        group: GroupCommit | None = getattr(client, "_group_commit", None)
         if group is None:
-            group = _groups[client] = GroupCommit(client)
+            group = GroupCommit(client)
+            client._group_commit = group  # type: ignore[attr-defined]
         return group
 
 
@@ -94,8 +95,8 @@ class _Op:
     lead: bool = False  # handed the next round trip: send what waits, this op included
 
     def outcome(self) -> list[Any]:
-        if self.error is not None:
-            raise self.error
+        if self.error is not None:  # shared by the batch: each caller raises its own copy
+            raise copy.copy(self.error) from self.error
         for reply in self.replies:
             if isinstance(reply, Exception):
                 raise reply
@@ -151,6 +152,11 @@ class GroupCommit:
             batch, self._waiting = self._waiting, []
         try:
             self._send(batch)
+        except BaseException as exc:  # no caller may take "no replies" for success
+            for op in batch:
+                if op.error is None and not op.replies:
+                    op.error = exc
+            raise
         finally:
             for op in batch:
                 op.done.release()
@@ -161,18 +167,9 @@ class GroupCommit:
                 else:
                     self._busy = False
 
-    def _send(self, batch: list[_Op]) -> None:
+    def _send(self, batch: list[_Op], reload: bool = True) -> None:
         pipe = self.client.pipeline(transaction=True)
-        built: list[tuple[_Op, int, int]] = []
-        for op in batch:
-            start = len(pipe.command_stack)
-            try:
-                op.build(pipe)
-            except Exception as exc:  # noqa: BLE001 - raised in that caller (a mistake of its own)
-                del pipe.command_stack[start:]
-                op.error = exc
-                continue
-            built.append((op, start, len(pipe.command_stack)))
+        built = [(op, *span) for op in batch if (span := _build(op, pipe)) is not None]
         if not built:
             return
         try:
@@ -181,12 +178,31 @@ class GroupCommit:
             for op, _, _ in built:
                 op.error = exc
             return
-        again = []
         for op, start, stop in built:
             op.replies = replies[start:stop]
-            if any(isinstance(reply, NoScriptError) for reply in op.replies):
-                again.append(op)
-        if again:  # Redis restarted and forgot the scripts: nothing of these ops ran
-            for source in self._scripts.values():
+        again = [op for op, _, _ in built if any(isinstance(r, NoScriptError) for r in op.replies)]
+        if again and reload:
+            self._reload(again)
+
+    def _reload(self, again: list[_Op]) -> None:
+        """Redis restarted and forgot the scripts (nothing of these ops ran): load them, send once more."""
+        try:
+            for source in list(self._scripts.values()):
                 self.client.script_load(source)
-            self._send(again)
+        except Exception as exc:  # noqa: BLE001 - raised in the callers whose scripts it was
+            for op in again:
+                op.error = exc
+            return
+        self._send(again, reload=False)
+
+
+def _build(op: _Op, pipe: Pipeline) -> tuple[int, int] | None:
+    """Queue an op's commands; their span in the pipeline, or None when its build raised."""
+    start = len(pipe.command_stack)
+    try:
+        op.build(pipe)
+    except Exception as exc:  # noqa: BLE001 - raised in that caller (a mistake of its own)
+        del pipe.command_stack[start:]
+        op.error = exc
+        return None
+    return start, len(pipe.command_stack)

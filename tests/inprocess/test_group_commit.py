@@ -3,9 +3,11 @@ its own replies, its own errors, and its scripts back after Redis forgot them.""
 
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 import time
+import weakref
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from worker.redis_conn import GroupCommit
+from worker.redis_conn import GroupCommit, group_of
 
 THREADS = 64
 
@@ -112,3 +114,27 @@ def test_callers_get_the_error_when_redis_does_not_answer() -> None:
         group.execute(lambda pipe: pipe.get("x"))
     with pytest.raises(redis.ConnectionError):  # and the next caller is not left waiting
         group.execute(lambda pipe: pipe.get("x"))
+
+
+def test_a_failed_script_reload_is_raised_in_its_caller_once(r: redis.Redis) -> None:
+    class CannotLoad(redis.Redis):  # Redis answers commands but a SCRIPT LOAD fails (still restarting)
+        def script_load(self, script: Any) -> Any:
+            raise redis.ConnectionError("loading")
+
+    client = CannotLoad(connection_pool=r.connection_pool)
+    group = GroupCommit(client)
+    sha = group.script("return 1")
+    r.script_flush()
+    with pytest.raises(redis.ConnectionError, match="loading"):
+        group.call(sha, [], [])
+    assert group.execute(lambda pipe: pipe.incr("after")) == [1]  # nobody left waiting
+
+
+def test_a_client_and_its_group_go_together(r: redis.Redis) -> None:
+    """A broker channel's client is replaced at every reconnect: its group must not keep it alive."""
+    client = redis.Redis(connection_pool=r.connection_pool)
+    assert group_of(client) is group_of(client)
+    gone = weakref.ref(client)
+    del client
+    gc.collect()
+    assert gone() is None

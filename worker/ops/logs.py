@@ -81,8 +81,9 @@ def _tokens() -> frozenset[str]:
     value = secret.get_secret_value() if secret else ""
     key, tokens = _token_cache
     if key != (value, len(_SECRETS)):  # _SECRETS only grows
-        tokens = frozenset(_SECRETS | ({value} if value else set()))
-        _token_cache = ((value, len(_SECRETS)), tokens)  # one assignment: a reader sees old or new
+        registered = frozenset(_SECRETS)  # one snapshot: the key below counts what it holds
+        tokens = registered | ({value} if value else set())
+        _token_cache = ((value, len(registered)), tokens)  # one assignment: a reader sees old or new
     return tokens
 
 

@@ -93,10 +93,8 @@ class Ledger:
             self.record(task_id, entry)
             yield
             return
-        with before_publish(lambda pipe: self._write(pipe, task_id, entry)) as written:
+        with before_publish(lambda pipe: self._write(pipe, task_id, entry)):
             yield
-        if not written():  # published some other way (an eager task): recorded late, not lost
-            self.record(task_id, entry)
 
     @staticmethod
     def _write(pipe: Pipeline, task_id: str, entry: Entry) -> None:
