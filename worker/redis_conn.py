@@ -67,8 +67,11 @@ _groups_lock = threading.Lock()
 def group_of(client: redis.Redis) -> GroupCommit:
     """The one GroupCommit of this client, so every user of a client in a process shares it. Kept
     on the client, so it goes when the client goes (a broker channel's, at each reconnect)."""
+    group: GroupCommit | None = getattr(client, "_group_commit", None)
+    if group is not None:  # asked on every ack and settle: no lock once it exists
+        return group
     with _groups_lock:
-        group: GroupCommit | None = getattr(client, "_group_commit", None)
+        group = getattr(client, "_group_commit", None)
         if group is None:
             group = GroupCommit(client)
             client._group_commit = group  # type: ignore[attr-defined]
