@@ -90,3 +90,13 @@ def test_procfile_has_worker_beat_flower_and_web_with_commands_that_exist() -> N
     assert set(processes) == {"worker", "beat", "flower", "web"}
     for command in processes.values():
         assert (BIN / command.split()[0]).exists(), command
+
+
+def test_no_runtime_state_is_committed_and_flower_state_is_ignored() -> None:
+    """Flower's shelve files (flower.db.bak/.dat/.dir) are a run's state, not source: a clone that
+    carries them starts Flower with someone else's task history."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert not [p for p in tracked.stdout.splitlines() if Path(p).name.startswith("flower.db")]
+    for name in ("flower.db", "flower.db.dat", "flower.db.bak", "flower.db.dir"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", name], cwd=ROOT)
+        assert ignored.returncode == 0, f"{name} is not in .gitignore"
