@@ -111,6 +111,30 @@ EXAMPLE_TEMPLATES: list[dict[str, Any]] = [
         parameter_format="NAMED",
     ),
     _template("summer_sale", "MARKETING", _body("Sale: {{1}} off"), status="PAUSED"),
+    *(
+        _template(
+            f"login_{otp_type.lower()}",
+            "AUTHENTICATION",
+            _body("*{{1}}* is your verification code. For your security, do not share this code."),
+            {"type": "FOOTER", "text": "This code expires in 10 minutes.", "code_expiration_minutes": 10},
+            {
+                "type": "BUTTONS",
+                "buttons": [{"type": "OTP", "otp_type": otp_type, "text": "Copy code", **extra}],
+            },
+        )
+        for otp_type, extra in (
+            ("COPY_CODE", {}),
+            ("ONE_TAP", {"autofill_text": "Autofill", "package_name": "com.example.shop"}),
+            (
+                "ZERO_TAP",
+                {
+                    "autofill_text": "Autofill",
+                    "package_name": "com.example.shop",
+                    "zero_tap_terms_accepted": True,
+                },
+            ),
+        )
+    ),
 ]
 
 # Meta's media rules are data (MIME types per type, and size limits); the checks below are the

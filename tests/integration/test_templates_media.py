@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from devtools.localstack import RedisServer
+from devtools.sandbox import EXAMPLE_TEMPLATES
 from tests.harness import BIN, Beat, Sandbox, Worker, tmpdir, wait_for, worker_env
 from tests.media_server import PNG, MediaServer, media_server
 
@@ -101,7 +102,7 @@ def test_a_campaign_that_does_not_fit_its_template_is_refused_before_any_send(
     ]  # no registry yet
 
     synced = rig.cli("templates", "sync")
-    assert synced["pages"] == 2 and synced["templates"] == 155
+    assert synced["pages"] == 2 and synced["templates"] == 150 + len(EXAMPLE_TEMPLATES)
     listed = rig.cli("templates", "list")["templates"]
     assert {"name": "summer_sale", "language": "en_US", "status": "PAUSED"}.items() <= next(
         t for t in listed if t["name"] == "summer_sale"
@@ -163,6 +164,29 @@ def test_a_132000_marks_the_template_stale_and_the_worker_resyncs_it(rig: Rig, t
     assert not any(t["stale"] for t in rig.cli("templates", "list")["templates"])
     refused = rig.cli("send", "-f", str(intent), code=2)  # now known before sending
     assert refused["errors"][0]["reason"] == "body: expected 2 parameters ({{1}}, {{2}}), given 1"
+
+
+def test_an_otp_goes_out_once_the_registry_is_synced(rig: Rig, tmp_path: Path) -> None:
+    """Copy-code, one-tap and zero-tap authentication templates, synced as Meta lists them, each
+    sent with its code in the body and in the OTP button (a url button)."""
+    rig.sandbox.reset()
+    rig.cli("templates", "sync")
+    for n, name in enumerate(("login_copy_code", "login_one_tap", "login_zero_tap")):
+        code = [{"type": "text", "text": f"48291{n}"}]
+        body = {
+            "name": name,
+            "language": {"code": "en_US"},
+            "components": [
+                {"type": "body", "parameters": code},
+                {"type": "button", "sub_type": "url", "index": "0", "parameters": code},
+            ],
+        }
+        intent = tmp_path / f"{name}.json"
+        intent.write_text(json.dumps({"to": f"+91987650030{n}", "type": "template", "template": body}))
+        assert rig.cli("send", "-f", str(intent))["wamid"].startswith("wamid.")
+    sent = [m["body"]["template"] for m in rig.messages()]
+    assert [t["name"] for t in sent] == ["login_copy_code", "login_one_tap", "login_zero_tap"]
+    assert all(t["components"][1]["sub_type"] == "url" for t in sent)
 
 
 def test_beat_resyncs_the_registry_every_interval(rig: Rig) -> None:

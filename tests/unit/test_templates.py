@@ -113,3 +113,25 @@ def test_missing_or_not_approved(name: str, language: str, reason: str) -> None:
 
 def test_placeholders() -> None:
     assert placeholders("Hi {{1}}, {{ 2 }} and {{1}} again, {{first_name}}") == ["1", "2", "first_name"]
+
+
+OTP_SEND = (
+    {"type": "body", "parameters": text("482913")},
+    {"type": "button", "sub_type": "url", "index": "0", "parameters": text("482913")},
+)
+
+
+@pytest.mark.parametrize("name", ["login_copy_code", "login_one_tap", "login_zero_tap"])
+def test_an_authentication_template_takes_its_code_in_the_body_and_the_otp_button(name: str) -> None:
+    """Meta lists an OTP button as `{"type": "OTP", "otp_type": ...}`; a send fills it as a url
+    button with the code (Meta's authentication-templates guide)."""
+    [button] = SYNCED[name].component("BUTTONS")["buttons"]
+    assert button["type"] == "OTP" and button["otp_type"] == name.removeprefix("login_").upper()
+    assert problems(name, *OTP_SEND) == []
+    assert problems(name, OTP_SEND[0]) == [
+        ("template.components", "button index 0 (url): expected 1 parameter ({{1}}), given 0")
+    ]
+    copy_code = {"type": "button", "sub_type": "copy_code", "index": "0", "parameters": text("482913")}
+    assert problems(name, OTP_SEND[0], copy_code) == [
+        ("template.components.1", "button index 0: expected sub_type url, given copy_code")
+    ]

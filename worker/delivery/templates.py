@@ -60,10 +60,13 @@ class HeaderFormat(StrEnum):
     LOCATION = "LOCATION"
 
 
-# A template button's type -> the `sub_type` a send names it by.
+# A template button's type -> the `sub_type` a send names it by. An authentication template's
+# button (`"type": "OTP"`, with `otp_type` COPY_CODE, ONE_TAP or ZERO_TAP) is sent as a url
+# button whose one text parameter is the code (Meta's authentication-templates guide).
 BUTTON_SUB_TYPES: dict[str, str] = {
     "QUICK_REPLY": "quick_reply",
     "URL": "url",
+    "OTP": "url",
     "COPY_CODE": "copy_code",
     "CATALOG": "catalog",
     "MPM": "mpm",
@@ -168,6 +171,13 @@ def _index(component: TemplateComponent) -> int:
     return int(component.index) if component.index is not None else -1
 
 
+def _button_placeholders(button: dict[str, Any]) -> tuple[str, ...]:
+    """A url button's placeholders; an OTP button always takes one: the code."""
+    if str(button.get("type", "")).upper() == "OTP":
+        return ("1",)
+    return tuple(placeholders(button.get("url")))
+
+
 def _check_buttons(
     synced: SyncedTemplate, sent: list[tuple[int, TemplateComponent]], named: bool
 ) -> list[tuple[str, str]]:
@@ -180,7 +190,7 @@ def _check_buttons(
         )
     for index, button in enumerate(buttons):
         sub_type = BUTTON_SUB_TYPES.get(str(button.get("type", "")).upper())
-        names = tuple(placeholders(button.get("url"))) if sub_type == "url" else ()
+        names = _button_placeholders(button) if sub_type == "url" else ()
         placed = by_index.get(index)
         field, given = _field(placed), placed[1] if placed else None
         if given is not None and given.sub_type != sub_type:
