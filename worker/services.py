@@ -52,11 +52,17 @@ def services() -> Services:
     """Everything a worker (or an operator's command) needs; reads every sender's token."""
     settings = get_settings()
     client = get_redis()
-    statuses = StatusStore(client, settings.idempotency_ttl)
+    statuses = status_store()
     runs = CampaignRuns(client, settings.dead_letter_ttl, statuses)
     return Services(
         send=send_services(settings, client), runs=runs, statuses=statuses, parking=ParkingLot(client)
     )
+
+
+@process_local
+def status_store() -> StatusStore:
+    """The delivery statuses over the state Redis: all a status read needs (no sender, no token)."""
+    return StatusStore(get_redis(), get_settings().idempotency_ttl)
 
 
 def send_services(settings: Settings, client: redis.Redis) -> SendServices:
