@@ -488,7 +488,9 @@ class Handler(BaseHTTPRequestHandler):
         if refused:
             return self._send(*refused)
         state = self.server.state
-        state.record({"time": time.time(), "route": "message_templates", "query": query})
+        listing = {"route": "message_templates", "path": urlparse(self.path).path, "query": query}
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        state.record({"time": time.time(), **listing, "headers": headers})
         rule = state.pick_fault({"type": "message_templates"})
         if rule:
             return self._send(*_fault_answer(rule))

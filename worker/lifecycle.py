@@ -20,9 +20,9 @@ from worker.ops.logs import mask_text
 from worker.recovery.nodes import NODE, Registry
 from worker.recovery.recoverer import Recoverer, unacked_keys
 from worker.redis_conn import get_redis
-from worker.services import ledger, services
+from worker.services import ledger, reactions, services
 from worker.settings import get_settings
-from worker.statuses.apply import Applier, Reactions
+from worker.statuses.apply import Applier
 from worker.statuses.consumer import consume
 from worker.statuses.inbox import Inbox
 
@@ -43,12 +43,7 @@ class WebhookApplier(bootsteps.StartStopStep):
 
     def start(self, parent: Any) -> None:
         s = services()
-        settings = s.settings
-        numbers = {own.settings.phone_number_id: name for name, own in s.send.senders.items()}
-        reactions = Reactions(
-            settings.status_task, settings.inbound_task, settings.auto_read, settings.phone_number_id, numbers
-        )
-        applier = Applier(s.statuses, s.send.windows, s.send.dead, reactions, _enqueue)
+        applier = Applier(s.statuses, s.send.windows, s.send.dead, reactions(s), _enqueue)
         inbox = Inbox(s.statuses.redis, NODE)
         self.thread = threading.Thread(
             target=consume, args=(inbox, applier, self.stop_event), name="webhook-applier", daemon=True

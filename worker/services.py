@@ -32,6 +32,7 @@ from worker.recovery.ledger import Ledger
 from worker.recovery.nodes import NODE, WORKERS
 from worker.redis_conn import get_enqueue_redis, get_redis
 from worker.settings import Settings, get_settings
+from worker.statuses.apply import SYNC_TEMPLATES, Reactions
 from worker.statuses.tracker import StatusStore
 
 
@@ -108,10 +109,23 @@ def _sender_services(name: str, own: Settings, client: redis.Redis) -> SenderSer
     )
 
 
-def _enqueue_resync(name: str) -> None:
-    from worker.tasks import sync_templates  # the tasks module imports this one
+def _enqueue_resync(sender: str, name: str) -> None:
+    """By task name (routed to the campaign queue), so this module never imports the tasks."""
+    app.send_task(SYNC_TEMPLATES, kwargs={"name": name, "sender": sender})
 
-    sync_templates.apply_async(kwargs={"name": name})
+
+def reactions(s: Services) -> Reactions:
+    """What the webhook applier does beyond recording, from the settings and the senders."""
+    settings = s.settings
+    numbers = {own.settings.phone_number_id: name for name, own in s.send.senders.items()}
+    return Reactions(
+        status_task=settings.status_task,
+        inbound_task=settings.inbound_task,
+        auto_read=settings.auto_read,
+        phone_number_id=settings.phone_number_id,
+        senders=numbers,
+        accounts=s.send.accounts(),
+    )
 
 
 @process_local

@@ -223,7 +223,17 @@ def sweep_campaign_runs() -> list[dict[str, Any]]:
 
 @app.task(name="worker.tasks.sync_templates")
 def sync_templates(name: str | None = None, sender: str | None = None) -> dict[str, Any]:
-    """Scheduled by beat every DISPATCH_TEMPLATE_SYNC_INTERVAL (all templates); enqueued with `name`
-    when the API refuses a template as stale, or by a template status webhook."""
-    number = services().send.sender(sender)
-    return sync_registry(number.client, number.templates, number.settings.template_sync_backoff, name)
+    """Scheduled by beat every DISPATCH_TEMPLATE_SYNC_INTERVAL with no sender: every account's
+    registry (one sender per WABA, as a registry is per WABA). Enqueued with a `sender` and `name`
+    when the API refuses that sender's template as stale, or by a template status webhook."""
+    send = services().send
+    names = [sender] if sender is not None else sorted(set(send.accounts().values()))
+    numbers = [send.sender(name) for name in names]
+    synced = [
+        {
+            "sender": own.name,
+            **sync_registry(own.client, own.templates, own.settings.template_sync_backoff, name),
+        }
+        for own in numbers
+    ]
+    return {"synced": synced}

@@ -45,7 +45,7 @@ def test_a_run_counts_delivered_read_and_undelivered_and_keeps_the_failure(
         statuses,
         send.windows,
         send.dead,
-        Reactions("shop.on_status", None, False, PHONE_NUMBER_ID, {PHONE_NUMBER_ID: "default"}),
+        Reactions("shop.on_status", None, False, PHONE_NUMBER_ID, {PHONE_NUMBER_ID: "default"}, {}),
         lambda name, kwargs, queue: told.append((name, kwargs, queue)),
     )
     a, b, c = NUMBERS
@@ -90,7 +90,14 @@ def test_a_template_status_update_asks_for_a_resync_of_that_template(
         StatusStore(r, 3600),
         send.windows,
         send.dead,
-        Reactions(None, None, False, PHONE_NUMBER_ID, {PHONE_NUMBER_ID: "default"}),
+        Reactions(
+            None,
+            None,
+            False,
+            PHONE_NUMBER_ID,
+            {PHONE_NUMBER_ID: "default", "1111111111": "support"},
+            accounts={"waba-1234": "default", "waba-support": "support"},
+        ),
         lambda name, kwargs, queue: told.append((name, kwargs, queue)),
     )
     update = {
@@ -108,4 +115,12 @@ def test_a_template_status_update_asks_for_a_resync_of_that_template(
         ],
     }
     applier.apply(entries(update, update))  # delivered twice: one re-sync
-    assert told == [("worker.tasks.sync_templates", {"name": "summer_sale"}, None)]
+    assert told == [("worker.tasks.sync_templates", {"name": "summer_sale", "sender": "default"}, None)]
+    told.clear()
+    on_support = json.loads(json.dumps(update).replace("waba-1234", "waba-support"))
+    applier.apply(entries(on_support))  # the entry's id is the account whose template changed
+    assert told == [("worker.tasks.sync_templates", {"name": "summer_sale", "sender": "support"}, None)]
+    told.clear()
+    unnamed = {**update, "entry": [{k: v for k, v in update["entry"][0].items() if k != "id"}]}
+    applier.apply(entries(unnamed))  # no account named: every account's registry re-syncs it
+    assert [kwargs["sender"] for _, kwargs, _ in told] == ["default", "support"]

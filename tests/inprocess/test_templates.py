@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import redis
 
+from devtools.sandbox import EXAMPLE_TEMPLATES
 from tests import spec_examples as spec
 from tests.inprocess.conftest import ThreadSandbox
 from worker.delivery.errors import InvalidIntent, PermanentError
@@ -41,10 +42,11 @@ def listings(sandbox: ThreadSandbox) -> list[dict[str, Any]]:
 def test_a_sync_reads_every_page(send: SendServices, sandbox: ThreadSandbox) -> None:
     sandbox.state.templates += many(2 * PAGE_SIZE + 5)
     done = sync_templates(send.sender(None).client, send.sender(None).templates, backoff=0.01)
-    assert done["pages"] == 3 and done["templates"] == 2 * PAGE_SIZE + 10
+    assert done["pages"] == 3 and done["templates"] == 2 * PAGE_SIZE + 5 + len(EXAMPLE_TEMPLATES)
     assert [bool(r["query"].get("after")) for r in listings(sandbox)] == [False, True, True]
     assert (
-        len(send.sender(None).templates.all()) == 2 * PAGE_SIZE + 10 and send.sender(None).templates.synced()
+        len(send.sender(None).templates.all()) == 2 * PAGE_SIZE + 5 + len(EXAMPLE_TEMPLATES)
+        and send.sender(None).templates.synced()
     )
     assert send.sender(None).templates.get("order_update", "en_US").status == "APPROVED"  # type: ignore[union-attr]
 
@@ -54,7 +56,7 @@ def test_a_throttled_sync_backs_off_and_finishes(send: SendServices, sandbox: Th
         {"type": "message_templates", "status": 429, "code": 80007, "retry_after": 0.2, "times": 2}
     )
     done = sync_templates(send.sender(None).client, send.sender(None).templates, backoff=0.01)
-    assert done["templates"] == 5 and len(listings(sandbox)) == 3
+    assert done["templates"] == len(EXAMPLE_TEMPLATES) and len(listings(sandbox)) == 3
     gaps = [b["time"] - a["time"] for a, b in zip(listings(sandbox), listings(sandbox)[1:], strict=False)]
     assert all(gap >= 0.19 for gap in gaps)  # Retry-After honoured
 
@@ -80,8 +82,8 @@ def test_a_132000_marks_the_copy_stale_and_asks_for_a_resync(
     send: SendServices, sandbox: ThreadSandbox, r: redis.Redis
 ) -> None:
     sync_templates(send.sender(None).client, send.sender(None).templates, backoff=0.01)
-    asked: list[str] = []
-    resyncing = replace(send, resync_template=asked.append)
+    asked: list[tuple[str, str]] = []
+    resyncing = replace(send, resync_template=lambda sender, name: asked.append((sender, name)))
     # The template was edited on Meta's side after our sync: it now takes two parameters.
     two = {"type": "BODY", "text": "Hi {{1}}, order {{2}} has shipped."}
     edited = {"name": "order_update", "language": "en_US", "status": "APPROVED", "components": [two]}
@@ -92,7 +94,7 @@ def test_a_132000_marks_the_copy_stale_and_asks_for_a_resync(
     one = {**WRONG_COUNT, "template": spec.OTHERS["template"]}
     with pytest.raises(PermanentError) as caught:  # our copy says fine, Meta says 132000
         MessageDelivery(resyncing, dict(one), "tpl-4", requeues=0).run()
-    assert caught.value.code == 132000 and asked == ["order_update"]
+    assert caught.value.code == 132000 and asked == [("default", "order_update")]
     assert send.sender(None).templates.stale() == {"order_update:en_US"}
     MessageDelivery(resyncing, {**right_for_meta, "idempotency_key": "tpl-5"}, "tpl-5", 0).run()  # unchecked
     sync_templates(send.sender(None).client, send.sender(None).templates, backoff=0.01, name="order_update")

@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from celery import Celery
@@ -24,6 +25,7 @@ from tests.harness import (
     Worker,
     stored_keys,
     tmpdir,
+    wait_for,
     worker_env,
 )
 from worker.delivery.errors import InvalidIntent
@@ -184,3 +186,54 @@ def test_senders_list_masks_tokens(deployment: Deployment) -> None:
         "support",
         "marketing",
     ]
+
+
+def test_a_stale_template_on_another_sender_is_resynced_on_that_senders_account(
+    deployment: Deployment, tmp_path: Path
+) -> None:
+    """A 132000 on `support` marks support's copy stale; the worker's re-sync must read support's
+    account (its WABA and token), so the new copy arrives and the stale mark clears."""
+    env = {**deployment.env, "SUPPORT_TOKEN": "tok-support-7c1d"}
+
+    def cli(*args: str, code: int = 0) -> Any:
+        out = subprocess.run(
+            [str(BIN / "wa-dispatch"), *args, "--json"], env=env, capture_output=True, text=True, timeout=90
+        )
+        assert out.returncode == code, out.stdout + out.stderr
+        return json.loads(out.stdout)
+
+    deployment.sandbox.reset()
+    cli("templates", "sync", "--sender", "support")
+    two = {"type": "BODY", "text": "Hi {{1}}, order {{2}} has shipped."}
+    deployment.sandbox._call(
+        "POST",
+        "/_sandbox/templates",
+        {
+            "templates": [
+                {"name": "order_update", "language": "en_US", "status": "APPROVED", "components": [two]}
+            ]
+        },
+    )  # edited at Meta's after support's sync
+    body = {
+        "name": "order_update",
+        "language": {"code": "en_US"},
+        "components": [{"type": "body", "parameters": [{"type": "text", "text": "Asha"}]}],
+    }
+    intent = tmp_path / "intent.json"
+    intent.write_text(
+        json.dumps({"to": "+919876500203", "type": "template", "template": body, "sender": "support"})
+    )
+    assert cli("send", "-f", str(intent), code=1)["code"] == 132000
+
+    def resynced() -> bool:
+        listed = cli("templates", "list", "--sender", "support")["templates"]
+        row = next(t for t in listed if t["name"] == "order_update")
+        return (
+            not row["stale"]
+            and two in cli("templates", "show", "order_update", "--sender", "support")[0]["components"]
+        )
+
+    wait_for(resynced, 30, "the worker's re-sync of support's order_update", 0.5)
+    listings = [r for r in deployment.sandbox.requests() if r.get("route") == "message_templates"]
+    assert listings and {r["headers"]["x-access-token"] for r in listings} == {"tok-support-7c1d"}
+    assert all(r["path"].endswith("/waba-support/message_templates") for r in listings)

@@ -6,7 +6,7 @@ import pytest
 
 from devtools.webhooks import inbound_body, status_body
 from worker.delivery.window import WINDOW_SECONDS, window_open
-from worker.statuses.events import DeliveryStatus, Source, advances, parse
+from worker.statuses.events import DeliveryStatus, Source, TemplateUpdate, advances, parse
 from worker.statuses.signature import sign, verify
 
 BODY = b'{"object": "whatsapp_business_account"}'
@@ -158,5 +158,6 @@ def test_a_template_status_update_names_the_template_to_resync() -> None:
         ],
     }
     parsed = parse(body, 0.0)
-    assert parsed.source is Source.META and parsed.templates == ["order_update"] and parsed.events == 1
+    assert parsed.source is Source.META and parsed.events == 1
+    assert parsed.templates == [TemplateUpdate("waba-1234", "order_update")]
     assert parsed.statuses == [] and parsed.messages == []

@@ -137,9 +137,9 @@ class SendServices:
     windows: CustomerWindows
     senders: dict[str, SenderServices]
     claim_slot: ClaimSlot
-    # Called with a template's name when the API says our copy is stale (the Celery side enqueues
-    # a re-sync); a no-op by default.
-    resync_template: Callable[[str], object] = lambda name: None
+    # Called with (sender, template name) when the API says that sender's copy is stale (the
+    # Celery side enqueues a re-sync of that sender's registry); a no-op by default.
+    resync_template: Callable[[str, str], object] = lambda sender, name: None
     # (task id, result, Celery state) -> the task's result document, when the results live in the
     # same Redis as the records: a send's record and its result (or a parked intent and its RETRY)
     # are then one transaction (worker.services).
@@ -151,6 +151,14 @@ class SendServices:
             return self.senders[name or DEFAULT]
         except KeyError:
             raise unknown_sender(name or DEFAULT, sorted(self.senders)) from None
+
+    def accounts(self) -> dict[str, str]:
+        """waba_id -> the first sender (by name) on that account: a template registry is per
+        WABA, so one sender of each account syncs it."""
+        found: dict[str, str] = {}
+        for name, own in sorted(self.senders.items()):
+            found.setdefault(own.settings.waba_id, name)
+        return found
 
 
 def _bind(task_id: str, task: str) -> None:
@@ -415,7 +423,7 @@ class MessageDelivery:
         interval = self.settings.template_resync_min_interval
         if self.number.templates.mark_stale(template.name, template.language.code, interval):
             log.warning("template_stale", template=template.name, error_code=exc.code)
-            self.services.resync_template(template.name)
+            self.services.resync_template(self.number.name, template.name)
 
     def check_claim(self, claim: Claim) -> None:
         """Raise when this delivery must not send: busy elsewhere, lost mid-request, or too old."""

@@ -385,10 +385,3 @@ def sync_templates(
     finally:
         lock.release()
     return {"waba_id": registry.waba_id, "name": name, "templates": len(templates), "pages": pages}
-
-
-def resync_template(
-    client: InteraktClient, registry: TemplateRegistry, backoff: float, name: str
-) -> dict[str, Any]:
-    """Re-sync one template by name: what a `message_template_status_update` webhook event calls."""
-    return sync_templates(client, registry, backoff, name)

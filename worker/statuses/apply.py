@@ -21,7 +21,7 @@ from worker.delivery.errors import UndeliveredError
 from worker.delivery.window import CustomerWindows
 from worker.ops import metrics
 from worker.ops.logs import get_logger
-from worker.statuses.events import DeliveryStatus, InboundMessage, StatusEvent, parse
+from worker.statuses.events import DeliveryStatus, InboundMessage, StatusEvent, TemplateUpdate, parse
 from worker.statuses.inbox import Entry
 from worker.statuses.tracker import Applied, StatusStore
 
@@ -45,6 +45,13 @@ class Reactions:
     auto_read: bool
     phone_number_id: str  # for events that do not name one (Interakt's)
     senders: dict[str, str]  # phone_number_id -> sender name, so a message is marked read by its number
+    accounts: dict[str, str]  # waba_id -> a sender on that account, whose template registry re-syncs
+
+    def resyncs(self, update: TemplateUpdate) -> list[str]:
+        """The senders whose registry re-syncs `update`'s template: the one of its account (a
+        registry is per WABA), or one per account when the event names none we know."""
+        known = self.accounts.get(update.waba_id or "")
+        return [known] if known else sorted(set(self.accounts.values()))
 
 
 def status_change(applied: Applied) -> dict[str, Any]:
@@ -78,7 +85,7 @@ class Applier:
     def apply(self, entries: list[Entry]) -> None:
         statuses: list[StatusEvent] = []
         messages: list[InboundMessage] = []
-        templates: set[str] = set()
+        templates: set[TemplateUpdate] = set()
         for entry_id, fields in entries:
             try:
                 parsed = parse(json.loads(fields["body"]), float(fields["received"]))
@@ -93,9 +100,13 @@ class Applier:
         for applied in self.store.apply(statuses):
             self.on_status(applied, now)
         self.on_messages(messages, now)
-        for name in sorted(templates):  # approved, paused, rejected...: the registry re-syncs it
-            log.info("template_status_update", template=name)
-            self.enqueue(SYNC_TEMPLATES, {"name": name}, None)
+        for update in sorted(templates, key=lambda u: (u.waba_id or "", u.name)):
+            # approved, paused, rejected...: its account's registry re-syncs it
+            for sender in self.reactions.resyncs(update):
+                log.info(
+                    "template_status_update", template=update.name, waba_id=update.waba_id, sender=sender
+                )
+                self.enqueue(SYNC_TEMPLATES, {"name": update.name, "sender": sender}, None)
 
     def on_status(self, applied: Applied, now: float) -> None:
         event = applied.event

@@ -87,13 +87,22 @@ class InboundMessage(_AsDict):
 
 
 @dataclass(frozen=True)
+class TemplateUpdate:
+    """A `message_template_status_update`: which account's template to re-sync. `waba_id` is the
+    webhook entry's `id` (Meta's WhatsApp Business Account id), None when it names none."""
+
+    waba_id: str | None
+    name: str
+
+
+@dataclass(frozen=True)
 class Parsed:
     """What a body held. `source` None: a shape this receiver does not know."""
 
     source: Source | None
     statuses: list[StatusEvent] = field(default_factory=list)
     messages: list[InboundMessage] = field(default_factory=list)
-    templates: list[str] = field(default_factory=list)  # templates whose status changed (to re-sync)
+    templates: list[TemplateUpdate] = field(default_factory=list)  # status changed: re-sync these
 
     @property
     def events(self) -> int:
@@ -158,13 +167,14 @@ def _meta_message(
 def _meta(doc: dict[str, Any], now: float) -> Parsed:
     parsed = Parsed(Source.META)
     for entry in doc.get("entry") or []:
+        waba_id = entry.get("id") if isinstance(entry, dict) and isinstance(entry.get("id"), str) else None
         for change in (entry or {}).get("changes") or [] if isinstance(entry, dict) else []:
             value = change.get("value") if isinstance(change, dict) else None
             if not isinstance(value, dict):
                 continue
             if change.get("field") == "message_template_status_update":
                 if isinstance(value.get("message_template_name"), str):
-                    parsed.templates.append(value["message_template_name"])
+                    parsed.templates.append(TemplateUpdate(waba_id, value["message_template_name"]))
                 continue
             pnid = (value.get("metadata") or {}).get("phone_number_id")
             names = {
