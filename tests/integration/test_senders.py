@@ -237,3 +237,18 @@ def test_a_stale_template_on_another_sender_is_resynced_on_that_senders_account(
     listings = [r for r in deployment.sandbox.requests() if r.get("route") == "message_templates"]
     assert listings and {r["headers"]["x-access-token"] for r in listings} == {"tok-support-7c1d"}
     assert all(r["path"].endswith("/waba-support/message_templates") for r in listings)
+
+
+def test_beats_template_sync_reads_every_account(deployment: Deployment) -> None:
+    """Beat sends `sync_templates` with no arguments: each account's registry is synced with its
+    own sender's token, not only `default`'s."""
+    deployment.sandbox.reset()
+    client = Celery(broker=deployment.redis.url, backend=deployment.redis.url)
+    done = client.send_task("worker.tasks.sync_templates", queue="campaign").get(timeout=60)
+    assert [row["sender"] for row in done["synced"]] == ["default", "marketing", "support"]
+    listings = [r for r in deployment.sandbox.requests() if r.get("route") == "message_templates"]
+    assert {(r["path"].split("/")[-2], r["headers"]["x-access-token"]) for r in listings} == {
+        (WABA_ID, TOKEN),
+        ("waba-marketing", "tok-marketing-95e0"),
+        ("waba-support", "tok-support-7c1d"),
+    }
