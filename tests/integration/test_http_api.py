@@ -20,9 +20,21 @@ from typing import Any
 
 import pytest
 
-from tests.harness import BIN, ROOT, RedisServer, Sandbox, Web, free_port, tmpdir, wait_for, worker_env
+from devtools.webhooks import post
+from tests.harness import (
+    BIN,
+    ROOT,
+    RedisServer,
+    Sandbox,
+    Web,
+    free_port,
+    tmpdir,
+    wait_for,
+    worker_env,
+)
 from tests.integration.conftest import Stack
 from worker.delivery.errors import InvalidIntent
+from worker.statuses.signature import HEADER, sign
 from worker.web.auth import hash_key, key_entry
 from worker.web.enqueue import IDEMPOTENCY_PREFIX
 
@@ -32,9 +44,11 @@ KEY = "wad_shop-test-key-0f3a"
 SUPPORT_ONLY = "wad_support-only-key-77c1"  # limited to the sender `support`, which is not `default`
 FUZZ = "wad_schemathesis-key-a9d2"
 BURST = "wad_burst-key-5e0b"  # only the rate test uses it, so its windows start empty
+OTHER = "wad_other-app-key-3b9e"  # another app of the same deployment, every sender too
 KEYS = ",".join(
     [
         key_entry("shop", KEY),
+        key_entry("other", OTHER),
         key_entry("support", SUPPORT_ONLY, ["support"]),
         key_entry("fuzz", FUZZ),
         key_entry("burst", BURST),
@@ -319,3 +333,15 @@ def test_the_web_process_needs_webhook_secrets_or_api_keys(tmp_path: Path) -> No
         [sys.executable, "-m", "worker.web"], env=bad, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert out.returncode != 0 and "not the key itself" in out.stderr and KEY not in out.stderr
+
+
+def _signed_raw(raw: bytes) -> dict[str, str]:
+    return {"Content-Type": "application/json", HEADER: sign(raw, SECRET.encode())}
+
+
+def test_a_deeply_nested_webhook_body_is_400_and_kept_nowhere(web: Web, stack: Stack) -> None:
+    r = stack.redis.client()
+    before = r.xlen("wa:webhooks") if r.exists("wa:webhooks") else 0
+    for raw in (b"[" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000):
+        assert post(web.webhook_url, raw, _signed_raw(raw)) == 400, raw[:10]
+    assert (r.xlen("wa:webhooks") if r.exists("wa:webhooks") else 0) == before

@@ -25,7 +25,7 @@ from starlette.routing import Route
 from worker.delivery.errors import EnqueueError, InvalidIntent
 from worker.ops.logs import get_logger
 from worker.web.auth import ApiKey, bearer, find_key
-from worker.web.body import MAX_BODY, read_body
+from worker.web.body import MAX_BODY, parse_json, read_body
 from worker.web.enqueue import Enqueuer, Item, Outcome, prepare
 from worker.web.openapi import (
     MAX_BATCH,
@@ -96,8 +96,8 @@ async def json_body(request: Request) -> Any:
     if body is None:
         raise Refusal(413, Reason.TOO_LARGE, f"the body is over {MAX_BODY} bytes")
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
+        return parse_json(body)
+    except ValueError:
         raise Refusal(400, Reason.MALFORMED, "the body is not JSON") from None
 
 

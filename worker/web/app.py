@@ -12,7 +12,6 @@ so the sender does not retry it forever.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,7 +32,7 @@ from worker.statuses import inbox, signature
 from worker.statuses.events import parse
 from worker.web import api
 from worker.web.auth import RateLimit, load_keys
-from worker.web.body import MAX_BODY, read_body
+from worker.web.body import MAX_BODY, parse_json, read_body
 from worker.web.enqueue import Coalescer, enqueuer
 from worker.web.openapi import MAX_BATCH
 
@@ -92,7 +91,7 @@ async def receive(request: Request) -> Response:
     if not signature.verify(body, request.headers.get(signature.HEADER), _settings(request).webhook_secrets):
         return _refuse(Rejected.SIGNATURE, 401, f"missing or wrong {signature.HEADER}")
     try:
-        doc = json.loads(body)
+        doc = parse_json(body)
     except ValueError:
         return _refuse(Rejected.MALFORMED, 400, "the body is not JSON")
     parsed = parse(doc, received)

@@ -1,6 +1,9 @@
-"""Reading a request body with a size cap, for the webhooks and the API alike."""
+"""Reading a request body with a size cap, and its JSON, for the webhooks and the API alike."""
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from starlette.requests import Request
 
@@ -21,3 +24,12 @@ async def read_body(request: Request) -> bytes | None:
         elif seen > DRAIN_LIMIT:
             break
     return bytes(body) if seen <= MAX_BODY else None
+
+
+def parse_json(body: bytes) -> Any:
+    """The body's JSON value; ValueError when it is not JSON (nor UTF-8), or nests deeper than the
+    parser goes (its RecursionError, which must never reach the route as a 500)."""
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise ValueError("nested deeper than the JSON parser goes") from None
