@@ -78,7 +78,9 @@ def _republish(task_id: str) -> bool:
         return False  # it settled meanwhile
     countdown = max(0.0, entry.eta - time.time()) if entry.eta else None
     task = app.tasks[entry.task]
-    task.apply_async(kwargs=entry.kwargs, task_id=task_id, queue=entry.queue, countdown=countdown)
+    task.apply_async(
+        kwargs=entry.kwargs, task_id=task_id, queue=entry.queue, countdown=countdown, priority=entry.priority
+    )
     return True
 
 

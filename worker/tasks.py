@@ -69,7 +69,10 @@ class LedgeredTask(Task):
                 result = super().apply_async(args, kwargs, **options)
             else:
                 with book.recording(
-                    task_id, Entry(self.name, kwargs, self.queue_of(options), eta_of(options))
+                    task_id,
+                    Entry(
+                        self.name, kwargs, self.queue_of(options), eta_of(options), options.get("priority")
+                    ),
                 ):
                     result = super().apply_async(args, kwargs, **options)
         except (OperationalError, RedisError, RuntimeError) as exc:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
+from kombu.transport.redis import PRIORITY_STEPS
+from kombu.transport.redis import Channel as RedisChannel
 from redis.client import Pipeline
 
 from worker.broker import before_publish
@@ -62,12 +64,19 @@ return lost
 """
 
 
+def queue_lists(queue: str) -> list[str]:
+    """The Redis lists a queue's messages wait in: kombu keeps a message published with a
+    `priority` in a list of its own per priority step (`whatsapp\x06\x163`, ...)."""
+    return [queue, *(f"{queue}{RedisChannel.sep}{step}" for step in PRIORITY_STEPS if step)]
+
+
 @dataclass(frozen=True)
 class Entry:
     task: str
     kwargs: dict[str, Any]
     queue: str
     eta: float | None  # unix time before which it must not run (a countdown), or None
+    priority: int | None = None  # as published, so a republished task keeps it
 
 
 class Ledger:
@@ -135,7 +144,8 @@ class Ledger:
         return sorted(cast(set[str], self.redis.smembers(QUEUES)))
 
     def lost(self, published_before: float, unacked_keys: list[str]) -> list[str]:
-        """Task ids published before that time that are in no queue and held by no worker."""
-        queues = self.queues()
+        """Task ids published before that time that are in no queue (nor a priority list of one)
+        and held by no worker."""
+        queues = [key for queue in self.queues() for key in queue_lists(queue)]
         keys = [INDEX, *queues, *unacked_keys, PARKED, RELEASING]
         return cast(list[str], self._lost(keys=keys, args=[published_before, len(queues)]))

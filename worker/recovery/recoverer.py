@@ -16,6 +16,7 @@ from typing import Any
 
 import redis
 from celery import Celery
+from redis.exceptions import LockError
 
 from worker.ops.logs import get_logger
 from worker.recovery.ledger import Ledger
@@ -80,7 +81,10 @@ class Recoverer:
 
     def tick(self) -> None:
         self.registry.beat(self.node)
-        if not self.redis.set(LOCK, self.node, nx=True, ex=max(5, int(self.settings.heartbeat_timeout))):
+        # redis-py's Lock releases by compare-and-delete (one script): a tick that outlived the
+        # lock never deletes the lock another node took since, so two nodes never recover at once.
+        lock = self.redis.lock(LOCK, timeout=max(5, int(self.settings.heartbeat_timeout)))
+        if not lock.acquire(blocking=False, token=self.node):
             return
         try:
             for node in self.registry.dead():
@@ -88,7 +92,10 @@ class Recoverer:
             if self.redis_broker and self.audit_due():
                 self.audit()
         finally:
-            self.redis.delete(LOCK)
+            try:
+                lock.release()
+            except LockError:
+                log.warning("recovery_lock_expired", node=self.node)
 
     # --- what it does ---------------------------------------------------------------------------
 
