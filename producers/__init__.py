@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from celery.result import AsyncResult
 
-from worker.delivery.errors import DispatchError
+from worker.statuses.lookup import delivery_status
 from worker.tasks import mark_read as _mark_read
 from worker.tasks import send_message
 
@@ -259,37 +259,3 @@ def upload_media(file: str | Path | bytes, mime_type: str | None = None, sender:
 
     number = services().send.sender(sender)
     return upload_file(number.client, number.settings.phone_number_id, file, mime_type)
-
-
-def delivery_status(
-    task_id: str | None = None, *, wamid: str | None = None, wait: float = 0
-) -> dict[str, Any]:
-    """A task's state and outcome with its message's delivery status (what `wa-dispatch status`
-    prints): `delivery_status` (accepted, sent, delivered, read, failed), `delivery_updated_at`,
-    and `delivery_error` (code, title, message, details) for a failure. Give the task id, or the
-    wamid (its task is found through the wamid index). `wait`: seconds to wait for the task."""
-    from worker.app import app
-    from worker.services import services
-
-    statuses = services().statuses
-    origin = statuses.origin(wamid) if wamid else {}
-    task_id = task_id or origin.get("task_id")
-    data: dict[str, Any] = {"task_id": task_id, "state": None}
-    if task_id:
-        result = AsyncResult(task_id, app=app)
-        try:
-            value = result.get(timeout=wait, propagate=False) if wait else result.result
-        except Exception:  # noqa: BLE001 - a timeout leaves the state as it is
-            value = result.result
-        data["state"] = result.state
-        if isinstance(value, DispatchError):
-            data.update(error=str(value), **value.info)
-        elif isinstance(value, dict):
-            data.update(value)
-    wamid = wamid or data.get("wamid")
-    if wamid:
-        data["wamid"] = wamid
-        data.update(statuses.lookup([wamid])[0])
-    else:
-        data["delivery_status"] = None
-    return data

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -345,3 +346,75 @@ def test_a_deeply_nested_webhook_body_is_400_and_kept_nowhere(web: Web, stack: S
     for raw in (b"[" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000):
         assert post(web.webhook_url, raw, _signed_raw(raw)) == 400, raw[:10]
     assert (r.xlen("wa:webhooks") if r.exists("wa:webhooks") else 0) == before
+
+
+SENDERS = """
+[senders.shop-a]
+phone_number_id = "3333333333"
+waba_id = "waba-a"
+token_env = "SHOP_A_TOKEN"
+
+[senders.shop-b]
+phone_number_id = "4444444444"
+waba_id = "waba-b"
+token_env = "SHOP_B_TOKEN"
+"""
+A_KEY, B_KEY, OPS_KEY = "wad_shop-a-only-1c2d", "wad_shop-b-only-3e4f", "wad_operator-5a6b"
+
+
+@dataclass
+class Senders:
+    """A deployment of two senders (DISPATCH_SENDERS) and no token anywhere: a private Redis no
+    worker reads (tasks stay queued), and a web process with a key for each sender and one for all."""
+
+    web: Web
+    env: dict[str, str]
+
+    def enqueue(self, key: str, sender: str, to: str) -> dict[str, Any]:
+        status, accepted, _ = call(
+            self.web.base, "POST", "/v1/messages", {**intent(to), "sender": sender}, key=key
+        )
+        assert status == 202, accepted
+        return accepted
+
+    def python(self, script: str) -> Any:
+        """The last line `script` prints, as JSON: run as an app runs, with no token either."""
+        out = subprocess.run(
+            [sys.executable, "-c", script], env=self.env, cwd=ROOT, capture_output=True, text=True, timeout=90
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def senders(tmp_path: Path) -> Iterator[Senders]:
+    (tmp_path / "state").mkdir()
+    state = RedisServer(tmp_path / "state").start()
+    (tmp_path / "senders.toml").write_text(SENDERS)
+    keys = [key_entry("a", A_KEY, ["shop-a"]), key_entry("b", B_KEY, ["shop-b"]), key_entry("ops", OPS_KEY)]
+    env = worker_env(
+        state.url,
+        "http://127.0.0.1:9/api/v17.0",
+        DISPATCH_SENDERS=str(tmp_path / "senders.toml"),
+        DISPATCH_API_KEYS=",".join(keys),
+    )
+    env = {k: v for k, v in env.items() if not k.startswith("INTERAKT_")}  # no token anywhere
+    web = Web(tmp_path, env).start()
+    try:
+        yield Senders(web, env)
+    finally:
+        web.stop()
+        state.stop()
+
+
+def test_a_status_read_needs_redis_only(senders: Senders) -> None:
+    accepted = senders.enqueue(OPS_KEY, "shop-a", "+919876502900")
+    status, shown, _ = call(senders.web.base, "GET", accepted["status_url"], key=OPS_KEY)
+    assert (status, shown["task_id"], shown["state"]) == (200, accepted["task_id"], "PENDING")
+    python = senders.python(
+        "import json\n"
+        "from producers import delivery_status, send_text\n"
+        "r = send_text('+919876502901', 'x', sender='shop-b')\n"
+        f"print(json.dumps([delivery_status(r.id), delivery_status({accepted['task_id']!r})]))\n"
+    )
+    assert [s["state"] for s in python] == ["PENDING", "PENDING"] and python[1] == shown

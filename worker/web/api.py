@@ -24,6 +24,8 @@ from starlette.routing import Route
 
 from worker.delivery.errors import EnqueueError, InvalidIntent
 from worker.ops.logs import get_logger
+from worker.statuses.lookup import delivery_status
+from worker.tasks import mark_read
 from worker.web.auth import ApiKey, bearer, find_key
 from worker.web.body import MAX_BODY, parse_json, read_body
 from worker.web.enqueue import Enqueuer, Item, Outcome, prepare
@@ -189,8 +191,6 @@ def batch_result(request: Request, items: list[Item]) -> BatchResult:
 
 
 async def status(request: Request, key: ApiKey) -> Response:
-    from producers import delivery_status
-
     task_id = request.path_params["task_id"]
     try:
         data = await asyncio.wait_for(run_in_threadpool(delivery_status, task_id), STATUS_WITHIN)
@@ -200,8 +200,6 @@ async def status(request: Request, key: ApiKey) -> Response:
 
 
 async def read(request: Request, key: ApiKey) -> Response:
-    from worker.tasks import mark_read
-
     receipt = await json_body(request)
     if not isinstance(receipt, dict):
         reason = "a receipt is a JSON object: {'message_id': ..., 'sender': ...}"
