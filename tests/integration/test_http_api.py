@@ -7,6 +7,7 @@ broker and Redis away, and schemathesis against the live /openapi.json.
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 import threading
@@ -21,9 +22,10 @@ from typing import Any
 
 import pytest
 
-from devtools.webhooks import post
+from devtools.webhooks import post, status_body
 from tests.harness import (
     BIN,
+    PHONE_NUMBER_ID,
     ROOT,
     RedisServer,
     Sandbox,
@@ -336,8 +338,21 @@ def test_the_web_process_needs_webhook_secrets_or_api_keys(tmp_path: Path) -> No
     assert out.returncode != 0 and "not the key itself" in out.stderr and KEY not in out.stderr
 
 
+def _done(web: Web, task: dict[str, Any], key: str) -> dict[str, Any]:
+    shown = call(web.base, "GET", task["status_url"], key=key)[1]
+    return shown if shown.get("state") == "SUCCESS" else {}
+
+
 def _signed_raw(raw: bytes) -> dict[str, str]:
     return {"Content-Type": "application/json", HEADER: sign(raw, SECRET.encode())}
+
+
+def _sent(web: Web, api: Sandbox, to: str) -> tuple[dict[str, Any], str]:
+    """A message enqueued over HTTP and sent by the session's worker: its answer and wamid."""
+    status, accepted, _ = call(web.base, "POST", "/v1/messages", intent(to))
+    assert status == 202
+    shown = wait_for(lambda: _done(web, accepted, KEY), 30, "the send")
+    return accepted, shown["wamid"]
 
 
 def test_a_deeply_nested_webhook_body_is_400_and_kept_nowhere(web: Web, stack: Stack) -> None:
@@ -346,6 +361,43 @@ def test_a_deeply_nested_webhook_body_is_400_and_kept_nowhere(web: Web, stack: S
     for raw in (b"[" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000):
         assert post(web.webhook_url, raw, _signed_raw(raw)) == 400, raw[:10]
     assert (r.xlen("wa:webhooks") if r.exists("wa:webhooks") else 0) == before
+
+
+def test_a_non_finite_time_is_refused_and_no_stored_value_breaks_a_read(
+    web: Web, api: Sandbox, stack: Stack
+) -> None:
+    to = "+919876502700"
+    accepted, wamid = _sent(web, api, to)
+    doc = json.dumps(status_body(PHONE_NUMBER_ID, wamid, "delivered", to))
+    stamp = json.dumps(json.loads(doc)["entry"][0]["changes"][0]["value"]["statuses"][0]["timestamp"])
+    for number in ("NaN", "Infinity", "-Infinity", "1e400"):  # JSON numbers Python reads as non-finite
+        raw = doc.replace(stamp, number).encode()
+        assert post(web.webhook_url, raw, _signed_raw(raw)) == 400, number
+    # Meta sends the time as a string: a non-finite one is taken as the time it was received.
+    for text in ('"NaN"', '"1e400"'):
+        raw = doc.replace(stamp, text).replace(
+            '"delivered"', '"read"' if text == '"1e400"' else '"delivered"'
+        )
+        assert post(web.webhook_url, raw.encode(), _signed_raw(raw.encode())) == 200, text
+    shown = wait_for(
+        lambda: (
+            (s := call(web.base, "GET", accepted["status_url"])[1]).get("delivery_status") == "read" and s
+        ),
+        30,
+        "the read status",
+    )
+    assert math.isfinite(shown["delivery_updated_at"]) and shown["delivery_updated_at"] > time.time() - 60
+    # Whatever is in Redis (a value written before this fix, or by hand), a read answers.
+    r = stack.redis.client()
+    for stored in (
+        {"updated_at": "nan"},
+        {"updated_at": "inf", "status": "failed", "error": '{"code": NaN, "message": Infinity}'},
+        {"updated_at": "not a number", "status": "failed", "error": "{not json"},
+    ):
+        r.hset(f"wa:status:{wamid}", mapping=stored)
+        status, shown, _ = call(web.base, "GET", accepted["status_url"])
+        assert status == 200 and shown["delivery_updated_at"] is None, stored
+        assert json.dumps(shown, allow_nan=False)
 
 
 SENDERS = """

@@ -9,6 +9,7 @@ types and those two objects but not every field: see README "Webhooks".
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -110,15 +111,16 @@ class Parsed:
 
 
 def _seconds(value: Any, default: float) -> float:
-    """Meta's epoch seconds as a string, Interakt's ISO times, or `default`."""
+    """Meta's epoch seconds as a string, Interakt's ISO times, or `default` (also for a time that
+    is not a finite number: "NaN", "1e400", an integer past a float's range)."""
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        pass
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return default
+        seconds = float(value)
+    except (TypeError, ValueError, OverflowError):
+        try:
+            seconds = datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        except (ValueError, OverflowError, OSError):
+            return default
+    return seconds if math.isfinite(seconds) else default
 
 
 def _meta_error(errors: Any) -> dict[str, Any] | None:

@@ -6,6 +6,7 @@ token, so an app that sets DISPATCH_SENDERS, or the web process, reads without a
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from celery.result import AsyncResult
@@ -19,9 +20,10 @@ def delivery_status(
     task_id: str | None = None, *, wamid: str | None = None, wait: float = 0
 ) -> dict[str, Any]:
     """A task's state and outcome with its message's delivery status (what `wa-dispatch status`
-    prints): `delivery_status` (accepted, sent, delivered, read, failed), `delivery_updated_at`,
-    and `delivery_error` (code, title, message, details) for a failure. Give the task id, or the
-    wamid (its task is found through the wamid index). `wait`: seconds to wait for the task."""
+    prints), as strict JSON: `delivery_status` (accepted, sent, delivered, read, failed),
+    `delivery_updated_at`, and `delivery_error` (code, title, message, details) for a failure.
+    Give the task id, or the wamid (its task is found through the wamid index). `wait`: seconds
+    to wait for the task."""
     statuses = status_store()
     origin = statuses.origin(wamid) if wamid else {}
     task_id = task_id or origin.get("task_id")
@@ -43,4 +45,19 @@ def delivery_status(
         data.update(statuses.lookup([wamid])[0])
     else:
         data["delivery_status"] = None
-    return data
+    return jsonable(data)
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as strict JSON can hold it, whatever was stored: a float that is not finite is
+    None (json.dumps would write NaN, which no JSON parser reads, and Starlette refuses it),
+    anything not JSON is its text."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return str(value)

@@ -11,6 +11,7 @@ send is kept all the same, tied to nothing.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -49,16 +50,33 @@ class Applied:
 
 
 def delivery_fields(status: dict[str, str] | None) -> dict[str, Any]:
-    """`delivery_status`, `delivery_updated_at` and, for a failure, `delivery_error` (pure)."""
+    """`delivery_status`, `delivery_updated_at` and, for a failure, `delivery_error` (pure). What
+    is stored is read as well as it can be and never fails a read: a time that is not a finite
+    number is None, an error that is not JSON is kept as its message."""
     if not status:
         return {"delivery_status": DeliveryStatus.ACCEPTED.value, "delivery_updated_at": None}
     fields: dict[str, Any] = {
-        "delivery_status": status["status"],
-        "delivery_updated_at": float(status["updated_at"]),
+        "delivery_status": status.get("status"),
+        "delivery_updated_at": _finite(status.get("updated_at")),
     }
-    if status["status"] == DeliveryStatus.FAILED:
-        fields["delivery_error"] = json.loads(status.get("error") or "null")
+    if status.get("status") == DeliveryStatus.FAILED:
+        fields["delivery_error"] = _error(status.get("error") or "null")
     return fields
+
+
+def _finite(text: str | None) -> float | None:
+    try:
+        value = float(text or "")
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _error(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        return {"code": None, "title": None, "message": text, "details": None}
 
 
 class StatusStore:

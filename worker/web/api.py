@@ -1,10 +1,11 @@
 """The HTTP API: enqueue, batch, status and read receipts for apps in any language.
 
 Each request is checked in this order, and the first refusal answers: 401 (no key, or not one of
-ours), 429 (the key's rate), 415 (not application/json), 413 (over 1 MiB), 400 (not JSON), then
-per intent 403 (a sender the key may not use), 409 (a key used for another intent) and 422
-(invalid, with InvalidIntent's field-by-field errors); 503 when the broker or Redis does not
-answer, with nothing enqueued. Every answer is JSON; no input is answered 500.
+ours), 429 (the key's rate), 415 (not application/json), 413 (over 1 MiB), 400 (not JSON, or a
+number that is not finite), then per intent 403 (a sender the key may not use), 409 (a key used
+for another intent) and 422 (invalid, with InvalidIntent's field-by-field errors); 503 when the
+broker or Redis does not answer, with nothing enqueued. Every answer is JSON; no input is
+answered 500.
 
 Enqueueing is `worker.web.enqueue`, in a thread (redis-py and kombu block).
 """
@@ -12,7 +13,6 @@ Enqueueing is `worker.web.enqueue`, in a thread (redis-py and kombu block).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -196,7 +196,7 @@ async def status(request: Request, key: ApiKey) -> Response:
         data = await asyncio.wait_for(run_in_threadpool(delivery_status, task_id), STATUS_WITHIN)
     except (RedisError, OSError, TimeoutError):
         raise Refusal(503, Reason.UNAVAILABLE, "Redis did not answer") from None
-    return JSONResponse(json.loads(json.dumps(data, default=str)))
+    return JSONResponse(data)
 
 
 async def read(request: Request, key: ApiKey) -> Response:

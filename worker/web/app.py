@@ -4,8 +4,9 @@ verification handshake, signed status and inbound-message POSTs) and health.
 A POST is answered 200 only once its body is in the Redis inbox (`worker.statuses.inbox`), and
 always within ANSWER_WITHIN seconds (Interakt disables a webhook after repeated slow answers).
 Nothing is applied here: workers do that. Refusals, each counted by reason and stored nowhere:
-401 bad or missing signature, 413 body over 1 MiB, 400 not JSON, 503 Redis unreachable (the
-sender retries later). A body of a shape this receiver does not know gets 200 and a log record,
+401 bad or missing signature, 413 body over 1 MiB, 400 not JSON (or nested deeper than the
+parser goes, or holding a number that is not finite: NaN, Infinity, 1e400), 503 Redis unreachable
+(the sender retries later). A body of a shape this receiver does not know gets 200 and a log record,
 so the sender does not retry it forever.
 """
 

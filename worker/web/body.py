@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from starlette.requests import Request
@@ -27,9 +28,23 @@ async def read_body(request: Request) -> bytes | None:
 
 
 def parse_json(body: bytes) -> Any:
-    """The body's JSON value; ValueError when it is not JSON (nor UTF-8), or nests deeper than the
-    parser goes (its RecursionError, which must never reach the route as a 500)."""
+    """The body's JSON value; ValueError when it is not JSON (nor UTF-8), nests deeper than the
+    parser goes (its RecursionError, which must never reach the route as a 500), or holds a
+    number that is not finite: `NaN`, `Infinity` (which JSON does not have, though Python reads
+    them) or one too large for a float, such as 1e400. Nothing non-finite is stored, so nothing
+    read back can fail to encode."""
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_not_a_number, parse_float=_finite)
     except RecursionError:
         raise ValueError("nested deeper than the JSON parser goes") from None
+
+
+def _not_a_number(name: str) -> float:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is out of a float's range")
+    return value
