@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
+import structlog
 
 from tests import spec_examples as spec
 from tests.inprocess.conftest import ThreadSandbox
-from worker.delivery.errors import AmbiguousError, PermanentError
+from worker.delivery.errors import AmbiguousError, InvalidIntent, PermanentError
 from worker.delivery.idempotency import PREFIX
 from worker.delivery.send import Lane, MessageDelivery, Requeue, SendServices
+from worker.ops import logs
 
 TEXT = {"to": spec.TO, "type": "text", "text": {"preview_url": False, "body": "This is a test"}}
 
@@ -65,3 +69,23 @@ def test_a_lane_tallies_its_outcome_in_its_run(
     lane = Lane(name="promo", tally="wa:run:promo:1:counts")
     MessageDelivery(send, {**TEXT, "idempotency_key": "campaign:promo:1:x"}, "task-6", 0, lane).run()
     assert r.hgetall("wa:run:promo:1:counts") == {"sent": "1"}
+
+
+def test_each_delivery_logs_its_own_fields_only(
+    send: SendServices, sandbox: ThreadSandbox, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As a campaign chunk's pool thread runs them: one recipient after another on one thread,
+    built directly (not through the task). A refused recipient's line names its own task, and
+    neither the previous recipient's number nor its attempt."""
+    logs.configure("INFO")
+    try:
+        MessageDelivery(send, {**TEXT, "to": "+919876500111"}, "task-a", requeues=0).run()
+        with pytest.raises(InvalidIntent):
+            MessageDelivery(send, {"to": "+91", "type": "text", "text": {"body": "x"}}, "task-b", 0).run()
+    finally:
+        structlog.contextvars.clear_contextvars()
+    lines = [json.loads(line) for line in capsys.readouterr().err.splitlines() if line.startswith("{")]
+    [refused] = [line for line in lines if line.get("outcome") == "invalid"]
+    assert refused["task_id"] == "task-b"
+    assert "to" not in refused and "attempt" not in refused
+    assert {line["task_id"] for line in lines if line.get("to") == "+91******0111"} == {"task-a"}

@@ -330,6 +330,9 @@ class MessageDelivery:
     # --- the whole delivery ---------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
+        # A fresh log context: a campaign chunk's pool thread runs one recipient after another,
+        # and a line must never carry the previous recipient's number or attempt.
+        _bind(self.task_id, "send_message")
         try:
             intent = parse_intent(self.kwargs)
             self.sender = self.services.sender(intent.sender)
@@ -491,7 +494,6 @@ def deliver_message(
 ) -> dict[str, Any]:
     """Send one message intent; return the SendResult dict, raise DispatchError or Requeue.
     `released`: it comes back from its number's parked line, so it takes the next slot."""
-    _bind(task_id, "send_message")
     return MessageDelivery(services, kwargs, task_id, requeues, lane, released).run()
 
 
