@@ -338,6 +338,37 @@ def test_the_web_process_needs_webhook_secrets_or_api_keys(tmp_path: Path) -> No
     assert out.returncode != 0 and "not the key itself" in out.stderr and KEY not in out.stderr
 
 
+def _keys_like(r: Any, key: str) -> list[str]:
+    """The API's idempotency records that hold `key`, in whatever namespace."""
+    return list(r.scan_iter(f"{IDEMPOTENCY_PREFIX}*{key}*"))
+
+
+def test_an_invalid_intent_is_refused_each_time_its_key_comes(
+    web: Web, sandbox: Sandbox, stack: Stack
+) -> None:
+    bad = {"to": "+91", "type": "text", "text": {"body": "x"}}
+    key = f"bad-{uuid.uuid4().hex[:8]}"
+    twice = {"messages": [{**bad, "idempotency_key": key}] * 2}
+    status, result, _ = call(web.base, "POST", "/v1/messages/batch", twice)
+    assert (status, [i["outcome"] for i in result["items"]]) == (207, ["invalid", "invalid"])
+    assert all("task_id" not in i and i["errors"][0]["field"] == "to" for i in result["items"])
+    header = f"bad-{uuid.uuid4().hex[:8]}"
+    answers: list[tuple[int, str]] = []
+
+    def one() -> None:
+        status, body, _ = call(web.base, "POST", "/v1/messages", bad, headers={"Idempotency-Key": header})
+        answers.append((status, body.get("reason")))
+
+    threads = [threading.Thread(target=one) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert answers == [(422, "invalid")] * 20
+    r = stack.redis.client()
+    assert _keys_like(r, key) == [] and _keys_like(r, header) == []
+
+
 def _done(web: Web, task: dict[str, Any], key: str) -> dict[str, Any]:
     shown = call(web.base, "GET", task["status_url"], key=key)[1]
     return shown if shown.get("state") == "SUCCESS" else {}

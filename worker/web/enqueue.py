@@ -131,8 +131,11 @@ class Enqueuer:
         self._release = client.register_script(_RELEASE)
 
     def enqueue(self, items: list[Item]) -> None:
-        """Publish every item not yet refused, over one broker connection; sets each outcome."""
-        todo = [item for item in items if item.outcome is None]
+        """Publish every item not yet refused, over one broker connection; sets each outcome.
+        Intents are validated before any key is claimed: a claim is only ever held for an intent
+        that will be published, so a second item with the same key (in this batch, or a request
+        beside it) is refused as the first is, never answered as its duplicate."""
+        todo = [item for item in items if item.outcome is None and _valid(item)]
         for item in todo:
             item.task_id = uuid()
         try:
@@ -231,6 +234,16 @@ class Enqueuer:
             self._release(
                 keys=[IDEMPOTENCY_PREFIX + item.key], args=[f"{item.task_id} {fingerprint(item.kwargs)}"]
             )
+
+
+def _valid(item: Item) -> bool:
+    """False, with the item refused, for an intent the task would refuse."""
+    try:
+        send_message.check(item.kwargs)
+    except InvalidIntent as exc:
+        item.refuse(Outcome.INVALID, str(exc), exc.errors)
+        return False
+    return True
 
 
 def _batch(producer: Any, size: int) -> AbstractContextManager[Any]:
