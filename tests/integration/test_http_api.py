@@ -369,6 +369,22 @@ def test_an_invalid_intent_is_refused_each_time_its_key_comes(
     assert _keys_like(r, key) == [] and _keys_like(r, header) == []
 
 
+def test_a_client_cannot_name_a_campaign(web: Web, sandbox: Sandbox) -> None:
+    to, campaign = "+919876502500", {"name": "spring", "run_id": "r1"}
+    status, refused, _ = call(web.base, "POST", "/v1/messages", {**intent(to), "campaign": campaign})
+    assert (status, refused["reason"], [e["field"] for e in refused["errors"]]) == (
+        422,
+        "invalid",
+        ["campaign"],
+    )
+    batch = {"messages": [{**intent(to), "campaign": campaign}, intent("+919876502501")]}
+    status, result, _ = call(web.base, "POST", "/v1/messages/batch", batch)
+    assert status == 207 and [i["outcome"] for i in result["items"]] == ["invalid", "accepted"]
+    assert [e["field"] for e in result["items"][0]["errors"]] == ["campaign"]
+    wait_for(lambda: sent_to(sandbox, "+919876502501"), 30, "the valid item's send")
+    assert sent_to(sandbox, to) == []
+
+
 def _done(web: Web, task: dict[str, Any], key: str) -> dict[str, Any]:
     shown = call(web.base, "GET", task["status_url"], key=key)[1]
     return shown if shown.get("state") == "SUCCESS" else {}

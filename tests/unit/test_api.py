@@ -40,6 +40,7 @@ def test_the_header_key_becomes_the_intents_idempotency_key() -> None:
         ({**INTENT, "idempotency_key": "a"}, "b", Outcome.INVALID, "idempotency_key"),
         ({**INTENT, "sender": "marketing"}, None, Outcome.FORBIDDEN, None),
         ({**INTENT, "idempotency_key": "k\ud800"}, None, Outcome.INVALID, "idempotency_key"),
+        ({**INTENT, "campaign": {"name": "spring", "run_id": "r1"}}, None, Outcome.INVALID, "campaign"),
     ],
 )
 def test_what_is_refused_before_validation(

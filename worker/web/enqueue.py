@@ -91,6 +91,10 @@ def prepare(raw: Any, header_key: str | None, may_use: Any) -> Item:
         item.refuse(Outcome.INVALID, "an intent is a JSON object", [_field("intent", "expected an object")])
         return item
     item = Item(dict(raw))
+    if "campaign" in raw:  # a campaign run's own context (its counters): the worker's, never a client's
+        reason = "set by the campaign runs of the deployment, never by a client"
+        item.refuse(Outcome.INVALID, f"campaign: {reason}", [_field("campaign", reason)])
+        return item
     body_key = raw.get("idempotency_key")
     if header_key is not None and body_key is not None and body_key != header_key:
         reason = "differs from the Idempotency-Key header; give one or the other"
