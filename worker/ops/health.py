@@ -10,20 +10,26 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import redis
 
-from worker.delivery.breaker import Breaker
 from worker.settings import Settings
 
 CHECK_NAMES = ("redis", "credentials", "workers", "api", "breaker")
 
 
+class BreakerState(Protocol):
+    """What the breaker check reads (worker.delivery.breaker.Breaker is one): ops looks at the
+    send path, it never imports it."""
+
+    def status(self) -> dict[str, Any]: ...
+
+
 class Checks:
     def __init__(
-        self, settings: Settings, ping_workers: Callable[[float], list[dict[str, Any]]], breaker: Breaker
+        self, settings: Settings, ping_workers: Callable[[float], list[dict[str, Any]]], breaker: BreakerState
     ) -> None:
         self.settings = settings
         self.ping_workers = ping_workers
