@@ -112,8 +112,7 @@ def sent_to(sandbox: Sandbox, to: str) -> list[dict[str, Any]]:
 
 
 def test_the_same_key_twice_is_one_send_and_its_status_comes_back(web: Web, sandbox: Sandbox) -> None:
-    # A key of its own: keys are one namespace for the deployment, and the session's Redis has
-    # seen "order-42-shipped" from the Python producers' tests.
+    # A key of its own, so the test needs no empty Redis (each API key has its own namespace).
     key = f"api-order-{uuid.uuid4().hex[:8]}-shipped"
     to, headers = "+919876502001", {"Idempotency-Key": key}
     status, first, _ = call(web.base, "POST", "/v1/messages", intent(to), headers=headers)
@@ -142,7 +141,7 @@ def test_the_same_key_twice_is_one_send_and_its_status_comes_back(web: Web, sand
         text=True,
         timeout=60,
     )
-    assert json.loads(cli.stdout) == shown
+    assert json.loads(cli.stdout) == {**shown, "idempotency_key": f"shop:{key}"}  # as the deployment keeps it
 
 
 def test_a_batch_enqueues_its_valid_intents_and_lists_the_bad_ones(web: Web, sandbox: Sandbox) -> None:
@@ -388,6 +387,28 @@ def test_a_client_cannot_name_a_campaign(web: Web, sandbox: Sandbox) -> None:
 def _done(web: Web, task: dict[str, Any], key: str) -> dict[str, Any]:
     shown = call(web.base, "GET", task["status_url"], key=key)[1]
     return shown if shown.get("state") == "SUCCESS" else {}
+
+
+def test_idempotency_keys_are_each_api_keys_own(web: Web, sandbox: Sandbox) -> None:
+    to, headers = "+919876502600", {"Idempotency-Key": f"order-{uuid.uuid4().hex[:8]}"}
+    status, shop, _ = call(web.base, "POST", "/v1/messages", intent(to), headers=headers)
+    assert status == 202
+    # Another app's key with the same Idempotency-Key: a task of its own, sent; never shop's task.
+    status, other, _ = call(web.base, "POST", "/v1/messages", intent(to), key=OTHER, headers=headers)
+    assert status == 202 and other["task_id"] != shop["task_id"]
+    assert other["idempotency_key"] == headers["Idempotency-Key"]
+    status, changed, _ = call(
+        web.base, "POST", "/v1/messages", intent(to, "other"), key=OTHER, headers=headers
+    )
+    assert (status, changed["task_id"]) == (409, other["task_id"])
+    assert (
+        call(web.base, "POST", "/v1/messages", intent(to), headers=headers)[1]["task_id"] == shop["task_id"]
+    )
+    wait_for(lambda: len(sent_to(sandbox, to)) == 2, 30, "both apps' sends")
+    mine = wait_for(lambda: _done(web, shop, KEY), 30, "shop's task")
+    theirs = wait_for(lambda: _done(web, other, OTHER), 30, "other's task")
+    assert {mine["wamid"], theirs["wamid"]} == {r["wamid"] for r in sent_to(sandbox, to)}
+    assert theirs["idempotency_key"] == mine["idempotency_key"] == headers["Idempotency-Key"]
 
 
 def _signed_raw(raw: bytes) -> dict[str, str]:

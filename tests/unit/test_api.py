@@ -8,14 +8,14 @@ from typing import Any
 import pytest
 
 from worker.delivery.intents import MessageIntent, ReadReceipt
-from worker.web.enqueue import Outcome, fingerprint, prepare
+from worker.web.auth import ApiKey
+from worker.web.enqueue import Outcome, fingerprint, prepare, scoped, unscoped
 from worker.web.openapi import MAX_BATCH, docs_page, openapi
 
 INTENT = {"to": "+919999595313", "type": "text", "text": {"body": "Hi"}}
 
 
-def anyone(sender: str | None) -> bool:
-    return True
+SHOP = ApiKey("shop", "0" * 64)  # every sender
 
 
 def test_fingerprints_ignore_key_order_only() -> None:
@@ -23,13 +23,25 @@ def test_fingerprints_ignore_key_order_only() -> None:
     assert fingerprint(INTENT) != fingerprint({**INTENT, "text": {"body": "Hi!"}})
 
 
-def test_the_header_key_becomes_the_intents_idempotency_key() -> None:
-    item = prepare(INTENT, "order-42", anyone)
+def test_the_header_key_becomes_the_intents_idempotency_key_in_the_api_keys_namespace() -> None:
+    item = prepare(INTENT, "order-42", SHOP)
     assert item.outcome is None and item.key == "order-42"
-    assert item.kwargs == {**INTENT, "idempotency_key": "order-42"} and "idempotency_key" not in INTENT
-    assert prepare({**INTENT, "idempotency_key": "order-42"}, "order-42", anyone).outcome is None
-    assert prepare({**INTENT, "idempotency_key": "k"}, None, anyone).key == "k"
-    assert prepare(INTENT, None, anyone).key is None
+    assert item.kwargs == {**INTENT, "idempotency_key": "shop:order-42"} and "idempotency_key" not in INTENT
+    assert prepare({**INTENT, "idempotency_key": "order-42"}, "order-42", SHOP).outcome is None
+    assert prepare({**INTENT, "idempotency_key": "k"}, None, SHOP).key == "k"
+    assert prepare(INTENT, None, SHOP).key is None
+    other = prepare(INTENT, "order-42", ApiKey("other", "1" * 64))
+    assert other.kwargs["idempotency_key"] == "other:order-42"
+
+
+def test_a_scoped_key_fits_the_intents_bound_and_reads_back() -> None:
+    longest = "k" * 200
+    kept = scoped("a" * 64, longest)
+    assert len(kept) <= 200 and kept == scoped("a" * 64, longest) != scoped("a" * 64, "k" * 199 + "j")
+    assert MessageIntent.model_validate({**INTENT, "idempotency_key": kept})
+    assert unscoped("shop", scoped("shop", "order-42")) == "order-42"
+    assert unscoped("other", scoped("shop", "order-42")) == "shop:order-42"  # another key's, as kept
+    assert unscoped("shop", "a-task-id") == "a-task-id"
 
 
 @pytest.mark.parametrize(
@@ -40,13 +52,15 @@ def test_the_header_key_becomes_the_intents_idempotency_key() -> None:
         ({**INTENT, "idempotency_key": "a"}, "b", Outcome.INVALID, "idempotency_key"),
         ({**INTENT, "sender": "marketing"}, None, Outcome.FORBIDDEN, None),
         ({**INTENT, "idempotency_key": "k\ud800"}, None, Outcome.INVALID, "idempotency_key"),
+        (INTENT, "", Outcome.INVALID, "idempotency_key"),
+        (INTENT, "k" * 201, Outcome.INVALID, "idempotency_key"),
         ({**INTENT, "campaign": {"name": "spring", "run_id": "r1"}}, None, Outcome.INVALID, "campaign"),
     ],
 )
 def test_what_is_refused_before_validation(
     raw: Any, header: str | None, outcome: Outcome, field: str
 ) -> None:
-    item = prepare(raw, header, lambda sender: sender != "marketing")
+    item = prepare(raw, header, ApiKey("shop", "0" * 64, frozenset({"default", "support"})))
     assert item.outcome == outcome and item.message
     assert [e["field"] for e in item.errors] == ([field] if field else [])
 

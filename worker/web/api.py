@@ -28,7 +28,7 @@ from worker.statuses.lookup import delivery_status
 from worker.tasks import mark_read
 from worker.web.auth import ApiKey, bearer, find_key
 from worker.web.body import MAX_BODY, parse_json, read_body
-from worker.web.enqueue import Enqueuer, Item, Outcome, prepare
+from worker.web.enqueue import Enqueuer, Item, Outcome, prepare, unscoped
 from worker.web.openapi import (
     MAX_BATCH,
     Accepted,
@@ -129,7 +129,7 @@ def _single_refusal(item: Item) -> Refusal:
 
 
 async def send(request: Request, key: ApiKey) -> Response:
-    item = prepare(await json_body(request), request.headers.get("idempotency-key"), key.allows)
+    item = prepare(await json_body(request), request.headers.get("idempotency-key"), key)
     if item.outcome is None:
         await request.app.state.singles.enqueue(item)
     if item.outcome not in (Outcome.ACCEPTED, Outcome.DUPLICATE):
@@ -158,7 +158,7 @@ async def send_batch(request: Request, key: ApiKey) -> Response:
         raise Refusal(413, Reason.TOO_LARGE, f"{len(messages)} intents: a batch takes at most {MAX_BATCH}")
     batch_key = request.headers.get("idempotency-key")
     items = [
-        prepare(raw, f"{batch_key}:{i}" if batch_key and _unkeyed(raw) else None, key.allows)
+        prepare(raw, f"{batch_key}:{i}" if batch_key and _unkeyed(raw) else None, key)
         for i, raw in enumerate(messages)
     ]
     await run_in_threadpool(_enqueuer(request).enqueue, items)
@@ -196,6 +196,8 @@ async def status(request: Request, key: ApiKey) -> Response:
         data = await asyncio.wait_for(run_in_threadpool(delivery_status, task_id), STATUS_WITHIN)
     except (RedisError, OSError, TimeoutError):
         raise Refusal(503, Reason.UNAVAILABLE, "Redis did not answer") from None
+    if "idempotency_key" in data:  # as this key gave it
+        data["idempotency_key"] = unscoped(key.name, data["idempotency_key"])
     return JSONResponse(data)
 
 

@@ -28,8 +28,9 @@ from worker.delivery.errors import EnqueueError, InvalidIntent
 from worker.redis_conn import get_enqueue_redis
 from worker.services import ledger
 from worker.tasks import send_message
+from worker.web.auth import ApiKey
 
-IDEMPOTENCY_PREFIX = "wa:api:idem:"  # key -> "task_id fingerprint", for DISPATCH_API_IDEMPOTENCY_TTL
+IDEMPOTENCY_PREFIX = "wa:api:idem:"  # scoped key -> "task_id fingerprint", for DISPATCH_API_IDEMPOTENCY_TTL
 
 # Delete a claim only while it is still ours (a retry may have claimed the key since).
 _RELEASE = """
@@ -83,9 +84,10 @@ def fingerprint(kwargs: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:32]
 
 
-def prepare(raw: Any, header_key: str | None, may_use: Any) -> Item:
+def prepare(raw: Any, header_key: str | None, api_key: ApiKey) -> Item:
     """An Item for one JSON value, refused already when it cannot be an intent, names a sender
-    `may_use(sender)` refuses, or carries an idempotency key that differs from the header's."""
+    the API key may not use, or carries an idempotency key that differs from the header's. The
+    idempotency key is the API key's own (`scoped`): another key's same text is another intent."""
     if not isinstance(raw, dict):
         item = Item({})
         item.refuse(Outcome.INVALID, "an intent is a JSON object", [_field("intent", "expected an object")])
@@ -101,24 +103,46 @@ def prepare(raw: Any, header_key: str | None, may_use: Any) -> Item:
         item.refuse(Outcome.INVALID, f"idempotency_key: {reason}", [_field("idempotency_key", reason)])
         return item
     sender = raw.get("sender")
-    if not may_use(sender if isinstance(sender, str) else None):
+    if not api_key.allows(sender if isinstance(sender, str) else None):
         item.refuse(Outcome.FORBIDDEN, f"this API key may not send as {sender or 'default'!r}")
         return item
     item.key = header_key if header_key is not None else body_key if isinstance(body_key, str) else None
-    if item.key is not None and not _encodable(item.key):  # a lone surrogate cannot be a Redis key
-        reason = "must be text (UTF-8)"
-        item.refuse(Outcome.INVALID, f"idempotency_key: {reason}", [_field("idempotency_key", reason)])
+    problem = _key_problem(item.key) if item.key is not None else None
+    if problem:
+        item.refuse(Outcome.INVALID, f"idempotency_key: {problem}", [_field("idempotency_key", problem)])
     elif item.key is not None:
-        item.kwargs["idempotency_key"] = item.key
+        item.kwargs["idempotency_key"] = scoped(api_key.name, item.key)
     return item
 
 
-def _encodable(text: str) -> bool:
+MAX_KEY = 200  # the intent's own bound on idempotency_key
+
+
+def _key_problem(key: str) -> str | None:
+    if not key:
+        return "must not be empty"
+    if len(key) > MAX_KEY:
+        return f"at most {MAX_KEY} characters"
     try:
-        text.encode()
+        key.encode()  # a lone surrogate cannot be a Redis key
     except UnicodeEncodeError:
-        return False
-    return True
+        return "must be text (UTF-8)"
+    return None
+
+
+def scoped(name: str, key: str) -> str:
+    """The idempotency key as the deployment keeps it: `<API key name>:<key>`, so two apps' keys
+    never meet (as Stripe scopes keys to the account); its SHA-256 when that would pass MAX_KEY."""
+    full = f"{name}:{key}"
+    return full if len(full) <= MAX_KEY else f"{name}:sha256:{hashlib.sha256(key.encode()).hexdigest()}"
+
+
+def unscoped(name: str, stored: Any) -> Any:
+    """The key as API key `name` gave it, from what the deployment keeps (others' as kept)."""
+    prefix = f"{name}:"
+    if isinstance(stored, str) and stored.startswith(prefix) and not stored.startswith(f"{prefix}sha256:"):
+        return stored[len(prefix) :]
+    return stored
 
 
 def _field(name: str, reason: str) -> dict[str, str]:
@@ -211,11 +235,11 @@ class Enqueuer:
         pipe = self.redis.pipeline(transaction=False)
         for item in keyed:
             claim = f"{item.task_id} {fingerprint(item.kwargs)}"
-            pipe.set(IDEMPOTENCY_PREFIX + cast(str, item.key), claim, nx=True, ex=self.ttl)
+            pipe.set(_claim_key(item), claim, nx=True, ex=self.ttl)
         taken = [item for item, ok in zip(keyed, pipe.execute(), strict=True) if not ok]
         if not taken:
             return
-        held = self.redis.mget([IDEMPOTENCY_PREFIX + cast(str, item.key) for item in taken])
+        held = self.redis.mget([_claim_key(item) for item in taken])
         for item, held_claim in zip(taken, cast(list[str | None], held), strict=True):
             self._seen(item, held_claim)
 
@@ -235,9 +259,11 @@ class Enqueuer:
         if item.key is None:
             return
         with suppress(RedisError):
-            self._release(
-                keys=[IDEMPOTENCY_PREFIX + item.key], args=[f"{item.task_id} {fingerprint(item.kwargs)}"]
-            )
+            self._release(keys=[_claim_key(item)], args=[f"{item.task_id} {fingerprint(item.kwargs)}"])
+
+
+def _claim_key(item: Item) -> str:
+    return IDEMPOTENCY_PREFIX + str(item.kwargs["idempotency_key"])
 
 
 def _valid(item: Item) -> bool:
