@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from celery.result import AsyncResult
 
-from worker.statuses.lookup import delivery_status
+from worker.message_status import delivery_status
 from worker.tasks import mark_read as _mark_read
 from worker.tasks import send_message
 

@@ -23,8 +23,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from worker.delivery.errors import EnqueueError, InvalidIntent
+from worker.message_status import delivery_status
 from worker.ops.logs import get_logger
-from worker.statuses.lookup import delivery_status
 from worker.tasks import mark_read
 from worker.web.auth import ApiKey, bearer, find_key
 from worker.web.body import MAX_BODY, parse_json, read_body

@@ -1,7 +1,8 @@
 """A message's status as a reader sees it: its task's state and outcome (the result backend) and
 its wamid's delivery status (`StatusStore`). Reading needs the state Redis only: no sender, no
 token, so an app that sets DISPATCH_SENDERS, or the web process, reads without any of them.
-`producers.delivery_status`, `wa-dispatch status` and GET /v1/messages/{task_id} are this.
+`producers.delivery_status`, `wa-dispatch status` and GET /v1/messages/{task_id} are this. It
+sits above `worker.services`, which builds the statuses (and the statuses package below it).
 """
 
 from __future__ import annotations
