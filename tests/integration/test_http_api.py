@@ -468,6 +468,28 @@ def test_a_non_finite_time_is_refused_and_no_stored_value_breaks_a_read(
         assert json.dumps(shown, allow_nan=False)
 
 
+def test_a_long_error_text_is_cut_where_it_is_kept_and_logged(web: Web, api: Sandbox, stack: Stack) -> None:
+    to = "+919876502750"
+    accepted, wamid = _sent(web, api, to)
+    error = {"code": 131026, "title": "t" * 5000, "message": "m" * 900_000, "details": "d" * 5000}
+    raw = json.dumps(status_body(PHONE_NUMBER_ID, wamid, "failed", to, error=error)).encode()
+    assert len(raw) < 1024 * 1024
+    assert post(web.webhook_url, raw, _signed_raw(raw)) == 200
+    shown = wait_for(
+        lambda: (
+            (s := call(web.base, "GET", accepted["status_url"])[1]).get("delivery_status") == "failed" and s
+        ),
+        30,
+        "the failed status",
+    )
+    kept = shown["delivery_error"]
+    assert kept["code"] == 131026 and kept["message"].startswith("mmm")
+    assert all(len(kept[f]) <= 1000 for f in ("title", "message", "details"))  # events.ERROR_TEXT_MAX
+    time.sleep(0.5)  # the worker's log line of the failure is written by now
+    assert max(len(line) for line in stack.worker.output().splitlines()) < 20_000
+    assert max(len(line) for line in web.output().splitlines()) < 20_000
+
+
 SENDERS = """
 [senders.shop-a]
 phone_number_id = "3333333333"

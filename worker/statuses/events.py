@@ -9,6 +9,7 @@ types and those two objects but not every field: see README "Webhooks".
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -123,16 +124,31 @@ def _seconds(value: Any, default: float) -> float:
     return seconds if math.isfinite(seconds) else default
 
 
+# Meta's error fields are a code and a sentence or two; each field is kept (and logged) up to this
+# many characters, so a body of one 900 KB message is not a 900 KB log line and Redis value.
+ERROR_TEXT_MAX = 1000
+
+
+def bounded(value: Any) -> Any:
+    """An error field as kept: a number or None as it is, anything else as text of at most
+    ERROR_TEXT_MAX characters (an object as its JSON)."""
+    if value is None or isinstance(value, int | float):
+        return value
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return text[:ERROR_TEXT_MAX]
+
+
 def _meta_error(errors: Any) -> dict[str, Any] | None:
     if not (isinstance(errors, list) and errors and isinstance(errors[0], dict)):
         return None
     first = errors[0]
-    details = (first.get("error_data") or {}).get("details")
+    data = first.get("error_data")
+    details = data.get("details") if isinstance(data, dict) else None
     return {
-        "code": first.get("code"),
-        "title": first.get("title"),
-        "message": first.get("message"),
-        "details": details,
+        "code": bounded(first.get("code")),
+        "title": bounded(first.get("title")),
+        "message": bounded(first.get("message")),
+        "details": bounded(details),
     }
 
 
@@ -214,7 +230,7 @@ def _interakt(doc: dict[str, Any], now: float) -> Parsed:
     status = INTERAKT_STATUS.match(str(doc.get("type")))
     if status:
         state = DeliveryStatus(status.group(1))
-        reason = message.get("channel_failure_reason")
+        reason = bounded(message.get("channel_failure_reason"))
         error = {"code": None, "title": "failed (Interakt)", "message": reason, "details": None}
         event = StatusEvent(
             wamid, state, when, number, None, error if state is DeliveryStatus.FAILED else None

@@ -18,7 +18,7 @@ from typing import Any, cast
 import redis
 
 from worker.delivery.idempotency import WAMID_PREFIX
-from worker.statuses.events import RANK, DeliveryStatus, StatusEvent
+from worker.statuses.events import ERROR_TEXT_MAX, RANK, DeliveryStatus, StatusEvent
 
 PREFIX = "wa:status:"
 INBOUND_PREFIX = "wa:inbound:"
@@ -76,7 +76,7 @@ def _error(text: str) -> Any:
     try:
         return json.loads(text)
     except (ValueError, RecursionError):
-        return {"code": None, "title": None, "message": text, "details": None}
+        return {"code": None, "title": None, "message": text[:ERROR_TEXT_MAX], "details": None}
 
 
 class StatusStore:
