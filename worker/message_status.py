@@ -14,7 +14,7 @@ from celery.result import AsyncResult
 
 from worker.app import app
 from worker.delivery.errors import DispatchError
-from worker.services import status_store
+from worker.services import ledger, status_store
 
 
 def delivery_status(
@@ -47,6 +47,18 @@ def delivery_status(
     else:
         data["delivery_status"] = None
     return jsonable(data)
+
+
+def intent_sender(task_id: str, data: dict[str, Any]) -> str | None:
+    """The sender the task's intent names, from what the deployment keeps of it: its ledger entry
+    while it is in flight, the wamid index once it is sent (`data`: its delivery_status); None
+    when neither says (the sender `default`)."""
+    book = ledger()
+    entry = book.entry(task_id) if book is not None else None
+    if entry is not None:
+        return entry.kwargs.get("sender")
+    wamid = data.get("wamid")
+    return status_store().origin(wamid).get("sender") if isinstance(wamid, str) else None
 
 
 def jsonable(value: Any) -> Any:

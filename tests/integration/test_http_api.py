@@ -560,3 +560,30 @@ def test_a_status_read_needs_redis_only(senders: Senders) -> None:
         f"print(json.dumps([delivery_status(r.id), delivery_status({accepted['task_id']!r})]))\n"
     )
     assert [s["state"] for s in python] == ["PENDING", "PENDING"] and python[1] == shown
+
+
+def test_a_key_reads_only_its_own_senders_messages(senders: Senders) -> None:
+    base = senders.web.base
+    a_url = senders.enqueue(A_KEY, "shop-a", "+919876502910")["status_url"]
+    b_url = senders.enqueue(B_KEY, "shop-b", "+919876502911")["status_url"]
+    assert call(base, "GET", a_url, key=A_KEY)[0] == call(base, "GET", b_url, key=B_KEY)[0] == 200
+    assert call(base, "GET", a_url, key=B_KEY)[:2] == (
+        404,
+        {"error": "no message with this task id for this API key", "reason": "not_found"},
+    )
+    assert call(base, "GET", b_url, key=A_KEY)[0] == 404
+    assert call(base, "GET", a_url, key=OPS_KEY)[0] == call(base, "GET", b_url, key=OPS_KEY)[0] == 200
+    # Enqueued from Python: the web process has no record of it, so the intent's own sender decides.
+    task_id = senders.python(
+        "import json\n"
+        "from producers import send_text\n"
+        "print(json.dumps(send_text('+919876502912', 'x', sender='shop-b').id))\n"
+    )
+    url = f"/v1/messages/{task_id}"
+    assert (call(base, "GET", url, key=B_KEY)[0], call(base, "GET", url, key=A_KEY)[0]) == (200, 404)
+    # An id nothing knows is read as `default`'s: the operator's key reads it (PENDING), a's does not.
+    nothing = f"/v1/messages/{uuid.uuid4()}"
+    assert (call(base, "GET", nothing, key=OPS_KEY)[0], call(base, "GET", nothing, key=A_KEY)[0]) == (
+        200,
+        404,
+    )

@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from celery.utils import uuid
 from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -23,7 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
 from worker.delivery.errors import EnqueueError, InvalidIntent
-from worker.message_status import delivery_status
+from worker.message_status import delivery_status, intent_sender
 from worker.ops.logs import get_logger
 from worker.tasks import mark_read
 from worker.web.auth import ApiKey, bearer, find_key
@@ -191,14 +192,34 @@ def batch_result(request: Request, items: list[Item]) -> BatchResult:
 
 
 async def status(request: Request, key: ApiKey) -> Response:
+    """404 for a task of a sender this key may not use, as for one that does not exist."""
     task_id = request.path_params["task_id"]
     try:
-        data = await asyncio.wait_for(run_in_threadpool(delivery_status, task_id), STATUS_WITHIN)
+        data = await asyncio.wait_for(
+            run_in_threadpool(_readable_status, _enqueuer(request), task_id, key), STATUS_WITHIN
+        )
     except (RedisError, OSError, TimeoutError):
         raise Refusal(503, Reason.UNAVAILABLE, "Redis did not answer") from None
+    if data is None:
+        raise Refusal(404, Reason.NOT_FOUND, "no message with this task id for this API key")
     if "idempotency_key" in data:  # as this key gave it
         data["idempotency_key"] = unscoped(key.name, data["idempotency_key"])
     return JSONResponse(data)
+
+
+def _readable_status(enqueuer: Enqueuer, task_id: str, key: ApiKey) -> dict[str, Any] | None:
+    """The task's status, or None when its sender is not one `key` may use: the sender this
+    process recorded when it enqueued the task, else the one its intent names (a task enqueued
+    from Python), `default` when nothing says."""
+    if key.senders is None:  # every sender
+        return delivery_status(task_id)
+    recorded = enqueuer.sender_of(task_id)
+    if recorded is not None and not key.allows(recorded):
+        return None
+    data = delivery_status(task_id)
+    if recorded is None and not key.allows(intent_sender(task_id, data)):
+        return None
+    return data
 
 
 async def read(request: Request, key: ApiKey) -> Response:
@@ -210,15 +231,22 @@ async def read(request: Request, key: ApiKey) -> Response:
     if not key.allows(sender if isinstance(sender, str) else None):
         raise Refusal(403, Reason.FORBIDDEN, f"this API key may not use sender {sender or 'default'!r}")
     try:
-        result = await run_in_threadpool(mark_read.apply_async, kwargs=receipt)
+        task_id = await run_in_threadpool(_mark_read, _enqueuer(request), receipt)
     except InvalidIntent as exc:
         raise Refusal(422, Reason.INVALID, str(exc), errors=exc.errors) from None
-    except EnqueueError as exc:
+    except (EnqueueError, RedisError) as exc:
         raise Refusal(503, Reason.NOT_ENQUEUED, str(exc)) from None
-    task_id = str(result.id)
     return JSONResponse(
         ReadAccepted(task_id=task_id, status_url=_status_url(request, task_id)).model_dump(), 202
     )
+
+
+def _mark_read(enqueuer: Enqueuer, receipt: dict[str, Any]) -> str:
+    """A read receipt checked, its sender recorded (for status reads), then enqueued."""
+    mark_read.check(receipt)
+    task_id = uuid()
+    enqueuer.record_sender(task_id, receipt.get("sender"))
+    return str(mark_read.apply_async(kwargs=receipt, task_id=task_id).id)
 
 
 async def openapi_json(request: Request) -> Response:

@@ -135,7 +135,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         app.state.settings = settings
         app.state.api_keys = load_keys(settings)
         app.state.api_rate = RateLimit(app.state.redis, settings.api_rate_limit)
-        app.state.enqueuer = enqueuer(settings.api_idempotency_ttl)
+        app.state.enqueuer = enqueuer(settings)
         app.state.singles = Coalescer(app.state.enqueuer, MAX_BATCH)
         yield
         await app.state.redis.aclose()

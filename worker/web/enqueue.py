@@ -25,12 +25,17 @@ from starlette.concurrency import run_in_threadpool
 
 from worker.app import app
 from worker.delivery.errors import EnqueueError, InvalidIntent
+from worker.delivery.senders import DEFAULT
 from worker.redis_conn import get_enqueue_redis
 from worker.services import ledger
+from worker.settings import Settings
 from worker.tasks import send_message
 from worker.web.auth import ApiKey
 
 IDEMPOTENCY_PREFIX = "wa:api:idem:"  # scoped key -> "task_id fingerprint", for DISPATCH_API_IDEMPOTENCY_TTL
+# task id -> the sender its intent names, for as long as its result lasts (DISPATCH_RESULT_EXPIRES):
+# a status read is answered only to a key that may use that sender.
+SENDER_PREFIX = "wa:api:sender:"
 
 # Delete a claim only while it is still ours (a retry may have claimed the key since).
 _RELEASE = """
@@ -153,10 +158,19 @@ class Enqueuer:
     """Publishes prepared items; keyed ones are claimed in Redis first (SET NX, one round trip for
     a whole batch), and a claim is released when its publish fails, so a retry can go through."""
 
-    def __init__(self, client: redis.Redis, ttl: int) -> None:
+    def __init__(self, client: redis.Redis, ttl: int, sender_ttl: int) -> None:
         self.redis = client
         self.ttl = ttl
+        self.sender_ttl = sender_ttl
         self._release = client.register_script(_RELEASE)
+
+    def sender_of(self, task_id: str) -> str | None:
+        """The sender of a task this process enqueued (None: not one of ours, or long gone)."""
+        return cast(str | None, self.redis.get(SENDER_PREFIX + task_id))
+
+    def record_sender(self, task_id: str, sender: Any) -> None:
+        """For a task enqueued otherwise (a read receipt): its sender, before it is published."""
+        self.redis.set(SENDER_PREFIX + task_id, _sender_name(sender), ex=self.sender_ttl)
 
     def enqueue(self, items: list[Item]) -> None:
         """Publish every item not yet refused, over one broker connection; sets each outcome.
@@ -167,7 +181,7 @@ class Enqueuer:
         for item in todo:
             item.task_id = uuid()
         try:
-            self._claim([item for item in todo if item.key is not None])
+            self._claim(todo)
         except RedisError as exc:
             for item in todo:
                 item.refuse(
@@ -229,14 +243,20 @@ class Enqueuer:
             item.refuse(Outcome.NOT_ENQUEUED, reason)
             self._unclaim(item)
 
-    def _claim(self, keyed: list[Item]) -> None:
-        if not keyed:
+    def _claim(self, todo: list[Item]) -> None:
+        """In one round trip: each keyed item's claim, and each item's sender."""
+        if not todo:
             return
+        keyed = [item for item in todo if item.key is not None]
         pipe = self.redis.pipeline(transaction=False)
         for item in keyed:
             claim = f"{item.task_id} {fingerprint(item.kwargs)}"
             pipe.set(_claim_key(item), claim, nx=True, ex=self.ttl)
-        taken = [item for item, ok in zip(keyed, pipe.execute(), strict=True) if not ok]
+        for item in todo:  # a duplicate's unused task id too: nobody knows it, it expires
+            sender = _sender_name(item.kwargs.get("sender"))
+            pipe.set(SENDER_PREFIX + str(item.task_id), sender, ex=self.sender_ttl)
+        claimed = pipe.execute()[: len(keyed)]
+        taken = [item for item, ok in zip(keyed, claimed, strict=True) if not ok]
         if not taken:
             return
         held = self.redis.mget([_claim_key(item) for item in taken])
@@ -289,8 +309,12 @@ def _ledger_batch(size: int) -> AbstractContextManager[Any]:
     return book.batched() if book is not None and size > 1 else nullcontext()
 
 
-def enqueuer(ttl: int) -> Enqueuer:
-    return Enqueuer(get_enqueue_redis(), ttl)
+def enqueuer(settings: Settings) -> Enqueuer:
+    return Enqueuer(get_enqueue_redis(), settings.api_idempotency_ttl, settings.result_expires)
+
+
+def _sender_name(sender: Any) -> str:
+    return sender if isinstance(sender, str) else DEFAULT
 
 
 class Coalescer:

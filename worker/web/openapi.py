@@ -28,6 +28,7 @@ class Reason(StrEnum):
 
     UNAUTHORIZED = "unauthorized"  # 401
     FORBIDDEN = "forbidden"  # 403
+    NOT_FOUND = "not_found"  # 404
     CONFLICT = "conflict"  # 409
     TOO_LARGE = "too_large"  # 413
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"  # 415
@@ -184,7 +185,7 @@ def _paths(refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                 ],
                 "responses": {
                     "200": _json(refs["status"], "what `wa-dispatch status --json` prints"),
-                    **_refusals("401", "429", "503"),
+                    **_refusals("401", "429", "503", **{"404": "a task of a sender this key may not use"}),
                 },
             }
         },
