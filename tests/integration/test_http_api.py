@@ -39,7 +39,7 @@ from tests.integration.conftest import Stack
 from worker.delivery.errors import InvalidIntent
 from worker.statuses.signature import HEADER, sign
 from worker.web.auth import hash_key, key_entry
-from worker.web.enqueue import IDEMPOTENCY_PREFIX
+from worker.web.enqueue import IDEMPOTENCY_PREFIX, SENDER_PREFIX
 
 pytestmark = pytest.mark.integration
 
@@ -304,7 +304,9 @@ def test_the_broker_or_redis_away_is_503_with_nothing_enqueued(tmp_path: Path) -
         status, result, _ = call(web.base, "POST", "/v1/messages/batch", batch)
         assert status == 503 and {i["outcome"] for i in result["items"]} == {"not_enqueued"}
         r = state.client()
-        assert r.hlen("wa:ledger") == 0 and r.keys(IDEMPOTENCY_PREFIX + "*") == []
+        assert (
+            r.hlen("wa:ledger") == 0 and r.keys(IDEMPOTENCY_PREFIX + "*") == r.keys(SENDER_PREFIX + "*") == []
+        )
         broker.start()
         status, accepted, _ = call(web.base, "POST", "/v1/messages", intent("+919876502400"), headers=headers)
         assert status == 202 and r.hexists("wa:ledger", accepted["task_id"])

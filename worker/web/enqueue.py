@@ -276,10 +276,11 @@ class Enqueuer:
             item.refuse(Outcome.CONFLICT, f"idempotency key {item.key!r} was used for another intent")
 
     def _unclaim(self, item: Item) -> None:
-        if item.key is None:
-            return
+        """An item that was not published: its sender record goes, and its key's claim."""
         with suppress(RedisError):
-            self._release(keys=[_claim_key(item)], args=[f"{item.task_id} {fingerprint(item.kwargs)}"])
+            self.redis.delete(SENDER_PREFIX + str(item.task_id))
+            if item.key is not None:
+                self._release(keys=[_claim_key(item)], args=[f"{item.task_id} {fingerprint(item.kwargs)}"])
 
 
 def _claim_key(item: Item) -> str:
