@@ -6,6 +6,7 @@ broker and Redis away, and schemathesis against the live /openapi.json.
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import subprocess
@@ -83,6 +84,29 @@ def call(
             return resp.status, json.loads(resp.read()), {k.lower(): v for k, v in resp.headers.items()}
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read()), {k.lower(): v for k, v in exc.headers.items()}
+
+
+def raw_call(
+    base: str, method: str, path: str, headers: list[tuple[str, str | bytes]], body: bytes = b""
+) -> tuple[int, Any, list[tuple[str, str]]]:
+    """One request with headers exactly as given (repeated names, raw bytes): what urllib cannot send."""
+    host, port = base.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        conn.putrequest(method, path, skip_host=any(n.lower() == "host" for n, _ in headers))
+        for name, value in [*headers, ("Content-Length", str(len(body)))]:
+            conn.putheader(name, value)
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        data = resp.read()
+        ctype = resp.getheader("content-type") or ""
+        return (
+            resp.status,
+            json.loads(data) if ctype.startswith("application/json") else data,
+            resp.getheaders(),
+        )
+    finally:
+        conn.close()
 
 
 @pytest.fixture(scope="module")
@@ -490,6 +514,13 @@ def test_a_long_error_text_is_cut_where_it_is_kept_and_logged(web: Web, api: San
     time.sleep(0.5)  # the worker's log line of the failure is written by now
     assert max(len(line) for line in stack.worker.output().splitlines()) < 20_000
     assert max(len(line) for line in web.output().splitlines()) < 20_000
+
+
+def test_metrics_are_served_without_a_redirect_built_from_host(web: Web) -> None:
+    for path in ("/metrics", "/metrics/"):
+        status, page, headers = raw_call(web.base, "GET", path, [("Host", "evil.example")])
+        assert status == 200 and b"wa_webhook_rejected_total" in page, path
+        assert not any(name.lower() == "location" for name, _ in headers)
 
 
 SENDERS = """

@@ -19,12 +19,12 @@ from contextlib import asynccontextmanager
 from enum import StrEnum
 
 import redis.asyncio
-from prometheus_client import make_asgi_app
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Mount, Route
+from starlette.routing import Route
 
 from worker.ops import metrics
 from worker.ops.logs import get_logger
@@ -110,6 +110,12 @@ async def receive(request: Request) -> Response:
     return JSONResponse({"ok": True, "stored": True})
 
 
+async def metrics_page(request: Request) -> Response:
+    """Prometheus's text, served at /metrics itself: the mount it replaces redirected /metrics to
+    a URL built from the client's Host header."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
 async def healthz(request: Request) -> Response:
     try:
         await asyncio.wait_for(_redis(request).ping(), ANSWER_WITHIN)
@@ -145,7 +151,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Route("/webhooks/whatsapp", handshake, methods=["GET"]),
             Route("/webhooks/whatsapp", receive, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
-            Mount("/metrics", make_asgi_app()),
+            Route("/metrics", metrics_page, methods=["GET"]),
+            Route("/metrics/", metrics_page, methods=["GET"]),
             *api.routes(),
         ],
         lifespan=lifespan,
