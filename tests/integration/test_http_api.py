@@ -516,6 +516,34 @@ def test_a_long_error_text_is_cut_where_it_is_kept_and_logged(web: Web, api: San
     assert max(len(line) for line in web.output().splitlines()) < 20_000
 
 
+def test_headers_are_utf8_and_authorization_comes_once(web: Web, sandbox: Sandbox) -> None:
+    body = json.dumps(intent("+919876502800")).encode()
+    auth = ("Authorization", f"Bearer {KEY}")
+    base = [("Content-Type", "application/json"), auth]
+    key = f"заказ-{uuid.uuid4().hex[:8]}"
+    status, accepted, _ = raw_call(
+        web.base, "POST", "/v1/messages", [*base, ("Idempotency-Key", key.encode())], body
+    )
+    assert (status, accepted["idempotency_key"]) == (202, key)
+    status, again, _ = raw_call(
+        web.base, "POST", "/v1/messages", [*base, ("Idempotency-Key", key.encode())], body
+    )
+    assert (status, again["task_id"]) == (200, accepted["task_id"])
+    assert wait_for(lambda: _done(web, accepted, KEY), 30, "the send")["idempotency_key"] == key
+    refused_body = json.dumps(intent("+919876502801")).encode()
+    status, refused, _ = raw_call(
+        web.base, "POST", "/v1/messages", [*base, ("Idempotency-Key", b"\xff\xfe-k")], refused_body
+    )
+    assert (status, [e["field"] for e in refused["errors"]]) == (422, ["Idempotency-Key"])
+    for pair in ([auth, ("Authorization", "Bearer wad_nope")], [("Authorization", "Bearer wad_nope"), auth]):
+        headers = [("Content-Type", "application/json"), *pair]
+        status, refused, _ = raw_call(web.base, "POST", "/v1/messages", headers, refused_body)
+        assert (status, refused["reason"]) == (401, "unauthorized")
+        assert raw_call(web.base, "GET", accepted["status_url"], headers)[0] == 401
+    time.sleep(0.5)
+    assert sent_to(sandbox, "+919876502801") == []
+
+
 def test_metrics_are_served_without_a_redirect_built_from_host(web: Web) -> None:
     for path in ("/metrics", "/metrics/"):
         status, page, headers = raw_call(web.base, "GET", path, [("Host", "evil.example")])

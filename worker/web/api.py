@@ -70,7 +70,10 @@ def authorized(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def route(request: Request) -> Response:
         key = None
         try:
-            presented = bearer(request.headers.get("authorization"))
+            given = request.headers.getlist("authorization")
+            if len(given) > 1:  # which one would decide is for no one to guess
+                raise Refusal(401, Reason.UNAUTHORIZED, "more than one Authorization header")
+            presented = bearer(given[0] if given else None)
             key = find_key(request.app.state.api_keys, presented) if presented else None
             if key is None:
                 raise Refusal(401, Reason.UNAUTHORIZED, "missing or unknown API key (Authorization: Bearer)")
@@ -104,6 +107,21 @@ async def json_body(request: Request) -> Any:
         raise Refusal(400, Reason.MALFORMED, "the body is not JSON") from None
 
 
+def idempotency_header(request: Request) -> str | None:
+    """The Idempotency-Key header as UTF-8 text (HTTP hands it over as latin-1), or a 422."""
+    given = request.headers.getlist("idempotency-key")
+    if not given:
+        return None
+    reason = "given more than once"
+    if len(given) == 1:
+        try:
+            return given[0].encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            reason = "not UTF-8 text"
+    error = {"field": "Idempotency-Key", "reason": reason}
+    raise Refusal(422, Reason.INVALID, f"Idempotency-Key: {reason}", errors=[error])
+
+
 STATUS_PATH = "/v1/messages/{task_id}"
 
 
@@ -130,7 +148,8 @@ def _single_refusal(item: Item) -> Refusal:
 
 
 async def send(request: Request, key: ApiKey) -> Response:
-    item = prepare(await json_body(request), request.headers.get("idempotency-key"), key)
+    raw = await json_body(request)
+    item = prepare(raw, idempotency_header(request), key)
     if item.outcome is None:
         await request.app.state.singles.enqueue(item)
     if item.outcome not in (Outcome.ACCEPTED, Outcome.DUPLICATE):
@@ -157,7 +176,7 @@ async def send_batch(request: Request, key: ApiKey) -> Response:
         raise Refusal(422, Reason.INVALID, reason, errors=[{"field": "messages", "reason": reason}])
     if len(messages) > MAX_BATCH:
         raise Refusal(413, Reason.TOO_LARGE, f"{len(messages)} intents: a batch takes at most {MAX_BATCH}")
-    batch_key = request.headers.get("idempotency-key")
+    batch_key = idempotency_header(request)
     items = [
         prepare(raw, f"{batch_key}:{i}" if batch_key and _unkeyed(raw) else None, key)
         for i, raw in enumerate(messages)
