@@ -12,7 +12,19 @@ from worker.delivery.errors import (
     PermanentError,
     TransientError,
 )
-from worker.delivery.policy import Action, call_with_retry, decide, requeue_countdown
+from worker.delivery.idempotency import State
+from worker.delivery.policy import (
+    Action,
+    after_claim,
+    after_no_slot,
+    after_reach,
+    after_window,
+    call_with_retry,
+    decide,
+    requeue_countdown,
+)
+from worker.delivery.ratelimit import Verdict
+from worker.delivery.window import WINDOW_SECONDS
 from worker.settings import Settings
 
 FAST = Settings(
@@ -134,3 +146,71 @@ def test_decide_waits() -> None:
         exhausted.message == "gave up after 40 attempts: (131000) Something went wrong"
         and exhausted.code == 131000
     )
+
+
+NOW = 1_000_000.0
+
+
+def kind_of(error: DispatchError) -> str:
+    """A cause of a wait names its kind in its info; a failure's class is its kind."""
+    return str(error.info.get("kind", error.kind))
+
+
+@pytest.mark.parametrize(
+    ("state", "age", "action", "kind"),
+    [
+        (State.CLAIMED, 10.0, None, None),  # ours, young: send
+        (State.SENT, 10.0, None, None),  # finished: its outcome is replayed
+        (State.FAILED, 10.0, None, None),
+        (State.BUSY, 10.0, Action.DEFER, "busy"),  # another delivery's: untouched, look again
+        (State.STALE, 10.0, Action.FAIL, "ambiguous"),  # its owner died mid-request
+        (State.CLAIMED, 3601.0, Action.FAIL, "expired"),  # older than DISPATCH_MAX_AGE
+        (State.SENT, 3601.0, None, None),  # an old outcome is still replayed
+    ],
+)
+def test_after_claim(state: State, age: float, action: Action | None, kind: str | None) -> None:
+    decision = after_claim(state, NOW - age, NOW, heartbeat_timeout=30.0, max_age=3600.0)
+    assert (decision.action if decision else None) == action
+    assert (kind_of(decision.error) if decision else None) == kind
+    if decision and decision.action is Action.DEFER:
+        assert decision.countdown == 30.0 and not decision.parked
+
+
+@pytest.mark.parametrize(
+    ("type_", "last", "closed"),
+    [
+        ("text", NOW - 3600, False),
+        ("text", NOW - WINDOW_SECONDS - 1, True),
+        ("text", None, True),  # never wrote
+        ("template", None, False),  # a template may always go
+        ("image", NOW - WINDOW_SECONDS + 1, False),
+    ],
+)
+def test_after_window(type_: str, last: float | None, closed: bool) -> None:
+    decision = after_window(type_, last, NOW)
+    assert (decision is not None) == closed
+    if decision:
+        assert decision.action is Action.FAIL and decision.error.code == 131047
+
+
+def test_after_reach_parks_a_template_until_the_limit_frees() -> None:
+    assert after_reach(0.0, 1000) is None
+    decision = after_reach(42.0, 1000)
+    assert decision is not None
+    assert (decision.action, decision.countdown, decision.parked) == (Action.DEFER, 42.0, True)
+    assert kind_of(decision.error) == "daily_limit" and "1000 unique recipients" in decision.error.message
+
+
+@pytest.mark.parametrize(
+    ("verdict", "campaign", "kind", "parked"),
+    [
+        (Verdict.LATER, False, "rate_limited", True),  # a single message parks in its number's line
+        (Verdict.LATER, True, "rate_limited", False),  # a campaign recipient goes back to its run
+        (Verdict.PAUSED, False, "paused", True),
+        (Verdict.PAUSED, True, "paused", False),
+    ],
+)
+def test_after_no_slot(verdict: Verdict, campaign: bool, kind: str, parked: bool) -> None:
+    decision = after_no_slot(verdict, 7.5, campaign)
+    assert (decision.action, decision.countdown, decision.reason) == (Action.REQUEUE, 7.5, kind)
+    assert kind_of(decision.error) == kind and decision.parked is parked

@@ -1,9 +1,16 @@
-"""What to do after a failed attempt: pure decisions, carried out by `worker.delivery.send`.
+"""Every "what now" of a delivery as a pure decision, carried out by `worker.delivery.send`.
 
-Short waits happen inside the task with tenacity (`call_with_retry`); a worker thread is never
-held for more than DISPATCH_INLINE_MAX_WAIT seconds of sleeping: a Retry-After beyond it, or
-transient failures past DISPATCH_INLINE_ATTEMPTS, go back to the queue with a countdown
-(`decide`). Permanent, account and ambiguous errors are never retried inline.
+Before the send: what the claim found (`after_claim`), the account's messaging limit
+(`after_reach`), the customer window (`after_window`), and no slot from the limiter or the
+breaker (`after_no_slot`). After a failed attempt: short waits happen inside the task with
+tenacity (`call_with_retry`); a worker thread is never held for more than
+DISPATCH_INLINE_MAX_WAIT seconds of sleeping: a Retry-After beyond it, or transient failures
+past DISPATCH_INLINE_ATTEMPTS, go back to the queue with a countdown (`decide`). Permanent,
+account and ambiguous errors are never retried inline.
+
+Park or wait: a single message that waits for its number (no slot, breaker open, daily limit)
+parks in the number's line, and no thread or broker message waits for it; a campaign
+recipient goes back to the campaign queue, timed by its run (`parks`).
 """
 
 from __future__ import annotations
@@ -21,10 +28,15 @@ from worker.delivery.errors import (
     AccountError,
     AmbiguousError,
     DispatchError,
+    ExpiredError,
     Kind,
+    PermanentError,
     RetriesExhausted,
     TransientError,
 )
+from worker.delivery.idempotency import State
+from worker.delivery.ratelimit import Verdict
+from worker.delivery.window import window_open
 from worker.settings import Settings
 
 T = TypeVar("T")
@@ -65,10 +77,22 @@ def requeue_countdown(exc: TransientError, requeues: int, settings: Settings) ->
     return min(countdown, settings.requeue_max_wait)
 
 
+class DeliveryOutcome(StrEnum):
+    """The `outcome` of a delivery's log records that are not failures (those log their `Kind`)."""
+
+    OK = "ok"
+    SENT = "sent"
+    READ = "read"
+    DUPLICATE = "duplicate"
+    DUPLICATE_FAILURE = "duplicate_failure"
+    IN_FLIGHT_ELSEWHERE = "in_flight_elsewhere"
+
+
 class Action(StrEnum):
     FAIL = "fail"  # for good: kept in the record and the dead letters
-    REQUEUE = "requeue"  # back to the queue for `countdown` seconds
+    REQUEUE = "requeue"  # release our claim and come back in `countdown` seconds
     PAUSE = "pause"  # open the number's breaker, and requeue until its next probe
+    DEFER = "defer"  # come back in `countdown` seconds, the record untouched (not ours, or none yet)
 
 
 @dataclass(frozen=True)
@@ -77,6 +101,65 @@ class Decision:
     error: DispatchError  # what the task fails with, or the cause of the retry
     countdown: float = 0.0
     reason: str = ""  # for a requeue: the metric label and log outcome
+    parked: bool = False  # wait in the number's parked line rather than in the queue
+
+
+def parks(campaign: bool) -> bool:
+    """A wait for the number parks a single message; a campaign recipient's run times it."""
+    return not campaign
+
+
+def after_claim(
+    state: State, created: float, now: float, heartbeat_timeout: float, max_age: float
+) -> Decision | None:
+    """What the claim found: None to go on (claimed, or finished: the outcome is replayed)."""
+    if state is State.BUSY:
+        # In flight in another delivery: look again once its owner would have been found dead.
+        busy = DispatchError("in flight in another delivery", {"kind": Kind.BUSY})
+        return Decision(Action.DEFER, busy, heartbeat_timeout, DeliveryOutcome.IN_FLIGHT_ELSEWHERE)
+    if state is State.STALE:
+        lost = AmbiguousError(
+            "a worker stopped while this message was being sent: it may have been delivered",
+            {"code": None, "title": "worker lost mid-request"},
+        )
+        return Decision(Action.FAIL, lost)
+    if state is State.CLAIMED and now - created > max_age:
+        return Decision(Action.FAIL, ExpiredError(f"not sent within DISPATCH_MAX_AGE={max_age:g}s", {}))
+    return None
+
+
+def after_reach(room: float, daily_limit: int | None) -> Decision | None:
+    """A template beyond the account's messaging limit waits, parked, `room` seconds until a
+    recipient's 24 hours free one (worker.delivery.reach); decided before the claim, so the
+    wait is not an age and the record is not touched."""
+    if not room:
+        return None
+    cause = DispatchError(
+        f"the account's messaging limit ({daily_limit} unique recipients in 24 hours) is reached",
+        {"kind": Kind.DAILY_LIMIT},
+    )
+    return Decision(Action.DEFER, cause, room, Kind.DAILY_LIMIT, parked=True)
+
+
+def after_window(type_: str, last_inbound: float | None, now: float) -> Decision | None:
+    """A free-form message to a customer who has not written in 24 hours fails here, unsent, as
+    the API would fail it (131047); a template may always go."""
+    if type_ == "template" or window_open(last_inbound, now):
+        return None
+    closed = PermanentError(
+        "(131047) Re-engagement message: the customer has not written in 24 hours; "
+        "only a template can be sent (checked here, nothing was sent)",
+        {"code": 131047, "title": "Re-engagement message", "details": "DISPATCH_WINDOW_CHECK"},
+    )
+    return Decision(Action.FAIL, closed)
+
+
+def after_no_slot(verdict: Verdict, wait: float, campaign: bool) -> Decision:
+    """No slot within the horizon (LATER) or the breaker open (PAUSED): come back when it frees."""
+    paused = verdict is Verdict.PAUSED
+    kind = Kind.PAUSED if paused else Kind.RATE_LIMITED
+    cause = DispatchError("sending paused for this number" if paused else "rate limited", {"kind": kind})
+    return Decision(Action.REQUEUE, cause, wait, kind, parked=parks(campaign))
 
 
 def decide(exc: DispatchError, attempts: int, requeues: int, settings: Settings) -> Decision:

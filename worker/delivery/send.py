@@ -12,7 +12,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from enum import StrEnum
 from typing import Any
 
 import structlog
@@ -26,11 +25,8 @@ from worker.delivery.errors import (
     THROTTLE_CODES,
     AmbiguousError,
     DispatchError,
-    ExpiredError,
     InvalidIntent,
-    Kind,
     PairRateLimited,
-    PermanentError,
     TransientError,
     rebuild,
 )
@@ -39,12 +35,23 @@ from worker.delivery.idempotency import Claim, IdempotencyStore, State, StoredRe
 from worker.delivery.intents import MessageIntent, parse_intent, parse_read
 from worker.delivery.media import MEDIA_KINDS, MediaLinks
 from worker.delivery.payloads import message_payload, read_payload
-from worker.delivery.policy import Action, call_with_retry, decide
+from worker.delivery.policy import (
+    Action,
+    Decision,
+    DeliveryOutcome,
+    after_claim,
+    after_no_slot,
+    after_reach,
+    after_window,
+    call_with_retry,
+    decide,
+    parks,
+)
 from worker.delivery.ratelimit import Line, RateLimiter, Slot, Verdict
 from worker.delivery.reach import Reach
 from worker.delivery.senders import DEFAULT, unknown_sender
 from worker.delivery.templates import STALE_CODES, TemplateRegistry
-from worker.delivery.window import CustomerWindows, window_open
+from worker.delivery.window import CustomerWindows
 from worker.ops import metrics
 from worker.ops.logs import get_logger, mask_phone
 from worker.settings import Settings
@@ -55,17 +62,6 @@ log = get_logger("whatsapp_dispatch.delivery")
 # with the sends of the next slots, so take a fresh slot. Late sends of up to this much put at
 # most rate x (1 + STALL_TOLERANCE) into one second: 80 at the reserved 76/s of the 80 tier.
 STALL_TOLERANCE = 0.05
-
-
-class Outcome(StrEnum):
-    """The `outcome` of a delivery's log records that are not failures (those log their `Kind`)."""
-
-    OK = "ok"
-    SENT = "sent"
-    READ = "read"
-    DUPLICATE = "duplicate"
-    DUPLICATE_FAILURE = "duplicate_failure"
-    IN_FLIGHT_ELSEWHERE = "in_flight_elsewhere"
 
 
 class Requeue(Exception):
@@ -230,25 +226,40 @@ class MessageDelivery:
                 error=exc.message,
                 probe_interval=self.settings.breaker_probe_interval,
             )
-        return self.requeue(self.settings.breaker_probe_interval, exc, "paused", parked=self.lane is None)
+        parked = parks(campaign=self.lane is not None)
+        return self.requeue(self.settings.breaker_probe_interval, exc, "paused", parked=parked)
+
+    def defer(self, decision: Decision) -> Requeue:
+        """Come back later with the record as it is: another delivery's claim, or none taken yet."""
+        if decision.parked:
+            metrics.RETRIES.labels(self.number.name, decision.reason).inc()
+        countdown = round(decision.countdown, 2)
+        log.info("outcome", outcome=decision.reason, countdown=countdown, parked=decision.parked)
+        return Requeue(decision.countdown, decision.error, decision.parked)
+
+    def carry(self, decision: Decision) -> Exception:
+        """The exception that ends this delivery, as the policy decided."""
+        match decision.action:
+            case Action.PAUSE:
+                return self.pause(decision.error)
+            case Action.REQUEUE:
+                return self.requeue(decision.countdown, decision.error, decision.reason, decision.parked)
+            case Action.DEFER:
+                return self.defer(decision)
+        return self.fail(decision.error)
 
     def carry_out(self, exc: DispatchError) -> Exception:
         """The exception that ends this delivery after `exc`, as `policy.decide` says."""
-        decision = decide(exc, self.attempts, self.requeues, self.settings)
-        if decision.action is Action.PAUSE:
-            return self.pause(decision.error)
-        if decision.action is Action.REQUEUE:
-            return self.requeue(decision.countdown, decision.error, decision.reason)
-        return self.fail(decision.error)
+        return self.carry(decide(exc, self.attempts, self.requeues, self.settings))
 
     def replay(self, claim: Claim, intent: MessageIntent) -> dict[str, Any]:
         """The key already finished: return its kept outcome without calling the API."""
         if claim.state is State.FAILED:
-            log.info("outcome", outcome=Outcome.DUPLICATE_FAILURE, error_code=claim.error.get("code"))
+            log.info("outcome", outcome=DeliveryOutcome.DUPLICATE_FAILURE, error_code=claim.error.get("code"))
             raise rebuild(claim.error)
         wamid, wa_id = claim.record["wamid"], claim.record.get("wa_id") or None
         result = SendResult(wamid, wa_id, intent.to, intent.type, claim.attempts, self.key, duplicate=True)
-        log.info("outcome", outcome=Outcome.DUPLICATE, wamid=result.wamid)
+        log.info("outcome", outcome=DeliveryOutcome.DUPLICATE, wamid=result.wamid)
         return result.as_dict()
 
     # --- one HTTP attempt -----------------------------------------------------------------------
@@ -305,10 +316,10 @@ class MessageDelivery:
             )
             self.feedback(exc, to)
             raise
-        metrics.API_LATENCY.labels(self.number.name, Outcome.OK).observe(resp.latency_ms / 1000)
+        metrics.API_LATENCY.labels(self.number.name, DeliveryOutcome.OK).observe(resp.latency_ms / 1000)
         log.info(
             "attempt",
-            outcome=Outcome.OK,
+            outcome=DeliveryOutcome.OK,
             http_status=resp.http_status,
             latency_ms=round(resp.latency_ms, 1),
             slot_wait_ms=slot_wait_ms,
@@ -351,14 +362,11 @@ class MessageDelivery:
         self.check_claim(claim)
         if claim.state in (State.SENT, State.FAILED):
             return self.replay(claim, intent)
-        if self.settings.window_check and self.window_closed(intent):
-            raise self.fail(
-                PermanentError(
-                    "(131047) Re-engagement message: the customer has not written in 24 hours; "
-                    "only a template can be sent (checked here, nothing was sent)",
-                    {"code": 131047, "title": "Re-engagement message", "details": "DISPATCH_WINDOW_CHECK"},
-                )
-            )
+        if self.settings.window_check:
+            last = self.services.windows.last_inbound(self.number.settings.phone_number_id, intent.to)
+            closed = after_window(intent.type, last, time.time())
+            if closed:
+                raise self.carry(closed)
 
         try:  # a link to upload first: fetched and uploaded once, then sent by id
             intent = self.number.media.resolve(intent)
@@ -370,12 +378,8 @@ class MessageDelivery:
                 lambda: self.send(intent.to, payload, self.wait_for_slot(intent.to)), self.settings
             )
         except NoSlot as exc:
-            paused = exc.slot.verdict is Verdict.PAUSED
-            kind = Kind.PAUSED if paused else Kind.RATE_LIMITED
-            cause = DispatchError(
-                "sending paused for this number" if paused else "rate limited", {"kind": kind}
-            )
-            raise self.requeue(exc.slot.wait, cause, kind, parked=self.lane is None) from None
+            decision = after_no_slot(exc.slot.verdict, exc.slot.wait, campaign=self.lane is not None)
+            raise self.carry(decision) from None
         except DispatchError as exc:
             self.template_refused(exc, intent)
             raise self.carry_out(exc) from None
@@ -405,17 +409,9 @@ class MessageDelivery:
         (DISPATCH_MAX_AGE) and leaves the record as it was."""
         if intent.type != "template":
             return
-        room = self.number.reach.admit(intent.to, self.tally)
-        if not room:
-            return
-        metrics.RETRIES.labels(self.number.name, Kind.DAILY_LIMIT).inc()
-        log.info("outcome", outcome=Kind.DAILY_LIMIT, countdown=round(room), parked=True)
-        limit = self.number.settings.daily_limit
-        cause = DispatchError(
-            f"the account's messaging limit ({limit} unique recipients in 24 hours) is reached",
-            {"kind": Kind.DAILY_LIMIT},
-        )
-        raise Requeue(room, cause, parked=True)
+        full = after_reach(self.number.reach.admit(intent.to, self.tally), self.number.settings.daily_limit)
+        if full:
+            raise self.carry(full)
 
     def template_refused(self, exc: DispatchError, intent: MessageIntent) -> None:
         """A 132000/132001/132012 means the registry's copy of the template is wrong: mark it stale
@@ -430,26 +426,10 @@ class MessageDelivery:
 
     def check_claim(self, claim: Claim) -> None:
         """Raise when this delivery must not send: busy elsewhere, lost mid-request, or too old."""
-        if claim.state is State.BUSY:
-            log.info("outcome", outcome=Outcome.IN_FLIGHT_ELSEWHERE)
-            busy = DispatchError("in flight in another delivery", {"kind": Kind.BUSY})
-            # Look again once its owner has had time to be found dead, if it is.
-            raise Requeue(self.services.store.heartbeat_timeout, busy)
-        if claim.state is State.STALE:
-            lost = AmbiguousError(
-                "a worker stopped while this message was being sent: it may have been delivered",
-                {"code": None, "title": "worker lost mid-request"},
-            )
-            raise self.fail(lost)
-        if claim.state is State.CLAIMED and time.time() - claim.created > self.settings.max_age:
-            raise self.fail(ExpiredError(f"not sent within DISPATCH_MAX_AGE={self.settings.max_age:g}s", {}))
-
-    def window_closed(self, intent: MessageIntent) -> bool:
-        """A free-form message to a customer who has not written in 24 hours (templates may go)."""
-        if intent.type == "template":
-            return False
-        last = self.services.windows.last_inbound(self.number.settings.phone_number_id, intent.to)
-        return not window_open(last, time.time())
+        heartbeat_timeout = self.services.store.heartbeat_timeout
+        found = after_claim(claim.state, claim.created, time.time(), heartbeat_timeout, self.settings.max_age)
+        if found:
+            raise self.carry(found)
 
     def origin(self, intent: MessageIntent) -> dict[str, str]:
         """What the wamid index keeps, so a status webhook finds the intent (and can re-drive it)."""
@@ -480,7 +460,7 @@ class MessageDelivery:
         if self.probe and self.number.breaker.close():
             log.warning("breaker_closed", wamid=resp.wamid)
         metrics.SENT.labels(self.number.name, intent.type).inc()
-        log.info("outcome", outcome=Outcome.SENT, wamid=resp.wamid, attempts=self.attempts)
+        log.info("outcome", outcome=DeliveryOutcome.SENT, wamid=resp.wamid, attempts=self.attempts)
         return result
 
 
@@ -514,5 +494,5 @@ def deliver_read(services: SendServices, kwargs: dict[str, Any], task_id: str) -
     except DispatchError as exc:
         log.error("outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, attempts=attempts)
         raise
-    log.info("outcome", outcome=Outcome.READ, message_id=receipt.message_id, attempts=attempts)
+    log.info("outcome", outcome=DeliveryOutcome.READ, message_id=receipt.message_id, attempts=attempts)
     return {"success": bool(resp.body.get("success")), "message_id": receipt.message_id, "attempts": attempts}
