@@ -14,6 +14,7 @@ from worker.settings import Settings
 
 TO = "+919999595313"
 MAX_AGE = 3600.0  # DISPATCH_MAX_AGE's default
+FRESH = {"to": TO, "line": Line.NEW, "take_over_stale": False, "max_age": MAX_AGE}  # a first delivery
 
 
 def parts(
@@ -27,7 +28,7 @@ def test_a_fresh_key_is_claimed_with_a_slot_due_now_and_marked_sending(
     r: redis.Redis, settings: Settings
 ) -> None:
     claim_slot, store, limiter = parts(r, settings)
-    claim, slot = claim_slot.take(store, limiter, "k", "task-1", TO, Line.NEW, False, MAX_AGE)
+    claim, slot = claim_slot.take(store, limiter, "k", **FRESH, owner="task-1")
     assert claim.state is State.CLAIMED and slot is not None
     assert slot.verdict is Verdict.OK and slot.wait == 0 and slot.marked_sending
     assert r.hget(PREFIX + "k", "state") == State.SENDING and r.hget(PREFIX + "k", "owner") == "task-1"
@@ -39,12 +40,11 @@ def test_a_fresh_key_is_claimed_with_a_slot_due_now_and_marked_sending(
 def test_a_key_that_cannot_send_takes_no_slot(r: redis.Redis, settings: Settings) -> None:
     claim_slot, store, limiter = parts(r, settings)
     store.begin("sent", "t0")
-    store.sent("sent", 1, "wamid.S", None, TO)
+    store.sent("sent", attempts=1, wamid="wamid.S", wa_id=None, to=TO)
     store.begin("busy", "t1")
     r.hset(PREFIX + "old", mapping={"state": "pending", "created": time.time() - MAX_AGE - 1, "attempts": 0})
     found = {
-        key: claim_slot.take(store, limiter, key, "task-2", TO, Line.NEW, False, MAX_AGE)
-        for key in ("sent", "busy", "old")
+        key: claim_slot.take(store, limiter, key, **FRESH, owner="task-2") for key in ("sent", "busy", "old")
     }
     assert {key: (claim.state, slot) for key, (claim, slot) in found.items()} == {
         "sent": (State.SENT, None),
@@ -57,7 +57,7 @@ def test_a_key_that_cannot_send_takes_no_slot(r: redis.Redis, settings: Settings
 def test_behind_a_parked_line_a_new_intent_is_given_its_place(r: redis.Redis, settings: Settings) -> None:
     claim_slot, store, limiter = parts(r, settings)
     limiter.acquire_many([(f"+9198765{i:05d}", "") for i in range(40)])  # 0.25 s of slots, then a line
-    claim, slot = claim_slot.take(store, limiter, "k", "task-1", TO, Line.NEW, False, MAX_AGE)
+    claim, slot = claim_slot.take(store, limiter, "k", **FRESH, owner="task-1")
     assert claim.state is State.CLAIMED and slot is not None and slot.verdict is Verdict.LATER
     assert slot.wait > settings.slot_max_ahead and not slot.marked_sending
     assert r.hget(PREFIX + "k", "state") == State.CLAIMED  # the delivery releases it and parks

@@ -46,7 +46,7 @@ def test_reopen_leaves_a_sent_key_alone(r: redis.Redis) -> None:
     dead = DeadLetters(r, ttl=3600)
     store = IdempotencyStore(r, 3600, stale_after=60, liveness=(WORKERS, NODE, 10.0))
     store.begin("s", "t")
-    store.sent("s", 1, "wamid.S", None, "+919999595313")
+    store.sent("s", attempts=1, wamid="wamid.S", wa_id=None, to="+919999595313")
     dead.add("s", INTENT, {"kind": "ambiguous", "code": None, "error": "no answer"}, 1, "t")
     dead.reopen("s")
     assert r.hget(PREFIX + "s", "state") == "sent"

@@ -57,7 +57,14 @@ def test_a_claim_a_live_node_lost_track_of_goes_stale_after_the_backstop(r: redi
 def test_finished_keys_replay_their_outcome_and_keep_their_attempts(r: redis.Redis) -> None:
     s = store(r, "node-a")
     s.begin("sent", "t")
-    s.sent("sent", 2, "wamid.X", "919999595313", "+919999595313", tally="wa:run:c:1:counts")
+    s.sent(
+        "sent",
+        attempts=2,
+        wamid="wamid.X",
+        wa_id="919999595313",
+        to="+919999595313",
+        tally="wa:run:c:1:counts",
+    )
     claim = s.begin("sent", "t2")
     assert (claim.state, claim.record["wamid"], claim.attempts) == (State.SENT, "wamid.X", 2)
     s.begin("failed", "t")
@@ -80,7 +87,7 @@ def test_a_chunks_claims_in_one_round_trip_find_what_one_by_one_claims_find(r: r
     Registry(r, TIMEOUT).beat("node-a")
     s = store(r, "node-a")
     s.begin("sent", "t0")
-    s.sent("sent", 1, "wamid.S", None, "+919999595313")
+    s.sent("sent", attempts=1, wamid="wamid.S", wa_id=None, to="+919999595313")
     s.begin("busy", "t1")
     claims = store(r, "node-b").begin_many({"sent": "t2", "busy": "t3", "new": "t4"})
     assert {key: claim.state for key, claim in claims.items()} == {
@@ -100,7 +107,7 @@ def test_a_sends_result_is_stored_and_published_with_its_record(r: redis.Redis) 
     listener.subscribe("celery-task-meta-task-1")
     listener.get_message(timeout=1)
     document = StoredResult("celery-task-meta-task-1", '{"status": "SUCCESS"}', 600)
-    s.sent("k", 1, "wamid.X", None, "+919999595313", result=document)
+    s.sent("k", attempts=1, wamid="wamid.X", wa_id=None, to="+919999595313", result=document)
     assert r.hget(PREFIX + "k", "state") == State.SENT
     assert r.get(document.key) == document.document and 590 < r.ttl(document.key) <= 600
     message = listener.get_message(timeout=2)

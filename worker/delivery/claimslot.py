@@ -43,6 +43,7 @@ class ClaimSlot:
         store: IdempotencyStore,
         limiter: RateLimiter,
         key: str,
+        *,
         owner: str,
         to: str,
         line: Line,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -114,6 +114,19 @@ def claim_of(reply: list[str]) -> Claim:
     return Claim(State(state), json.loads(raw) if raw != "{}" else {})
 
 
+@dataclass(frozen=True)
+class RecordWrite:
+    """An outcome's writes, made in one MULTI/EXEC: the record's fields; `counters` added to the
+    `tally` hash (a campaign run's) when there is one; the wamid index (its key, its fields);
+    the task's result document."""
+
+    fields: dict[str, str | float]
+    tally: str | None = None
+    counters: dict[str, int] = field(default_factory=dict)
+    index: tuple[str, dict[str, str]] | None = None
+    result: StoredResult | None = None
+
+
 class IdempotencyStore:
     def __init__(
         self, client: redis.Redis, ttl: int, stale_after: float, liveness: tuple[str, str, float]
@@ -164,11 +177,12 @@ class IdempotencyStore:
 
     def release(self, key: str, attempts: int) -> None:
         """Back to `pending`: the API definitely did not accept it, a later delivery may send."""
-        self._set(key, {}, None, None, None, state=State.PENDING, attempts=attempts)
+        self._write(key, RecordWrite({"state": State.PENDING, "attempts": attempts}))
 
     def sent(
         self,
         key: str,
+        *,
         attempts: int,
         wamid: str,
         wa_id: str | None,
@@ -180,58 +194,48 @@ class IdempotencyStore:
         """Keep the wamid, and index it to `origin` (what the intent was); `tally` names a counters
         hash (a campaign run's) to count it in; `result` is the task's result document, written
         (and published) in the same transaction."""
-        counters = {"sent": 1} if tally else {}
+        fields: dict[str, str | float] = {
+            "state": State.SENT,
+            "attempts": attempts,
+            "wamid": wamid,
+            "wa_id": wa_id or "",
+            "to": to,
+        }
         index = {"key": key, "to": to, "attempts": str(attempts), **(origin or {})}
-        self._set(
-            key,
-            counters,
-            tally,
-            (WAMID_PREFIX + wamid, index),
-            result,
-            state=State.SENT,
-            attempts=attempts,
-            wamid=wamid,
-            wa_id=wa_id or "",
-            to=to,
-            finished=time.time(),
+        write = RecordWrite(
+            {**fields, "finished": time.time()},
+            tally=tally,
+            counters={"sent": 1},
+            index=(WAMID_PREFIX + wamid, index),
+            result=result,
         )
+        self._write(key, write)
 
     def failed(self, key: str, attempts: int, error: dict[str, Any], tally: str | None = None) -> None:
-        counters = {"failed": 1, f"failed:{error.get('code') or error.get('kind')}": 1} if tally else {}
-        self._set(
-            key,
-            counters,
-            tally,
-            None,
-            None,
-            state=State.FAILED,
-            attempts=attempts,
-            error=json.dumps(error),
-            finished=time.time(),
-        )
+        fields: dict[str, str | float] = {
+            "state": State.FAILED,
+            "attempts": attempts,
+            "error": json.dumps(error),
+            "finished": time.time(),
+        }
+        counters = {"failed": 1, f"failed:{error.get('code') or error.get('kind')}": 1}
+        self._write(key, RecordWrite(fields, tally=tally, counters=counters))
 
-    def _set(
-        self,
-        key: str,
-        counters: dict[str, int],
-        tally: str | None,
-        index: tuple[str, dict[str, str]] | None,
-        result: StoredResult | None,
-        **fields: str | float,
-    ) -> None:
-        record: dict[FieldT, EncodableT] = {name: value for name, value in fields.items()}
+    def _write(self, key: str, write: RecordWrite) -> None:
+        record: dict[FieldT, EncodableT] = dict(write.fields.items())
 
         def build(pipe: Pipeline) -> None:  # one MULTI/EXEC, in a round trip shared with other threads
             pipe.hset(PREFIX + key, mapping=record)
             pipe.expire(PREFIX + key, self.ttl)
-            if index:
-                mapping: dict[FieldT, EncodableT] = dict(index[1].items())
-                pipe.hset(index[0], mapping=mapping)
-                pipe.expire(index[0], self.ttl)
-            if tally:
-                for counter, step in counters.items():
-                    pipe.hincrby(tally, counter, step)
-            if result:
-                result.write(pipe)
+            if write.index:
+                index_key, index = write.index
+                mapping: dict[FieldT, EncodableT] = dict(index.items())
+                pipe.hset(index_key, mapping=mapping)
+                pipe.expire(index_key, self.ttl)
+            if write.tally:
+                for counter, step in write.counters.items():
+                    pipe.hincrby(write.tally, counter, step)
+            if write.result:
+                write.result.write(pipe)
 
         self.group.execute(build)

@@ -395,11 +395,11 @@ class MessageDelivery:
             store,
             self.number.limiter,
             self.key,
-            self.task_id,
-            intent.to,
-            self.line,
-            take_over,
-            self.settings.max_age,
+            owner=self.task_id,
+            to=intent.to,
+            line=self.line,
+            take_over_stale=take_over,
+            max_age=self.settings.max_age,
         )
         return claim
 
@@ -449,13 +449,13 @@ class MessageDelivery:
         document = self.services.result_document
         self.services.store.sent(
             self.key,
-            self.attempts,
-            resp.wamid,
-            resp.wa_id,
-            intent.to,
-            self.tally,
-            self.origin(intent),
-            document(self.task_id, result, states.SUCCESS) if document else None,
+            attempts=self.attempts,
+            wamid=resp.wamid,
+            wa_id=resp.wa_id,
+            to=intent.to,
+            tally=self.tally,
+            origin=self.origin(intent),
+            result=document(self.task_id, result, states.SUCCESS) if document else None,
         )
         if self.probe and self.number.breaker.close():
             log.warning("breaker_closed", wamid=resp.wamid)
