@@ -161,7 +161,12 @@ def _meta_status(raw: Any, pnid: str | None, now: float) -> StatusEvent | None:
         return None
     error = _meta_error(raw.get("errors")) if status is DeliveryStatus.FAILED else None
     return StatusEvent(
-        raw["id"], status, _seconds(raw.get("timestamp"), now), raw.get("recipient_id"), pnid, error
+        wamid=raw["id"],
+        status=status,
+        timestamp=_seconds(raw.get("timestamp"), now),
+        recipient_id=raw.get("recipient_id"),
+        phone_number_id=pnid,
+        error=error,
     )
 
 
@@ -233,14 +238,23 @@ def _interakt(doc: dict[str, Any], now: float) -> Parsed:
         reason = bounded(message.get("channel_failure_reason"))
         error = {"code": None, "title": "failed (Interakt)", "message": reason, "details": None}
         event = StatusEvent(
-            wamid, state, when, number, None, error if state is DeliveryStatus.FAILED else None
+            wamid=wamid,
+            status=state,
+            timestamp=when,
+            recipient_id=number,
+            error=error if state is DeliveryStatus.FAILED else None,
         )
         return Parsed(Source.INTERAKT, statuses=[event])
     if not number:
         return Parsed(Source.INTERAKT)
     kind = str(message.get("message_content_type") or "unknown").lower()
     inbound = InboundMessage(
-        wamid, number, when, kind, None, _object(customer.get("traits")).get("name"), None, message
+        wamid=wamid,
+        wa_id=number,
+        timestamp=when,
+        type=kind,
+        profile_name=_object(customer.get("traits")).get("name"),
+        message=message,
     )
     return Parsed(Source.INTERAKT, messages=[inbound])
 
