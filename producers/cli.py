@@ -567,11 +567,11 @@ def templates_sync(
 
     Example: wa-dispatch templates sync --sender support
     """
-    from worker.delivery.templates import sync_templates
+    from worker.delivery.templates import sync_registry
 
     number = _number(sender, as_json)
     try:
-        done = sync_templates(number.client, number.templates, number.settings.template_sync_backoff, name)
+        done = sync_registry(number.client, number.templates, number.settings.template_sync_backoff, name)
     except DispatchError as exc:
         _fail({"error": f"template sync failed: {exc}", **exc.info}, as_json, 1)
     _emit(done, as_json, "template sync")

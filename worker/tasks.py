@@ -24,10 +24,9 @@ from worker.delivery.intents import parse_intent, parse_read, validate
 from worker.delivery.parking import RELEASED_HEADER, Parked
 from worker.delivery.send import Requeue, deliver_message, deliver_read
 from worker.delivery.senders import DEFAULT, sender_names, unknown_sender
-from worker.delivery.templates import TemplateRegistry
-from worker.delivery.templates import sync_templates as sync_registry
+from worker.delivery.templates import TemplateRegistry, sync_registry
 from worker.ops.logs import get_logger, mask_phone, mask_text
-from worker.recovery.ledger import Entry
+from worker.recovery.ledger import LedgerEntry
 from worker.redis_conn import get_enqueue_redis
 from worker.services import ledger, services
 from worker.settings import get_settings
@@ -70,7 +69,7 @@ class LedgeredTask(Task):
             else:
                 with book.recording(
                     task_id,
-                    Entry(
+                    LedgerEntry(
                         self.name, kwargs, self.queue_of(options), eta_of(options), options.get("priority")
                     ),
                 ):
@@ -198,7 +197,7 @@ def _requeue_recipient(intent: dict[str, Any], task_id: str, requeue: Requeue) -
         return
     book = ledger()
     if book is not None:
-        book.record(task_id, Entry(send_message.name, intent, CAMPAIGN_QUEUE, None))
+        book.record(task_id, LedgerEntry(send_message.name, intent, CAMPAIGN_QUEUE, None))
     due = time.time() + requeue.countdown
     services().parking.park(task_id, due, Parked(send_message.name, intent, 0))
 

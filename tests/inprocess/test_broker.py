@@ -13,7 +13,7 @@ from kombu import Connection, Consumer, Exchange, Message, Producer, Queue
 
 from devtools.localstack import RedisServer
 from worker import broker
-from worker.recovery.ledger import Entry, Ledger
+from worker.recovery.ledger import Ledger, LedgerEntry
 
 QUEUE = Queue("batch-test", Exchange("batch-test"), routing_key="batch-test")
 
@@ -97,7 +97,7 @@ def test_a_ledgered_publish_writes_its_record_and_its_message_in_one_transaction
     conn: Connection, r: redis.Redis
 ) -> None:
     ledger = Ledger(r, beside_broker=True)
-    entry = Entry("worker.tasks.send_message", {"to": "+919876500001"}, QUEUE.name, None)
+    entry = LedgerEntry("worker.tasks.send_message", {"to": "+919876500001"}, QUEUE.name, None)
     with conn.channel() as channel:
         producer = Producer(channel, QUEUE.exchange, routing_key=QUEUE.routing_key)
         QUEUE(channel).declare()

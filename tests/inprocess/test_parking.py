@@ -8,7 +8,7 @@ import redis
 
 from worker.delivery.idempotency import StoredResult
 from worker.delivery.parking import PARKED, RELEASE_LEASE, RELEASING, Parked, ParkingLot, Pump
-from worker.recovery.ledger import Entry, Ledger
+from worker.recovery.ledger import Ledger, LedgerEntry
 
 INTENT = {"to": "+919999595313", "type": "text", "text": {"body": "hi"}}
 
@@ -59,7 +59,7 @@ def test_what_a_dead_pump_took_is_parked_again_after_the_lease(r: redis.Redis) -
 def test_the_ledger_audit_counts_parked_intents_as_present(r: redis.Redis) -> None:
     ledger, lot = Ledger(r), ParkingLot(r)
     for task_id in ("parked", "releasing", "lost"):
-        ledger.record(task_id, Entry("worker.tasks.send_message", INTENT, "whatsapp", None))
+        ledger.record(task_id, LedgerEntry("worker.tasks.send_message", INTENT, "whatsapp", None))
     lot.park("parked", time.time() + 60, parked())
     lot.park("releasing", time.time() - 1, parked())
     lot.take(time.time())

@@ -13,7 +13,7 @@ from kombu import Connection, Exchange, Producer, Queue
 from devtools.localstack import RedisServer
 from worker import broker
 from worker.app import app
-from worker.recovery.ledger import INDEX, Entry, Ledger
+from worker.recovery.ledger import INDEX, Ledger, LedgerEntry
 from worker.recovery.recoverer import LOCK, Recoverer
 from worker.settings import Settings
 
@@ -40,7 +40,9 @@ def test_a_backlog_of_prioritised_intents_is_never_taken_for_lost(conn: Connecti
         producer = Producer(channel, QUEUE.exchange, routing_key=QUEUE.routing_key)
         QUEUE(channel).declare()
         for i, priority in enumerate(PRIORITIES * 5):
-            entry = Entry("worker.tasks.send_message", {"to": "+919876500001"}, QUEUE.name, None, priority)
+            entry = LedgerEntry(
+                "worker.tasks.send_message", {"to": "+919876500001"}, QUEUE.name, None, priority
+            )
             with ledger.recording(f"t-{i}", entry):
                 producer.publish({"i": i}, serializer="json", headers={"id": f"t-{i}"}, priority=priority)
     assert {key for key in r.keys("whatsapp*")} > {"whatsapp"}  # kombu's priority lists hold most

@@ -16,7 +16,7 @@ from worker.campaigns.runs import CampaignRuns, RunRef
 from worker.delivery.idempotency import PREFIX
 from worker.delivery.send import SendServices, deliver_message
 from worker.statuses.apply import APP_QUEUE, Applier, Reactions
-from worker.statuses.inbox import Entry
+from worker.statuses.inbox import InboxEntry
 from worker.statuses.tracker import StatusStore
 
 RUN = RunRef(name="promo", run_id="r1")
@@ -24,7 +24,7 @@ NUMBERS = ["+919876500201", "+919876500202", "+919876500203"]
 UNDELIVERABLE = {"code": 131026, "title": "Message undeliverable", "message": "x", "details": "y"}
 
 
-def entries(*bodies: dict[str, Any]) -> list[Entry]:
+def entries(*bodies: dict[str, Any]) -> list[InboxEntry]:
     return [(f"{i}-0", {"body": json.dumps(b), "received": str(time.time())}) for i, b in enumerate(bodies)]
 
 

@@ -14,7 +14,7 @@ from tests import spec_examples as spec
 from tests.inprocess.conftest import ThreadSandbox
 from worker.delivery.errors import InvalidIntent, PermanentError
 from worker.delivery.send import MessageDelivery, SendServices
-from worker.delivery.templates import PAGE_SIZE, sync_templates
+from worker.delivery.templates import PAGE_SIZE, sync_registry
 
 WRONG_COUNT = {
     "to": spec.TO,
@@ -41,7 +41,7 @@ def listings(sandbox: ThreadSandbox) -> list[dict[str, Any]]:
 
 def test_a_sync_reads_every_page(send: SendServices, sandbox: ThreadSandbox) -> None:
     sandbox.state.templates += many(2 * PAGE_SIZE + 5)
-    done = sync_templates(send.sender(None).client, send.sender(None).templates, backoff=0.01)
+    done = sync_registry(send.sender(None).client, send.sender(None).templates, backoff=0.01)
     assert done["pages"] == 3 and done["templates"] == 2 * PAGE_SIZE + 5 + len(EXAMPLE_TEMPLATES)
     assert [bool(r["query"].get("after")) for r in listings(sandbox)] == [False, True, True]
     assert (
@@ -55,7 +55,7 @@ def test_a_throttled_sync_backs_off_and_finishes(send: SendServices, sandbox: Th
     sandbox.faults(
         {"type": "message_templates", "status": 429, "code": 80007, "retry_after": 0.2, "times": 2}
     )
-    done = sync_templates(send.sender(None).client, send.sender(None).templates, backoff=0.01)
+    done = sync_registry(send.sender(None).client, send.sender(None).templates, backoff=0.01)
     assert done["templates"] == len(EXAMPLE_TEMPLATES) and len(listings(sandbox)) == 3
     gaps = [b["time"] - a["time"] for a, b in zip(listings(sandbox), listings(sandbox)[1:], strict=False)]
     assert all(gap >= 0.19 for gap in gaps)  # Retry-After honoured
@@ -68,7 +68,7 @@ def test_with_no_registry_synced_nothing_is_checked(send: SendServices, sandbox:
 
 
 def test_a_synced_registry_refuses_before_sending(send: SendServices, sandbox: ThreadSandbox) -> None:
-    sync_templates(send.sender(None).client, send.sender(None).templates, backoff=0.01)
+    sync_registry(send.sender(None).client, send.sender(None).templates, backoff=0.01)
     sandbox.state.requests.clear()
     with pytest.raises(InvalidIntent) as caught:
         MessageDelivery(send, dict(WRONG_COUNT), "tpl-2", requeues=0).run()
@@ -81,7 +81,7 @@ def test_a_synced_registry_refuses_before_sending(send: SendServices, sandbox: T
 def test_a_132000_marks_the_copy_stale_and_asks_for_a_resync(
     send: SendServices, sandbox: ThreadSandbox, r: redis.Redis
 ) -> None:
-    sync_templates(send.sender(None).client, send.sender(None).templates, backoff=0.01)
+    sync_registry(send.sender(None).client, send.sender(None).templates, backoff=0.01)
     asked: list[tuple[str, str]] = []
     resyncing = replace(send, resync_template=lambda sender, name: asked.append((sender, name)))
     # The template was edited on Meta's side after our sync: it now takes two parameters.
@@ -97,7 +97,7 @@ def test_a_132000_marks_the_copy_stale_and_asks_for_a_resync(
     assert caught.value.code == 132000 and asked == [("default", "order_update")]
     assert send.sender(None).templates.stale() == {"order_update:en_US"}
     MessageDelivery(resyncing, {**right_for_meta, "idempotency_key": "tpl-5"}, "tpl-5", 0).run()  # unchecked
-    sync_templates(send.sender(None).client, send.sender(None).templates, backoff=0.01, name="order_update")
+    sync_registry(send.sender(None).client, send.sender(None).templates, backoff=0.01, name="order_update")
     assert send.sender(None).templates.stale() == set()
     with pytest.raises(InvalidIntent):  # the re-synced copy has two
         MessageDelivery(resyncing, dict(one, idempotency_key="tpl-7"), "tpl-7", requeues=0).run()

@@ -2,7 +2,7 @@
 template intent against them, so a 132000 is found before a campaign sends its first message.
 
 `check_template` is pure. `TemplateRegistry` is a thin Redis store keyed by the WABA id;
-`sync_templates` pages through `GET {api_url}/{waba_id}/message_templates`, backing off when the
+`sync_registry` pages through `GET {api_url}/{waba_id}/message_templates`, backing off when the
 template endpoints' rate limit (about 200 requests an hour for a new account) answers. Nothing
 here sends a message. With no registry synced, `TemplateRegistry.check` checks nothing.
 """
@@ -368,7 +368,7 @@ def fetch_templates(
     return templates, pages
 
 
-def sync_templates(
+def sync_registry(
     client: InteraktClient, registry: TemplateRegistry, backoff: float, name: str | None = None
 ) -> dict[str, Any]:
     """Sync the whole registry, or only `name`; one sync at a time per WABA (a Redis lock), so beat,

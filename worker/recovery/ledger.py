@@ -71,7 +71,7 @@ def queue_lists(queue: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class Entry:
+class LedgerEntry:
     task: str
     kwargs: dict[str, Any]
     queue: str
@@ -87,7 +87,7 @@ class Ledger:
         self._lost = client.register_script(_LOST)
         self._batch = threading.local()
 
-    def record(self, task_id: str, entry: Entry) -> None:
+    def record(self, task_id: str, entry: LedgerEntry) -> None:
         batch = getattr(self._batch, "pipe", None)
         pipe = batch if batch is not None else self.redis.pipeline(transaction=False)
         self._write(pipe, task_id, entry)
@@ -95,7 +95,7 @@ class Ledger:
             pipe.execute()
 
     @contextmanager
-    def recording(self, task_id: str, entry: Entry) -> Iterator[None]:
+    def recording(self, task_id: str, entry: LedgerEntry) -> Iterator[None]:
         """Around the task's publish: the record is written in the publish's own transaction when
         the broker is this Redis (worker.broker.before_publish), else just before it."""
         if not self.beside_broker or getattr(self._batch, "pipe", None) is not None:
@@ -106,7 +106,7 @@ class Ledger:
             yield
 
     @staticmethod
-    def _write(pipe: Pipeline, task_id: str, entry: Entry) -> None:
+    def _write(pipe: Pipeline, task_id: str, entry: LedgerEntry) -> None:
         pipe.hset(ENTRIES, task_id, json.dumps(entry.__dict__))
         pipe.zadd(INDEX, {task_id: time.time()})
         pipe.sadd(QUEUES, entry.queue)
@@ -136,9 +136,9 @@ class Ledger:
 
         group_of(via or self.redis).execute(build)
 
-    def entry(self, task_id: str) -> Entry | None:
+    def entry(self, task_id: str) -> LedgerEntry | None:
         raw = cast(str | None, self.redis.hget(ENTRIES, task_id))
-        return Entry(**json.loads(raw)) if raw else None
+        return LedgerEntry(**json.loads(raw)) if raw else None
 
     def queues(self) -> list[str]:
         return sorted(cast(set[str], self.redis.smembers(QUEUES)))

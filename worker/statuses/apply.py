@@ -22,7 +22,7 @@ from worker.delivery.window import CustomerWindows
 from worker.ops import metrics
 from worker.ops.logs import get_logger
 from worker.statuses.events import DeliveryStatus, InboundMessage, StatusEvent, TemplateUpdate, parse
-from worker.statuses.inbox import Entry
+from worker.statuses.inbox import InboxEntry
 from worker.statuses.tracker import Applied, StatusStore
 
 log = get_logger("whatsapp_dispatch.statuses")
@@ -82,7 +82,7 @@ class Applier:
         self.reactions = reactions
         self.enqueue = enqueue
 
-    def apply(self, entries: list[Entry]) -> None:
+    def apply(self, entries: list[InboxEntry]) -> None:
         statuses: list[StatusEvent] = []
         messages: list[InboundMessage] = []
         templates: set[TemplateUpdate] = set()

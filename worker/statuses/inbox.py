@@ -22,7 +22,7 @@ GROUP = "appliers"
 # is applied in milliseconds, so a minute is far past any live one.
 RECLAIM_AFTER_MS = 60_000
 
-Entry = tuple[str, dict[str, str]]
+InboxEntry = tuple[str, dict[str, str]]
 
 
 async def accept(client: redis.asyncio.Redis, body: bytes, source: Source, received: float) -> None:
@@ -44,17 +44,17 @@ class Inbox:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def read(self, count: int, block_ms: int) -> list[Entry]:
+    def read(self, count: int, block_ms: int) -> list[InboxEntry]:
         answer = cast(
-            list[tuple[str, list[Entry]]],
+            list[tuple[str, list[InboxEntry]]],
             self.redis.xreadgroup(GROUP, self.consumer, {STREAM: ">"}, count=count, block=block_ms),
         )
         return answer[0][1] if answer else []
 
-    def reclaim(self, count: int) -> list[Entry]:
+    def reclaim(self, count: int) -> list[InboxEntry]:
         """Entries a dead worker took and never acknowledged."""
         answer = self.redis.xautoclaim(STREAM, GROUP, self.consumer, RECLAIM_AFTER_MS, count=count)
-        return [e for e in cast(list[Entry], answer[1]) if e[1]]
+        return [e for e in cast(list[InboxEntry], answer[1]) if e[1]]
 
     def done(self, ids: list[str]) -> None:
         pipe = self.redis.pipeline(transaction=True)
