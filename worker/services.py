@@ -72,10 +72,10 @@ def send_services(settings: Settings, client: redis.Redis) -> SendServices:
     longest = settings.inline_attempts * (
         settings.connect_timeout + settings.read_timeout + settings.inline_max_wait
     )
-    own_settings = senders(settings)
-    for own in own_settings.values():
-        if own.access_token:
-            logs.register_secret(own.access_token.get_secret_value())
+    each_sender = senders(settings)
+    for sender in each_sender.values():
+        if sender.access_token:
+            logs.register_secret(sender.access_token.get_secret_value())
     return SendServices(
         settings=settings,
         store=IdempotencyStore(
@@ -86,7 +86,7 @@ def send_services(settings: Settings, client: redis.Redis) -> SendServices:
         ),
         dead=DeadLetters(client, settings.dead_letter_ttl),
         windows=CustomerWindows(client),
-        senders={name: _sender_services(name, own, client) for name, own in own_settings.items()},
+        senders={name: _sender_services(name, sender, client) for name, sender in each_sender.items()},
         claim_slot=ClaimSlot(client),
         resync_template=_enqueue_resync,
         result_document=_result_document
@@ -95,17 +95,17 @@ def send_services(settings: Settings, client: redis.Redis) -> SendServices:
     )
 
 
-def _sender_services(name: str, own: Settings, client: redis.Redis) -> SenderServices:
-    api = InteraktClient(own)
+def _sender_services(name: str, sender: Settings, client: redis.Redis) -> SenderServices:
+    api = InteraktClient(sender)
     return SenderServices(
         name=name,
-        settings=own,
+        settings=sender,
         client=api,
-        limiter=RateLimiter(client, own),
-        breaker=Breaker(client, own.phone_number_id, own.breaker_probe_interval),
-        templates=TemplateRegistry(client, own.waba_id),
-        media=MediaLinks(client, api, own),
-        reach=Reach(client, own.waba_id, own.daily_limit),
+        limiter=RateLimiter(client, sender),
+        breaker=Breaker(client, sender.phone_number_id, sender.breaker_probe_interval),
+        templates=TemplateRegistry(client, sender.waba_id),
+        media=MediaLinks(client, api, sender),
+        reach=Reach(client, sender.waba_id, sender.daily_limit),
     )
 
 
@@ -117,7 +117,7 @@ def _enqueue_resync(sender: str, name: str) -> None:
 def reactions(s: Services) -> Reactions:
     """What the webhook applier does beyond recording, from the settings and the senders."""
     settings = s.settings
-    numbers = {own.settings.phone_number_id: name for name, own in s.send.senders.items()}
+    numbers = {sender.settings.phone_number_id: name for name, sender in s.send.senders.items()}
     return Reactions(
         status_task=settings.status_task,
         inbound_task=settings.inbound_task,

@@ -229,13 +229,9 @@ def sync_templates(name: str | None = None, sender: str | None = None) -> dict[s
     registry (one sender per WABA, as a registry is per WABA). Enqueued with a `sender` and `name`
     when the API refuses that sender's template as stale, or by a template status webhook."""
     send = services().send
-    names = [sender] if sender is not None else sorted(set(send.accounts().values()))
-    numbers = [send.sender(name) for name in names]
-    synced = [
-        {
-            "sender": own.name,
-            **sync_registry(own.client, own.templates, own.settings.template_sync_backoff, name),
-        }
-        for own in numbers
-    ]
+    chosen = [sender] if sender is not None else sorted(set(send.accounts().values()))
+    synced = []
+    for each in map(send.sender, chosen):
+        done = sync_registry(each.client, each.templates, each.settings.template_sync_backoff, name)
+        synced.append({"sender": each.name, **done})
     return {"synced": synced}

@@ -88,16 +88,16 @@ class Fanout:
     def start_run(self, name: str, run_id: str | None) -> dict[str, Any]:
         _campaigns.pop(name, None)
         campaign = _campaign(name)
-        number = self.send.sender(campaign.sender)
+        sender = self.send.sender(campaign.sender)
         try:  # a template that does not fit the synced registry refuses the run before any send
-            number.templates.check(sample_intent(campaign))
+            sender.templates.check(sample_intent(campaign))
         except InvalidIntent as exc:
             log.error("campaign_refused", campaign=name, error=exc.message)
             raise
         run_id = run_id or run_id_now(campaign, datetime.now(UTC))
         fresh = self.runs.start(name, run_id, len(campaign.rows))
-        share = number.settings.rate_limit * (1 - self.settings.rate_headroom) * self.settings.campaign_share
-        number.limiter.set_lane(name, min(share, campaign.throttle or share))
+        share = sender.settings.rate_limit * (1 - self.settings.rate_headroom) * self.settings.campaign_share
+        sender.limiter.set_lane(name, min(share, campaign.throttle or share))
         chunks = -(-len(campaign.rows) // self.settings.campaign_chunk)
         if chunks:
             self._chain(name, run_id, 0, 0.0)
@@ -168,12 +168,12 @@ class Fanout:
         return chosen
 
     def _claim(
-        self, intents: list[dict[str, Any]], campaign: Campaign, number: SenderServices
+        self, intents: list[dict[str, Any]], campaign: Campaign, sender: SenderServices
     ) -> dict[str, Claim]:
         """The chunk's keys claimed in one round trip, not one each. Not when its templates may
         have to wait for the account's messaging limit: that wait comes before the claim
         (MessageDelivery.wait_for_room), so a run held for hours does not age its records."""
-        if campaign.message.get("type") == "template" and number.reach.limit is not None:
+        if campaign.message.get("type") == "template" and sender.reach.limit is not None:
             return {}
         owners = {
             intent["idempotency_key"]: recipient_task_id(intent["idempotency_key"]) for intent in intents
@@ -181,7 +181,7 @@ class Fanout:
         return self.send.store.begin_many(owners, take_over_stale=self.settings.at_least_once)
 
     def _reserve(
-        self, intents: list[dict[str, Any]], claims: dict[str, Claim], number: SenderServices, lane: str
+        self, intents: list[dict[str, Any]], claims: dict[str, Claim], sender: SenderServices, lane: str
     ) -> dict[str, Slot]:
         """Slots in the lane for the chunk's claimed recipients, in one round trip. A slot too far
         ahead (LATER) is left for the recipient to ask again when its turn comes near."""
@@ -189,20 +189,20 @@ class Fanout:
         if not keys:
             return {}
         tos = {i["idempotency_key"]: i["to"] for i in intents}
-        slots = number.limiter.acquire_many([(tos[key], "") for key in keys], lane)
+        slots = sender.limiter.acquire_many([(tos[key], "") for key in keys], lane)
         return {key: slot for key, slot in zip(keys, slots, strict=True) if slot.granted}
 
     def send_chunk(self, app: Celery, name: str, run_id: str, start: int, stop: int) -> dict[str, int]:
         campaign = _campaign(name)
         self.runs.chunk_started(name, run_id, start)
-        number = self.send.sender(campaign.sender)
-        lane_rate = number.limiter.lane_rate(name) or number.settings.rate_limit
+        sender = self.send.sender(campaign.sender)
+        lane_rate = sender.limiter.lane_rate(name) or sender.settings.rate_limit
         self._chain(name, run_id, stop, 0.9 * (stop - start) / lane_rate)  # due a little before its slots
         intents = self._expand(campaign, run_id, start, stop)
         run = RunRef(name=name, run_id=run_id)
         later = {"campaign": run.model_dump()}
-        claims = self._claim(intents, campaign, number)
-        slots = self._reserve(intents, claims, number, run.lane.name)
+        claims = self._claim(intents, campaign, sender)
+        slots = self._reserve(intents, claims, sender, run.lane.name)
 
         def deliver(intent: dict[str, Any]) -> str:
             key = intent["idempotency_key"]

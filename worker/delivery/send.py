@@ -152,8 +152,8 @@ class SendServices:
         """waba_id -> the first sender (by name) on that account: a template registry is per
         WABA, so one sender of each account syncs it."""
         found: dict[str, str] = {}
-        for name, own in sorted(self.senders.items()):
-            found.setdefault(own.settings.waba_id, name)
+        for name, sender in sorted(self.senders.items()):
+            found.setdefault(sender.settings.waba_id, name)
         return found
 
 
@@ -191,7 +191,7 @@ class MessageDelivery:
         self.attempts = 0
         self.probe = False
         self.intent: MessageIntent | None = None
-        self.sender: SenderServices | None = None  # known once the intent is parsed
+        self._sender: SenderServices | None = None  # known once the intent is parsed
 
     # --- outcomes -------------------------------------------------------------------------------
 
@@ -200,26 +200,26 @@ class MessageDelivery:
         if self.intent is not None:
             self.services.store.failed(self.key, self.attempts, error, tally=self.tally)
         self.services.dead.add(self.key, self.kwargs, error, self.attempts, self.task_id)
-        sender = self.sender.name if self.sender else str(self.kwargs.get("sender"))
+        sender = self._sender.name if self._sender else str(self.kwargs.get("sender"))
         metrics.FAILED.labels(sender, self.kwargs.get("type", "?"), exc.kind, str(exc.code or "")).inc()
         log.error("outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, attempts=self.attempts)
         return exc
 
     def requeue(self, countdown: float, cause: DispatchError, reason: str, parked: bool = False) -> Requeue:
         self.services.store.release(self.key, self.attempts)
-        metrics.RETRIES.labels(self.number.name, reason).inc()
+        metrics.RETRIES.labels(self.sender.name, reason).inc()
         level = log.info if parked else log.warning
         level("outcome", outcome=reason, countdown=round(countdown, 2), error_code=cause.code, parked=parked)
         return Requeue(countdown, cause, parked)
 
     @property
-    def number(self) -> SenderServices:
+    def sender(self) -> SenderServices:
         """The sender this intent goes out through (known once the intent is parsed)."""
-        assert self.sender is not None
-        return self.sender
+        assert self._sender is not None
+        return self._sender
 
     def pause(self, exc: DispatchError) -> Requeue:
-        if self.number.breaker.trip(exc.code, exc.message):
+        if self.sender.breaker.trip(exc.code, exc.message):
             log.critical(
                 "breaker_open",
                 error_code=exc.code,
@@ -232,7 +232,7 @@ class MessageDelivery:
     def defer(self, decision: Decision) -> Requeue:
         """Come back later with the record as it is: another delivery's claim, or none taken yet."""
         if decision.parked:
-            metrics.RETRIES.labels(self.number.name, decision.reason).inc()
+            metrics.RETRIES.labels(self.sender.name, decision.reason).inc()
         countdown = round(decision.countdown, 2)
         log.info("outcome", outcome=decision.reason, countdown=countdown, parked=decision.parked)
         return Requeue(decision.countdown, decision.error, decision.parked)
@@ -271,10 +271,10 @@ class MessageDelivery:
         lane = self.lane.name if self.lane else None
         deadline = time.monotonic() + self.settings.inline_max_wait
         record = IDEM_PREFIX + self.key
-        slot, self.reserved = self.reserved or self.number.limiter.acquire(to, lane, record, self.line), None
+        slot, self.reserved = self.reserved or self.sender.limiter.acquire(to, lane, record, self.line), None
         while lane and slot.verdict is Verdict.LATER and time.monotonic() + slot.wait < deadline:
-            time.sleep(max(0.0, slot.wait - self.number.limiter.lane_horizon / 2))
-            slot = self.number.limiter.acquire(to, lane, record)
+            time.sleep(max(0.0, slot.wait - self.sender.limiter.lane_horizon / 2))
+            slot = self.sender.limiter.acquire(to, lane, record)
         if not slot.granted:
             raise NoSlot(slot)
         return slot
@@ -301,10 +301,10 @@ class MessageDelivery:
         started = time.perf_counter()
         slot_wait_ms = round(slot.wait * 1000, 1)
         try:
-            resp = self.number.client.post(payload)
+            resp = self.sender.client.post(payload)
         except DispatchError as exc:
             latency = time.perf_counter() - started
-            metrics.API_LATENCY.labels(self.number.name, exc.kind).observe(latency)
+            metrics.API_LATENCY.labels(self.sender.name, exc.kind).observe(latency)
             log.warning(
                 "attempt",
                 outcome=exc.kind,
@@ -316,7 +316,7 @@ class MessageDelivery:
             )
             self.feedback(exc, to)
             raise
-        metrics.API_LATENCY.labels(self.number.name, DeliveryOutcome.OK).observe(resp.latency_ms / 1000)
+        metrics.API_LATENCY.labels(self.sender.name, DeliveryOutcome.OK).observe(resp.latency_ms / 1000)
         log.info(
             "attempt",
             outcome=DeliveryOutcome.OK,
@@ -329,11 +329,11 @@ class MessageDelivery:
     def feedback(self, exc: DispatchError, to: str) -> None:
         """Tell the shared limiter what the API said, so every worker slows down, not just this one."""
         if isinstance(exc, PairRateLimited):
-            self.number.limiter.block_pair(to, exc.retry_after)
+            self.sender.limiter.block_pair(to, exc.retry_after)
         elif isinstance(exc, TransientError) and (
             exc.code in THROTTLE_CODES or (exc.code is None and exc.info.get("http_status") == 429)
         ):
-            factor = self.number.limiter.slow_down(exc.retry_after)
+            factor = self.sender.limiter.slow_down(exc.retry_after)
             log.warning(
                 "throttled", error_code=exc.code, retry_after=exc.retry_after, rate_factor=round(factor, 3)
             )
@@ -346,8 +346,8 @@ class MessageDelivery:
         _bind(self.task_id, "send_message")
         try:
             intent = parse_intent(self.kwargs)
-            self.sender = self.services.sender(intent.sender)
-            self.sender.templates.check(intent)
+            self._sender = self.services.sender(intent.sender)
+            self._sender.templates.check(intent)
         except InvalidIntent as exc:  # apps that enqueue by name skip the enqueue-time check
             raise self.fail(exc) from None
         self.key = intent.idempotency_key or self.task_id
@@ -363,13 +363,13 @@ class MessageDelivery:
         if claim.state in (State.SENT, State.FAILED):
             return self.replay(claim, intent)
         if self.settings.window_check:
-            last = self.services.windows.last_inbound(self.number.settings.phone_number_id, intent.to)
+            last = self.services.windows.last_inbound(self.sender.settings.phone_number_id, intent.to)
             closed = after_window(intent.type, last, time.time())
             if closed:
                 raise self.carry(closed)
 
         try:  # a link to upload first: fetched and uploaded once, then sent by id
-            intent = self.number.media.resolve(intent)
+            intent = self.sender.media.resolve(intent)
         except DispatchError as exc:
             raise self.carry_out(exc) from None
         payload = message_payload(intent)
@@ -393,7 +393,7 @@ class MessageDelivery:
             return store.begin(self.key, self.task_id, take_over_stale=take_over)
         claim, self.reserved = self.services.claim_slot.take(
             store,
-            self.number.limiter,
+            self.sender.limiter,
             self.key,
             owner=self.task_id,
             to=intent.to,
@@ -409,7 +409,7 @@ class MessageDelivery:
         (DISPATCH_MAX_AGE) and leaves the record as it was."""
         if intent.type != "template":
             return
-        full = after_reach(self.number.reach.admit(intent.to, self.tally), self.number.settings.daily_limit)
+        full = after_reach(self.sender.reach.admit(intent.to, self.tally), self.sender.settings.daily_limit)
         if full:
             raise self.carry(full)
 
@@ -420,9 +420,9 @@ class MessageDelivery:
         if template is None or exc.code not in STALE_CODES:
             return
         interval = self.settings.template_resync_min_interval
-        if self.number.templates.mark_stale(template.name, template.language.code, interval):
+        if self.sender.templates.mark_stale(template.name, template.language.code, interval):
             log.warning("template_stale", template=template.name, error_code=exc.code)
-            self.services.resync_template(self.number.name, template.name)
+            self.services.resync_template(self.sender.name, template.name)
 
     def check_claim(self, claim: Claim) -> None:
         """Raise when this delivery must not send: busy elsewhere, lost mid-request, or too old."""
@@ -437,7 +437,7 @@ class MessageDelivery:
         return {
             "task_id": self.task_id,
             "type": intent.type,
-            "sender": self.number.name,
+            "sender": self.sender.name,
             "intent": json.dumps(self.kwargs),
             **run,
         }
@@ -457,9 +457,9 @@ class MessageDelivery:
             origin=self.origin(intent),
             result=document(self.task_id, result, states.SUCCESS) if document else None,
         )
-        if self.probe and self.number.breaker.close():
+        if self.probe and self.sender.breaker.close():
             log.warning("breaker_closed", wamid=resp.wamid)
-        metrics.SENT.labels(self.number.name, intent.type).inc()
+        metrics.SENT.labels(self.sender.name, intent.type).inc()
         log.info("outcome", outcome=DeliveryOutcome.SENT, wamid=resp.wamid, attempts=self.attempts)
         return result
 
