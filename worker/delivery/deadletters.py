@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 
+from worker.delivery.errors import DispatchError
 from worker.delivery.idempotency import PREFIX as IDEM_PREFIX
 
 ENTRIES = "wa:dead"
@@ -96,6 +99,33 @@ class DeadLetters:
         pipe.hdel(ENTRIES, key)
         pipe.zrem(INDEX, key)
         pipe.execute()
+
+    def redrive(self, keys: Iterable[str], enqueue: Callable[[dict[str, Any]], str]) -> Iterator[Redriven]:
+        """Enqueue each key's intent again under its own idempotency key (`enqueue` returns the
+        task id; a key already sent is a no-op for the worker). A dead letter is removed only once
+        its intent is enqueued; when the enqueue fails its record is `failed` again, as before."""
+        for key in keys:
+            entry = self.reopen(key)
+            if entry is None:
+                yield Redriven(key, None, "no dead letter with this key")
+                continue
+            try:
+                task_id = enqueue({**entry["intent"], "idempotency_key": key})
+            except DispatchError as exc:
+                self.restore(key)
+                yield Redriven(key, None, str(exc))
+            else:
+                self.remove(key)
+                yield Redriven(key, task_id, None)
+
+
+@dataclass(frozen=True)
+class Redriven:
+    """One key's re-drive: the new task's id, or why there is none."""
+
+    idempotency_key: str
+    task_id: str | None
+    error: str | None
 
 
 def _field(entry: dict[str, Any], name: str) -> Any:
