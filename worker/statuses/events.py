@@ -164,7 +164,7 @@ def _meta_status(raw: Any, pnid: str | None, now: float) -> StatusEvent | None:
         wamid=raw["id"],
         status=status,
         timestamp=_seconds(raw.get("timestamp"), now),
-        recipient_id=raw.get("recipient_id"),
+        recipient_id=_text(raw.get("recipient_id")),
         phone_number_id=pnid,
         error=error,
     )
@@ -189,9 +189,9 @@ def _meta_message(
 
 def _meta(doc: dict[str, Any], now: float) -> Parsed:
     parsed = Parsed(Source.META)
-    for entry in doc.get("entry") or []:
-        waba_id = entry.get("id") if isinstance(entry, dict) and isinstance(entry.get("id"), str) else None
-        for change in (entry or {}).get("changes") or [] if isinstance(entry, dict) else []:
+    for entry in map(_object, _list(doc.get("entry"))):
+        waba_id = _text(entry.get("id"))
+        for change in _list(entry.get("changes")):
             value = change.get("value") if isinstance(change, dict) else None
             if not isinstance(value, dict):
                 continue
@@ -199,17 +199,17 @@ def _meta(doc: dict[str, Any], now: float) -> Parsed:
                 if isinstance(value.get("message_template_name"), str):
                     parsed.templates.append(TemplateUpdate(waba_id, value["message_template_name"]))
                 continue
-            pnid = (value.get("metadata") or {}).get("phone_number_id")
+            pnid = _text(_object(value.get("metadata")).get("phone_number_id"))
             names = {
-                c["wa_id"]: (c.get("profile") or {}).get("name")
-                for c in value.get("contacts") or []
-                if isinstance(c, dict) and "wa_id" in c
+                c["wa_id"]: _text(_object(c.get("profile")).get("name"))
+                for c in map(_object, _list(value.get("contacts")))
+                if isinstance(c.get("wa_id"), str)
             }
             parsed.statuses.extend(
-                s for s in (_meta_status(r, pnid, now) for r in value.get("statuses") or []) if s
+                s for s in (_meta_status(r, pnid, now) for r in _list(value.get("statuses"))) if s
             )
             parsed.messages.extend(
-                m for m in (_meta_message(r, names, pnid, now) for r in value.get("messages") or []) if m
+                m for m in (_meta_message(r, names, pnid, now) for r in _list(value.get("messages"))) if m
             )
     return parsed
 
@@ -223,6 +223,14 @@ def _customer_number(customer: dict[str, Any]) -> str | None:
 
 def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _interakt(doc: dict[str, Any], now: float) -> Parsed:
