@@ -83,5 +83,12 @@ bench-webhooks: install redis-server
 bench-api: install redis-server
 	$(BIN)/python -m bench.http_api
 
+# The fuzz tier at length (about half an hour): tests/fuzz with FUZZ_SCALE (default 60) times the
+# examples of `make test`'s bounded run (about a minute); prints the number of cases run, and
+# hypothesis's shrunk example for anything it finds.
+.PHONY: fuzz-long
+fuzz-long: install redis-server
+	FUZZ_SCALE=$${FUZZ_SCALE:-60} $(BIN)/pytest tests/fuzz -o timeout=0 -p no:cacheprovider
+
 clean:
 	rm -rf $(VENV) .pytest_cache *.egg-info

@@ -136,6 +136,17 @@ _IDEMPOTENCY_HEADER = {
 }
 
 
+# OpenAPI links: an accepted answer's task_id is the status route's path parameter (what
+# schemathesis's stateful run follows, and a client generator can too).
+_STATUS_LINK = {
+    "MessageStatus": {
+        "operationId": "messageStatus",
+        "parameters": {"task_id": "$response.body#/task_id"},
+        "description": "the status of the task just enqueued",
+    }
+}
+
+
 def _paths(refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
     body = "400", "401", "413", "415", "429", "503"
     forbidden = "the intent names a sender this key may not use"
@@ -150,8 +161,10 @@ def _paths(refs: dict[str, dict[str, Any]]) -> dict[str, Any]:
                     "content": {"application/json": {"schema": refs["intent"]}},
                 },
                 "responses": {
-                    "202": _json(refs["accepted"], "enqueued"),
-                    "200": _json(refs["accepted"], "the same key and intent were enqueued before"),
+                    "202": _json(refs["accepted"], "enqueued", links=_STATUS_LINK),
+                    "200": _json(
+                        refs["accepted"], "the same key and intent were enqueued before", links=_STATUS_LINK
+                    ),
                     **_refusals(
                         *body,
                         **{
