@@ -20,18 +20,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from worker.campaigns.spec import NAME_PATTERN
 from worker.delivery.send import Lane
+from worker.scripts import load
 from worker.statuses.events import DeliveryStatus
 from worker.statuses.tracker import StatusStore
 
 OPTOUT = "wa:optout"
-
-_RECORD = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 1 then
-  redis.call('HINCRBY', KEYS[2], ARGV[3], 1)
-  return 1
-end
-return 0
-"""
 
 
 def run_prefix(name: str, run_id: str) -> str:
@@ -58,7 +51,7 @@ class CampaignRuns:
         self.redis = client
         self.ttl = ttl
         self.statuses = statuses
-        self._record = client.register_script(_RECORD)
+        self._record = load("record_recipient").on(client)
 
     # --- opt-outs -------------------------------------------------------------------------------
 
@@ -133,10 +126,8 @@ class CampaignRuns:
         prefix = run_prefix(name, run_id)
         pipe = self.redis.pipeline(transaction=False)
         for to, entry in entries.items():
-            self._record(
-                keys=[prefix + ":report", prefix + ":counts"],
-                args=[to, json.dumps(entry), entry["status"], ""],
-                client=pipe,
+            self._record.queue(
+                pipe, [prefix + ":report", prefix + ":counts"], [to, json.dumps(entry), entry["status"]]
             )
         pipe.execute()
 

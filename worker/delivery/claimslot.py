@@ -11,32 +11,14 @@ from __future__ import annotations
 
 import redis
 
-from worker.delivery.idempotency import BEGIN_FUNCTION, PREFIX, Claim, IdempotencyStore, claim_of
-from worker.delivery.ratelimit import ACQUIRE_FUNCTION, Line, RateLimiter, Slot, slot
-from worker.redis_conn import group_of
-
-# KEYS: the record, the heartbeats hash, the number's four keys, the recipient's pair key.
-# ARGV: the claim's seven, DISPATCH_MAX_AGE, the limits' eight.
-_CLAIM_SLOT = (
-    "local ko, ao = 2, 8\n"
-    + BEGIN_FUNCTION
-    + ACQUIRE_FUNCTION
-    + """
-local claim = begin(KEYS[1], KEYS[2], 0)
-if claim[1] ~= 'claimed' then return claim end
-if tonumber(ARGV[2]) - tonumber(cjson.decode(claim[2])['created']) > tonumber(ARGV[8]) then
-  return claim
-end
-local s = acquire(KEYS[7], KEYS[1])
-return {claim[1], claim[2], s[1], s[2], s[3] or '0'}
-"""
-)
+from worker.delivery.idempotency import PREFIX, Claim, IdempotencyStore, claim_of
+from worker.delivery.ratelimit import Line, RateLimiter, Slot, slot
+from worker.scripts import load
 
 
 class ClaimSlot:
     def __init__(self, client: redis.Redis) -> None:
-        self.group = group_of(client)
-        self._script = self.group.script(_CLAIM_SLOT)
+        self._script = load("claim_slot").on(client)
 
     def take(
         self,
@@ -53,5 +35,5 @@ class ClaimSlot:
         """The claim `store.begin` would give, and the slot `limiter.acquire` would give a fresh one."""
         keys = [PREFIX + key, store.workers, *limiter.number_keys(None), limiter.pair_key(to)]
         args = [*store.begin_args(owner, take_over_stale), max_age, *limiter.limits(None, line)]
-        reply = self.group.call(self._script, keys, args)
+        reply = self._script(keys, args)
         return claim_of(reply[:2]), slot(reply[2:]) if len(reply) > 2 else None

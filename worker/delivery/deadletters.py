@@ -19,28 +19,17 @@ import redis
 
 from worker.delivery.errors import DispatchError
 from worker.delivery.idempotency import PREFIX as IDEM_PREFIX
+from worker.scripts import load
 
 ENTRIES = "wa:dead"
 INDEX = "wa:dead:index"
-
-# Move a record from one state to another, and only from that one: re-drive reopens a `failed`
-# key (a sent or in-flight one is left alone), and puts it back when the enqueue did not happen;
-# a status webhook fails a `sent` one, with its error (ARGV[3]).
-_MOVE = """
-if redis.call('HGET', KEYS[1], 'state') == ARGV[1] then
-  redis.call('HSET', KEYS[1], 'state', ARGV[2])
-  if ARGV[3] then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
-  return 1
-end
-return 0
-"""
 
 
 class DeadLetters:
     def __init__(self, client: redis.Redis, ttl: int) -> None:
         self.redis = client
         self.ttl = ttl
-        self._move = client.register_script(_MOVE)
+        self._move = load("move_state").on(client)
 
     def add(
         self, key: str, intent: dict[str, Any], error: dict[str, Any], attempts: int, task_id: str
@@ -82,17 +71,17 @@ class DeadLetters:
         raw = self.redis.hget(ENTRIES, key)
         if raw is None:
             return None
-        self._move(keys=[IDEM_PREFIX + key], args=["failed", "pending"])
+        self._move([IDEM_PREFIX + key], ["failed", "pending"])
         return json.loads(raw)
 
     def undelivered(self, key: str, error: dict[str, Any]) -> None:
         """A `sent` key whose message failed after all (a status webhook) becomes `failed` with
         that error, so it can be re-driven."""
-        self._move(keys=[IDEM_PREFIX + key], args=["sent", "failed", json.dumps(error)])
+        self._move([IDEM_PREFIX + key], ["sent", "failed", json.dumps(error)])
 
     def restore(self, key: str) -> None:
         """Undo `reopen` when the enqueue failed: the record is `failed` again, as its entry says."""
-        self._move(keys=[IDEM_PREFIX + key], args=["pending", "failed"])
+        self._move([IDEM_PREFIX + key], ["pending", "failed"])
 
     def remove(self, key: str) -> None:
         pipe = self.redis.pipeline(transaction=True)

@@ -26,40 +26,12 @@ from redis.client import Pipeline
 from redis.typing import EncodableT, FieldT
 
 from worker.redis_conn import group_of
+from worker.scripts import load
 
 PREFIX = "wa:idem:"
 # wamid -> the intent it came from (key, task id, campaign run, the intent itself), so a delivery
 # status that arrives by webhook can be tied back to it (see worker.statuses).
 WAMID_PREFIX = "wa:wamid:"
-
-# A Lua function, so a script that also takes the send's slot can call it (worker.delivery.claimslot).
-# ARGV from `ao`: owner, now, stale_after, ttl, take_over_stale, node, heartbeat_timeout.
-BEGIN_FUNCTION = """
-local function begin(k, workers, ao)
-  local owner, now = ARGV[ao + 1], tonumber(ARGV[ao + 2])
-  local stale_after, ttl = tonumber(ARGV[ao + 3]), tonumber(ARGV[ao + 4])
-  local take_over_stale, node, heartbeat_timeout = ARGV[ao + 5] == '1', ARGV[ao + 6], tonumber(ARGV[ao + 7])
-  local rec = redis.call('HGETALL', k)
-  local h = {}
-  for i = 1, #rec, 2 do h[rec[i]] = rec[i + 1] end
-  local state = h['state']
-  if state == 'sent' or state == 'failed' then return {state, cjson.encode(h)} end
-  if state == 'claimed' or state == 'sending' then
-    local beat = h['node'] and redis.call('HGET', workers, h['node'])
-    local alive = beat and now - tonumber(beat) <= heartbeat_timeout
-    if alive and now - tonumber(h['since']) <= stale_after then return {'busy', cjson.encode(h)} end
-    if state == 'sending' and not take_over_stale then return {'stale', cjson.encode(h)} end
-  end
-  if not state then
-    redis.call('HSET', k, 'created', ARGV[ao + 2], 'attempts', 0)
-    h['created'] = ARGV[ao + 2]; h['attempts'] = '0'
-  end
-  redis.call('HSET', k, 'state', 'claimed', 'owner', owner, 'node', node, 'since', ARGV[ao + 2])
-  redis.call('EXPIRE', k, ttl)
-  return {'claimed', cjson.encode(h)}
-end
-"""
-_BEGIN = BEGIN_FUNCTION + "return begin(KEYS[1], KEYS[2], 0)\n"
 
 
 @dataclass(frozen=True)
@@ -109,7 +81,7 @@ class Claim:
 
 
 def claim_of(reply: list[str]) -> Claim:
-    """A Claim from BEGIN_FUNCTION's reply: state, record."""
+    """A Claim from `begin`'s reply (worker/scripts/parts/begin.lua): state, record."""
     state, raw = reply
     return Claim(State(state), json.loads(raw) if raw != "{}" else {})
 
@@ -137,14 +109,12 @@ class IdempotencyStore:
         self.ttl = ttl
         self.stale_after = stale_after
         self.workers, self.node, self.heartbeat_timeout = liveness
-        self._begin = self.group.script(_BEGIN)
+        self._begin = load("begin").on(client)
 
     def begin(self, key: str, owner: str, take_over_stale: bool = False) -> Claim:
         """Claim `key` for sending. A stale `sending` record is reported, or with `take_over_stale`
         (at-least-once mode) claimed again."""
-        reply = self.group.call(
-            self._begin, [PREFIX + key, self.workers], self.begin_args(owner, take_over_stale)
-        )
+        reply = self._begin([PREFIX + key, self.workers], self.begin_args(owner, take_over_stale))
         return claim_of(reply)
 
     def begin_many(self, owners: dict[str, str], take_over_stale: bool = False) -> dict[str, Claim]:
@@ -153,13 +123,13 @@ class IdempotencyStore:
         def build(pipe: Pipeline) -> None:
             for key, owner in owners.items():
                 args = self.begin_args(owner, take_over_stale)
-                self.group.evalsha(pipe, self._begin, [PREFIX + key, self.workers], args)
+                self._begin.batch(pipe, [PREFIX + key, self.workers], args)
 
         replies = self.group.execute(build)
         return {key: claim_of(reply) for key, reply in zip(owners, replies, strict=True)}
 
     def begin_args(self, owner: str, take_over_stale: bool) -> list[str | float]:
-        """BEGIN_FUNCTION's arguments."""
+        """The claim arguments of worker/scripts/parts/begin.lua."""
         return [
             owner,
             time.time(),

@@ -29,6 +29,7 @@ import redis
 
 from worker.delivery.idempotency import StoredResult
 from worker.ops.logs import get_logger
+from worker.scripts import load
 
 log = get_logger("whatsapp_dispatch.parking")
 
@@ -39,38 +40,6 @@ RELEASED_HEADER = "wa_released"  # message header of a published parked intent: 
 RELEASE_LEASE = 30.0  # a pump that has not published within this long is presumed dead
 PUMP_INTERVAL = 0.05  # seconds between a pump's looks at the due intents
 PUMP_BATCH = 500
-
-# Put back what a dead pump took, then take the due intents (at most ARGV[3]).
-_TAKE = """
-local now, lease, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now - lease)) do
-  redis.call('ZREM', KEYS[2], id)
-  redis.call('ZADD', KEYS[1], now, id)
-end
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)
-if #ids == 0 then return {} end
-local taken = {}
-for _, id in ipairs(ids) do
-  redis.call('ZREM', KEYS[1], id)
-  local message = redis.call('HGET', KEYS[3], id)
-  if message then
-    redis.call('ZADD', KEYS[2], now, id)
-    table.insert(taken, id)
-    table.insert(taken, message)
-  end
-end
-return taken
-"""
-
-# Published: forget them, unless one was parked again meanwhile (a released intent that ran and
-# found no slot yet) and its message is that new one's.
-_DONE = """
-for _, id in ipairs(ARGV) do
-  redis.call('ZREM', KEYS[2], id)
-  if not redis.call('ZSCORE', KEYS[1], id) then redis.call('HDEL', KEYS[3], id) end
-end
-return #ARGV
-"""
 
 
 @dataclass(frozen=True)
@@ -85,8 +54,8 @@ class Parked:
 class ParkingLot:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        self._take = client.register_script(_TAKE)
-        self._done = client.register_script(_DONE)
+        self._take = load("park_take").on(client)
+        self._done = load("park_done").on(client)
 
     def park(self, task_id: str, due: float, parked: Parked, result: StoredResult | None = None) -> None:
         """`result`: the task's RETRY state, written with it (one round trip instead of two)."""
@@ -99,13 +68,11 @@ class ParkingLot:
 
     def take(self, now: float, limit: int = PUMP_BATCH) -> list[tuple[str, Parked]]:
         """The intents due by `now`, moved to the releasing set (publish them, then `done`)."""
-        flat = cast(
-            list[str], self._take(keys=[PARKED, RELEASING, MESSAGES], args=[now, RELEASE_LEASE, limit])
-        )
+        flat = cast(list[str], self._take([PARKED, RELEASING, MESSAGES], [now, RELEASE_LEASE, limit]))
         return [(flat[i], Parked(**json.loads(flat[i + 1]))) for i in range(0, len(flat), 2)]
 
     def done(self, task_ids: list[str]) -> None:
-        self._done(keys=[PARKED, RELEASING, MESSAGES], args=task_ids)
+        self._done([PARKED, RELEASING, MESSAGES], list(task_ids))
 
 
 Publish = Callable[[list[tuple[str, Parked]]], None]

@@ -16,27 +16,9 @@ from typing import cast
 
 import redis
 
-WINDOW = 24 * 3600
+from worker.scripts import load
 
-# KEYS: the account's set, and a campaign run's counters ('' for none), which are told when the
-# run waits. ARGV: recipient, limit, '1' to wait when full, the window. Returns 0 when admitted
-# (counted now, or already), else the seconds until room frees.
-_ADMIT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local window = tonumber(ARGV[4])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return '0' end
-if ARGV[3] == '1' and redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  local room_at = tonumber(oldest[2]) + window
-  if KEYS[2] ~= '' then redis.call('HSET', KEYS[2], 'daily_limit_until', math.ceil(room_at)) end
-  return string.format('%.3f', room_at - now)
-end
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('EXPIRE', KEYS[1], window + 3600)
-return '0'
-"""
+WINDOW = 24 * 3600
 
 
 def reach_key(waba_id: str) -> str:
@@ -50,7 +32,7 @@ class Reach:
         self.redis = client
         self.key = reach_key(waba_id)
         self.limit = limit
-        self._admit = client.register_script(_ADMIT)
+        self._admit = load("reach_admit").on(client)
 
     def admit(self, to: str, tally: str | None = None) -> float:
         """0 when a template to `to` may go now (and it is counted), else the seconds until room.
@@ -59,7 +41,7 @@ class Reach:
         if self.limit is None:
             return 0.0
         args: list[str | int] = [to, self.limit, int(tally is not None), WINDOW]
-        return float(cast(str, self._admit(keys=[self.key, tally or ""], args=args)))
+        return float(cast(str, self._admit([self.key, tally or ""], args)))
 
     def used(self) -> int:
         """Unique recipients counted in the last 24 hours."""

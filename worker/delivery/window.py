@@ -10,18 +10,10 @@ from __future__ import annotations
 
 import redis
 
+from worker.scripts import load
+
 WINDOW_SECONDS = 24 * 3600
 PREFIX = "wa:window:"
-
-# Keep the latest time only: inbound webhooks may arrive out of order.
-_TOUCH = """
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > last then
-  redis.call('SET', KEYS[1], ARGV[1], 'EXAT', math.floor(tonumber(ARGV[1]) + tonumber(ARGV[2])))
-  return 1
-end
-return 0
-"""
 
 
 def window_key(phone_number_id: str, wa_id: str) -> str:
@@ -36,11 +28,11 @@ def window_open(last_inbound: float | None, now: float) -> bool:
 class CustomerWindows:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
-        self._touch = client.register_script(_TOUCH)
+        self._touch = load("touch_window").on(client)
 
-    def touch(self, phone_number_id: str, wa_id: str, at: float, client: redis.Redis | None = None) -> None:
-        """The customer wrote at `at`; `client` may be a pipeline."""
-        self._touch(keys=[window_key(phone_number_id, wa_id)], args=[at, WINDOW_SECONDS], client=client)
+    def touch(self, phone_number_id: str, wa_id: str, at: float) -> None:
+        """The customer wrote at `at`."""
+        self._touch([window_key(phone_number_id, wa_id)], [at, WINDOW_SECONDS])
 
     def last_inbound(self, phone_number_id: str, wa_id: str) -> float | None:
         value = self.redis.get(window_key(phone_number_id, wa_id))

@@ -25,43 +25,11 @@ from redis.client import Pipeline
 from worker.broker import before_publish
 from worker.delivery.parking import PARKED, RELEASING
 from worker.redis_conn import group_of
+from worker.scripts import load
 
 ENTRIES = "wa:ledger"  # task id -> JSON entry
 INDEX = "wa:ledger:index"  # task id -> time it was (re)published
 QUEUES = "wa:ledger:queues"  # every queue a ledgered task was sent to
-
-# Task ids in the given queues (lists of kombu payloads), unacknowledged hashes (values
-# [payload, exchange, routing_key]) and the two parked sets (the last two keys); the ledger entries
-# published before ARGV[1] that are in none.
-_LOST = """
-local nqueues = tonumber(ARGV[2])
-local present = {}
-local function note(payload)
-  if type(payload) == 'table' and type(payload.headers) == 'table' and payload.headers.id then
-    present[payload.headers.id] = true
-  end
-end
-for i = 2, 1 + nqueues do
-  for _, raw in ipairs(redis.call('LRANGE', KEYS[i], 0, -1)) do
-    local ok, payload = pcall(cjson.decode, raw)
-    if ok then note(payload) end
-  end
-end
-for i = 2 + nqueues, #KEYS - 2 do
-  for _, raw in ipairs(redis.call('HVALS', KEYS[i])) do
-    local ok, entry = pcall(cjson.decode, raw)
-    if ok and type(entry) == 'table' then note(entry[1]) end
-  end
-end
-for _, key in ipairs({KEYS[#KEYS - 1], KEYS[#KEYS]}) do
-  for _, id in ipairs(redis.call('ZRANGE', key, 0, -1)) do present[id] = true end
-end
-local lost = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])) do
-  if not present[id] then table.insert(lost, id) end
-end
-return lost
-"""
 
 
 def queue_lists(queue: str) -> list[str]:
@@ -84,7 +52,7 @@ class Ledger:
         """`beside_broker`: the broker is this same Redis, so a record can go with its publish."""
         self.redis = client
         self.beside_broker = beside_broker
-        self._lost = client.register_script(_LOST)
+        self._lost = load("ledger_lost").on(client)
         self._batch = threading.local()
 
     def record(self, task_id: str, entry: LedgerEntry) -> None:
@@ -148,4 +116,4 @@ class Ledger:
         and held by no worker."""
         queues = [key for queue in self.queues() for key in queue_lists(queue)]
         keys = [INDEX, *queues, *unacked_keys, PARKED, RELEASING]
-        return cast(list[str], self._lost(keys=keys, args=[published_before, len(queues)]))
+        return cast(list[str], self._lost(keys, [published_before, len(queues)]))

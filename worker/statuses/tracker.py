@@ -18,25 +18,11 @@ from typing import Any, cast
 import redis
 
 from worker.delivery.idempotency import WAMID_PREFIX
+from worker.scripts import load
 from worker.statuses.events import ERROR_TEXT_MAX, RANK, DeliveryStatus, StatusEvent
 
 PREFIX = "wa:status:"
 INBOUND_PREFIX = "wa:inbound:"
-
-# KEYS: status hash, wamid index. Returns {changed, previous status, index fields...}.
-_ADVANCE = """
-local current = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
-local previous = redis.call('HGET', KEYS[1], 'status') or ''
-local changed = 0
-if tonumber(ARGV[2]) > current then
-  redis.call('HSET', KEYS[1], 'status', ARGV[1], 'rank', ARGV[2], 'updated_at', ARGV[3], 'error', ARGV[4])
-  redis.call('EXPIRE', KEYS[1], ARGV[5])
-  changed = 1
-end
-local out = {changed, previous}
-for _, v in ipairs(redis.call('HGETALL', KEYS[2])) do out[#out + 1] = v end
-return out
-"""
 
 
 @dataclass(frozen=True)
@@ -83,7 +69,7 @@ class StatusStore:
     def __init__(self, client: redis.Redis, ttl: int) -> None:
         self.redis = client
         self.ttl = ttl
-        self._advance = client.register_script(_ADVANCE)
+        self._advance = load("advance_status").on(client)
 
     def apply(self, events: list[StatusEvent]) -> list[Applied]:
         """Apply a batch in one round trip."""
@@ -92,10 +78,10 @@ class StatusStore:
         pipe = self.redis.pipeline(transaction=False)
         for e in events:
             error = json.dumps(e.error) if e.error else ""
-            self._advance(
-                keys=[PREFIX + e.wamid, WAMID_PREFIX + e.wamid],
-                args=[e.status.value, RANK[e.status], e.timestamp, error, self.ttl],
-                client=pipe,
+            self._advance.queue(
+                pipe,
+                [PREFIX + e.wamid, WAMID_PREFIX + e.wamid],
+                [e.status.value, RANK[e.status], e.timestamp, error, self.ttl],
             )
         applied = []
         for event, (changed, previous, *index) in zip(events, pipe.execute(), strict=True):

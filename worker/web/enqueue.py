@@ -27,6 +27,7 @@ from worker.app import app
 from worker.delivery.errors import EnqueueError, InvalidIntent
 from worker.delivery.senders import DEFAULT
 from worker.redis_conn import get_enqueue_redis
+from worker.scripts import load
 from worker.services import ledger
 from worker.settings import Settings
 from worker.tasks import send_message
@@ -36,12 +37,6 @@ IDEMPOTENCY_PREFIX = "wa:api:idem:"  # scoped key -> "task_id fingerprint", for 
 # task id -> the sender its intent names, for as long as its result lasts (DISPATCH_RESULT_EXPIRES):
 # a status read is answered only to a key that may use that sender.
 SENDER_PREFIX = "wa:api:sender:"
-
-# Delete a claim only while it is still ours (a retry may have claimed the key since).
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
 
 
 class Unpublished(Exception):
@@ -162,7 +157,7 @@ class Enqueuer:
         self.redis = client
         self.ttl = ttl
         self.sender_ttl = sender_ttl
-        self._release = client.register_script(_RELEASE)
+        self._release = load("release_claim").on(client)
 
     def sender_of(self, task_id: str) -> str | None:
         """The sender of a task this process enqueued (None: not one of ours, or long gone)."""
@@ -280,7 +275,7 @@ class Enqueuer:
         with suppress(RedisError):
             self.redis.delete(SENDER_PREFIX + str(item.task_id))
             if item.key is not None:
-                self._release(keys=[_claim_key(item)], args=[f"{item.task_id} {fingerprint(item.kwargs)}"])
+                self._release([_claim_key(item)], [f"{item.task_id} {fingerprint(item.kwargs)}"])
 
 
 def _claim_key(item: Item) -> str:
