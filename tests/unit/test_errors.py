@@ -83,13 +83,13 @@ def test_exceptions_rebuild_from_their_args() -> None:
     assert pickle.loads(pickle.dumps(exc)).info == exc.info
 
 
-def test_the_readme_error_code_table_is_the_code_table() -> None:
+def test_the_docs_error_code_table_is_the_code_table() -> None:
     from pathlib import Path
 
     from worker.delivery.errors import CODES
 
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = readme.split("### Error codes", 1)[1].split("\n#", 1)[0]
+    page = (Path(__file__).resolve().parents[2] / "docs" / "errors.md").read_text()
+    section = page.split("\n## Error codes\n", 1)[1].split("\n#", 1)[0]
     rows = [
         line.strip("|").split("|")
         for line in section.splitlines()
