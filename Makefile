@@ -3,15 +3,25 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install test unit cov run sandbox worker web lint docs format bench bench-webhooks bench-api soak redis-server chromium clean
+.PHONY: install lock test unit cov run sandbox worker web lint docs format bench bench-webhooks bench-api soak redis-server chromium clean
 
+UV_VERSION := 0.13.9
+
+# Exactly what requirements.lock names (versions and hashes, no resolving), then the project itself.
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes --no-deps -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $@
+
+# After changing pyproject.toml's dependencies: resolve them again into requirements.lock (commit it).
+lock:
+	@test -x $(BIN)/uv || { $(PYTHON) -m venv $(VENV) && $(BIN)/pip install --quiet uv==$(UV_VERSION); }
+	$(BIN)/uv pip compile --quiet --python-version 3.11 --python-platform x86_64-unknown-linux-gnu \
+	  --extra dev --generate-hashes pyproject.toml -o requirements.lock
 
 # The tests start private redis-server processes on free ports, and look at Flower in headless
 # Chromium: make sure both binaries exist (Debian's packages).
