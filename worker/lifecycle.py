@@ -127,9 +127,8 @@ GC_YOUNG_THRESHOLD = 10_000  # Python's default is 700
 def _tune_gc(**_: Any) -> None:
     """The objects a worker built to start (modules, the app, the services) move out of the
     collector's sight, and the young generation is collected every 10,000 allocations instead of
-    700. Measured with gc callbacks in `make bench` (single intents, 2 x 128 threads): collections
-    took 0.2 to 0.35 ms of a worker's time per message, walking startup objects that never die;
-    after this, about 0.07 ms."""
+    700: otherwise the collector keeps walking startup objects that never die, a cost paid per
+    message (measured in docs/architecture.md, "Cost per message, by design")."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])

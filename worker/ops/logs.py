@@ -108,9 +108,9 @@ class JsonLinesHandler(logging.StreamHandler):
     """Renders a record before taking the stream's lock, which then covers only the write.
 
     logging.Handler holds its lock through `format`, and rendering a line (masking, JSON) is the
-    slow part: with 64 pool threads logging, Celery's consumer thread waited on that lock for 40 %
-    of its time (py-spy on a worker taking a backlog), and so took messages off the queue slower
-    than one number's default rate."""
+    slow part: with the pool's threads logging, Celery's consumer thread queued behind them on that
+    lock and took messages off the queue slower than one number's rate (docs/architecture.md,
+    "Cost per message, by design")."""
 
     def handle(self, record: logging.LogRecord) -> bool:
         if not self.filter(record):
