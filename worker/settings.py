@@ -1,6 +1,6 @@
 """Configuration from the environment (and an optional `.env` file).
 
-The variable names are a public contract (see README "Configuration"); the
+The variable names are a public contract (see docs/configuration.md); the
 defaults are chosen for production, tests tighten the timings through the same
 variables.
 """

@@ -4,7 +4,7 @@ Two shapes are read. Meta's (`object: "whatsapp_business_account"`, `entry[].cha
 with `metadata`, `statuses[]`, `messages[]`, `contacts[]`) is the Cloud API's documented
 webhook. Interakt's own events (`type: "message_api_delivered"` ..., with `data.customer` and
 `data.message`) are read from Interakt's "Message Webhook Format" page, which names the event
-types and those two objects but not every field: see README "Webhooks".
+types and those two objects but not every field: see docs/webhooks.md.
 """
 
 from __future__ import annotations
