@@ -1,8 +1,11 @@
 """A tiny local file server for media links: files by path, redirects, and a body that never ends.
-It listens on 127.0.0.1, which the worker refuses unless DISPATCH_MEDIA_ALLOW_HOSTS names it."""
+It listens on 127.0.0.1, which the worker refuses unless DISPATCH_MEDIA_ALLOW_HOSTS names it.
+Each file has an ETag (its content's hash) and answers a matching If-None-Match with 304, as a
+web server or CDN does; paths in `no_validators` answer without one."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +22,8 @@ class MediaServer:
     files: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     redirects: dict[str, str] = field(default_factory=dict)
     hits: list[str] = field(default_factory=list)
+    no_validators: set[str] = field(default_factory=set)
+    not_modified: list[str] = field(default_factory=list)  # paths answered 304
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -55,9 +60,18 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         data, mime = media.files[self.path]
+        etag = None if self.path in media.no_validators else f'"{hashlib.sha256(data).hexdigest()[:16]}"'
+        if etag and self.headers.get("If-None-Match") == etag:
+            media.not_modified.append(self.path)
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.end_headers()
+            return
         self.send_response(200)
         self.send_header("Content-Type", mime)
         self.send_header("Content-Length", str(len(data)))
+        if etag:
+            self.send_header("ETag", etag)
         self.end_headers()
         self.wfile.write(data)
 

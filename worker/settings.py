@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     media_upload_links: bool = Field(False, validation_alias="DISPATCH_MEDIA_UPLOAD_LINKS")
     media_allow_hosts: str = Field("", validation_alias="DISPATCH_MEDIA_ALLOW_HOSTS")
     media_cache_ttl: int = Field(29 * 24 * 3600, gt=0, validation_alias="DISPATCH_MEDIA_CACHE_TTL")
+    # A link's media id is used this long (seconds) before the link is looked at again (a
+    # conditional GET), so new content at the same URL is sent within this time of its change.
+    media_revalidate_after: float = Field(300.0, ge=0, validation_alias="DISPATCH_MEDIA_REVALIDATE_AFTER")
 
     metrics_port: int = Field(0, ge=0, le=65535, validation_alias="DISPATCH_METRICS_PORT")
     metrics_addr: str = Field("0.0.0.0", validation_alias="DISPATCH_METRICS_ADDR")

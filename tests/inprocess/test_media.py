@@ -3,11 +3,13 @@ SSRF-safe fetch (loopback and metadata addresses refused unless allowed), and li
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import redis
 
 from tests import spec_examples as spec
 from tests.inprocess.conftest import ThreadSandbox
@@ -151,3 +153,45 @@ def test_a_refused_link_is_named_without_its_query(send: SendServices) -> None:
     with pytest.raises(LinkRefused) as refused:
         fetch_link("http://127.0.0.1/r.png?X-Amz-Signature=s3cr3t", frozenset(), LIMIT, 5, 20)
     assert "s3cr3t" not in str(refused.value) and "http://127.0.0.1/r.png not fetched" in str(refused.value)
+
+
+@pytest.mark.parametrize("validators", [True, False], ids=["etag", "no-validators"])
+def test_a_banner_replaced_at_the_same_url_is_sent_new_once_looked_at_again(
+    send: SendServices, sandbox: ThreadSandbox, files: MediaServer, r: redis.Redis, validators: bool
+) -> None:
+    """With the production DISPATCH_MEDIA_REVALIDATE_AFTER (300 s): within it the cached id is sent
+    without a fetch; after it a conditional GET keeps the id when the file is the same (304), and
+    new content at the URL is uploaded and sent. Without validators the body is fetched again and
+    compared by hash: the same bytes are not uploaded twice."""
+    settings = send.settings.model_copy(update={"media_allow_hosts": "127.0.0.1"})
+    links = send_services(settings, r)
+    if not validators:
+        files.no_validators.add("/offer.png")
+    files.files["/offer.png"] = (PNG, "image/png")
+    image = {"link": files.url("/offer.png"), "upload": True}
+
+    def sent_media_id(n: int) -> str:
+        intent = {
+            "to": spec.TO,
+            "type": "image",
+            "image": image,
+            "idempotency_key": f"offer-{validators}-{n}",
+        }
+        MessageDelivery(links, intent, f"offer-{validators}-{n}", requeues=0).run()
+        return sandbox.accepted()[-1]["body"]["image"]["id"]
+
+    def age_the_cache() -> None:
+        # As if the revalidation period had passed: a wait no user sits through in a test.
+        for key in r.scan_iter("wa:media:*:link:*"):
+            r.hset(key, "checked_at", time.time() - settings.media_revalidate_after - 1)
+
+    first = sent_media_id(1)
+    assert sent_media_id(2) == first and files.hits == ["/offer.png"]  # fresh: not fetched
+    age_the_cache()
+    assert sent_media_id(3) == first and len(uploads(sandbox)) == 1  # the same file: no upload
+    assert files.not_modified == (["/offer.png"] if validators else [])
+    files.files["/offer.png"] = (PNG + b"new banner", "image/png")  # replaced at the same URL
+    age_the_cache()
+    replaced = sent_media_id(4)
+    assert replaced != first and len(uploads(sandbox)) == 2
+    assert sent_media_id(5) == replaced  # and cached again

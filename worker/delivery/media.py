@@ -7,7 +7,11 @@ request forgery: http(s) only; the host's addresses are resolved once and must a
 names the host; the connection goes to the checked address (no second DNS answer can swap it);
 every redirect is checked the same way; the body is capped while streaming; connect and read
 time out. `MediaLinks` keeps a link's media id 29 days under the URL and the content's hash, and
-uploads a link once however many intents carry it at the same time (a Redis lock).
+uploads a link once however many intents carry it at the same time (a Redis lock). A link is
+looked at again once DISPATCH_MEDIA_REVALIDATE_AFTER has passed since it was last seen: a
+conditional GET (If-None-Match / If-Modified-Since, with the validators it answered last time)
+that a 304 answers keeps the media id; new content at the same URL (a banner replaced) is
+uploaded and sent from then on, the same content under another URL is not uploaded twice.
 """
 
 from __future__ import annotations
@@ -16,19 +20,25 @@ import hashlib
 import ipaddress
 import mimetypes
 import socket
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import cast
 from urllib.parse import urljoin, urlparse
 
 import certifi
 import redis
 import urllib3
+from redis.typing import EncodableT, FieldT
 
 from worker.delivery.client import InteraktClient
 from worker.delivery.errors import InvalidIntent, PermanentError, TransientError
 from worker.delivery.intents import Media, MessageIntent, Template
+from worker.ops.logs import get_logger
 from worker.settings import Settings
+
+log = get_logger("whatsapp_dispatch.media")
 
 MB = 2**20
 KB = 2**10
@@ -153,6 +163,8 @@ class Fetched:
     data: bytes
     mime_type: str
     url: str
+    validators: dict[str, str] = field(default_factory=dict)  # etag, last_modified (as answered)
+    not_modified: bool = False  # a 304 to a conditional GET: `data` is empty, keep what you had
 
 
 def _refused(url: str, reason: str, http_status: int | None = None) -> LinkRefused:
@@ -210,11 +222,33 @@ def _pool(url: str, address: str, port: int, timeout: urllib3.Timeout) -> urllib
     return urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
 
 
+def _conditional(validators: dict[str, str]) -> dict[str, str]:
+    """The request headers that ask for the body only when it changed since it had these validators."""
+    headers = {}
+    if validators.get("etag"):
+        headers["If-None-Match"] = validators["etag"]
+    if validators.get("last_modified"):
+        headers["If-Modified-Since"] = validators["last_modified"]
+    return headers
+
+
+def _validators(resp: urllib3.BaseHTTPResponse) -> dict[str, str]:
+    found = {"etag": resp.headers.get("ETag"), "last_modified": resp.headers.get("Last-Modified")}
+    return {name: value for name, value in found.items() if value}
+
+
 def fetch_link(
-    url: str, allow_hosts: frozenset[str], max_bytes: int, connect_timeout: float, read_timeout: float
+    url: str,
+    allow_hosts: frozenset[str],
+    max_bytes: int,
+    connect_timeout: float,
+    read_timeout: float,
+    validators: dict[str, str] | None = None,
 ) -> Fetched:
-    """GET a media link safely (see the module docstring); LinkRefused with the reason or HTTP status."""
+    """GET a media link safely (see the module docstring); LinkRefused with the reason or HTTP status.
+    With `validators` (an earlier answer's ETag, Last-Modified) the GET is conditional."""
     timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
+    conditional = _conditional(validators or {})
     for _ in range(MAX_REDIRECTS + 1):
         address, port = resolve_address(url, allow_hosts)
         parts = urlparse(url)
@@ -224,7 +258,7 @@ def fetch_link(
             resp = pool.urlopen(
                 "GET",
                 path,
-                headers={"Host": parts.netloc.rsplit("@", 1)[-1]},  # never forward userinfo
+                headers={"Host": parts.netloc.rsplit("@", 1)[-1], **conditional},  # never forward userinfo
                 redirect=False,
                 preload_content=False,
                 retries=False,
@@ -235,9 +269,12 @@ def fetch_link(
             if resp.status in (301, 302, 303, 307, 308) and resp.headers.get("Location"):
                 url = urljoin(url, resp.headers["Location"])
                 continue
+            if resp.status == 304 and conditional:
+                return Fetched(b"", "", url, validators or {}, not_modified=True)
             if resp.status != 200:
                 raise _refused(url, f"HTTP {resp.status}", resp.status)
-            return Fetched(_read_capped(resp, url, max_bytes), resp.headers.get("Content-Type", ""), url)
+            data = _read_capped(resp, url, max_bytes)
+            return Fetched(data, resp.headers.get("Content-Type", ""), url, _validators(resp))
         finally:
             resp.release_conn()
             pool.close()
@@ -267,8 +304,9 @@ def _digest(value: str | bytes) -> str:
 
 
 class MediaLinks:
-    """Media ids of fetched links, per phone number id: `wa:media:{pnid}:url:{sha256(url)}` and
-    `...:sha256:{sha256(content)}`, kept DISPATCH_MEDIA_CACHE_TTL (29 days; Meta keeps media 30)."""
+    """Media ids of fetched links, per phone number id: `wa:media:{pnid}:link:{sha256(url)}` (the
+    media id, the link's validators, when it was last seen) and `...:sha256:{sha256(content)}`,
+    kept DISPATCH_MEDIA_CACHE_TTL (29 days; Meta keeps media 30)."""
 
     def __init__(self, client: redis.Redis, api: InteraktClient, settings: Settings) -> None:
         self.redis = client
@@ -278,14 +316,23 @@ class MediaLinks:
         # Long enough for a fetch (every redirect) and an upload; waiters wait as long.
         self.lock_timeout = (MAX_REDIRECTS + 2) * (settings.connect_timeout + settings.read_timeout)
 
-    def cached(self, url: str) -> str | None:
-        return self.redis.get(self.prefix + "url:" + _digest(url))  # type: ignore[return-value]
+    def _key(self, url: str) -> str:
+        return self.prefix + "link:" + _digest(url)
+
+    def cached(self, url: str) -> dict[str, str]:
+        """What is known of `url`: media_id, checked_at, and its validators; empty when nothing."""
+        return cast(dict[str, str], self.redis.hgetall(self._key(url)))
+
+    def _fresh(self, known: dict[str, str]) -> bool:
+        checked = float(known.get("checked_at") or 0)
+        return bool(known.get("media_id")) and time.time() - checked < self.settings.media_revalidate_after
 
     def media_id(self, url: str, kind: MediaType) -> str:
-        """The media id for `url`: cached, or fetched and uploaded once whoever else asks meanwhile."""
-        found = self.cached(url)
-        if found:
-            return found
+        """The media id for `url`: cached and fresh, or looked at again (fetched and uploaded when
+        its content is new) once whoever else asks meanwhile."""
+        known = self.cached(url)
+        if self._fresh(known):
+            return known["media_id"]
         lock = self.redis.lock(
             self.prefix + "lock:" + _digest(url),
             timeout=self.lock_timeout,
@@ -293,24 +340,50 @@ class MediaLinks:
         )
         try:
             with lock:
-                return self.cached(url) or self._fetch_and_upload(url, kind)
+                known = self.cached(url)
+                return known["media_id"] if self._fresh(known) else self._revalidate(url, kind, known)
         except redis.exceptions.LockError:  # another delivery held it past the timeout: try again later
             raise TransientError("another delivery is still uploading this link", {"code": None}) from None
 
-    def _fetch_and_upload(self, url: str, kind: MediaType) -> str:
+    def _revalidate(self, url: str, kind: MediaType, known: dict[str, str]) -> str:
         s = self.settings
         limit = RULES[kind].animated_max_bytes or RULES[kind].max_bytes
-        fetched = fetch_link(url, s.media_allowed_hosts, limit, s.connect_timeout, s.read_timeout)
+        validators = {k: known[k] for k in ("etag", "last_modified") if known.get(k)}
+        try:
+            fetched = fetch_link(
+                url, s.media_allowed_hosts, limit, s.connect_timeout, s.read_timeout, validators
+            )
+        except LinkRefused as exc:
+            if not known.get("media_id"):
+                raise
+            # Seen before and unreachable now: what it was is still the best guess (stale-if-error).
+            log.warning("media_link_unreachable", error=exc.message, media_id=known["media_id"])
+            return known["media_id"]
+        media_id = known["media_id"] if fetched.not_modified else self._upload(fetched, kind)
+        self._remember(url, media_id, fetched.validators)
+        return media_id
+
+    def _upload(self, fetched: Fetched, kind: MediaType) -> str:
+        """The media id of this content: uploaded, unless the same bytes were (under any URL)."""
         mime = fetched.mime_type.split(";")[0].strip() or mimetypes.guess_type(fetched.url)[0] or ""
         check_media(fetched.data, mime, kind)
         by_content = self.prefix + "sha256:" + _digest(fetched.data)
-        media_id = self.redis.get(by_content) or upload(
-            self.api, s.phone_number_id, fetched.data, mime, Path(urlparse(fetched.url).path).name or kind
+        name = Path(urlparse(fetched.url).path).name or kind
+        media_id = str(
+            self.redis.get(by_content)
+            or upload(self.api, self.settings.phone_number_id, fetched.data, mime, name)
         )
-        ttl = s.media_cache_ttl
-        self.redis.set(self.prefix + "url:" + _digest(url), str(media_id), ex=ttl)
-        self.redis.set(by_content, str(media_id), ex=ttl)
-        return str(media_id)
+        self.redis.set(by_content, media_id, ex=self.settings.media_cache_ttl)
+        return media_id
+
+    def _remember(self, url: str, media_id: str, validators: dict[str, str]) -> None:
+        entry: dict[FieldT, EncodableT] = {"media_id": media_id, "checked_at": time.time()}
+        entry.update(validators.items())
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.delete(self._key(url))  # validators the new answer lacks must not stay
+        pipe.hset(self._key(url), mapping=entry)
+        pipe.expire(self._key(url), self.settings.media_cache_ttl)
+        pipe.execute()
 
     def _by_id(self, media: Media | None, kind: str) -> Media | None:
         """`media` sent by an uploaded id instead of its link; None when it stays as it is."""
