@@ -138,3 +138,174 @@ def message(type_: str, content: object) -> dict:
 def intent_of(payload: dict) -> dict:
     """The send_message keyword arguments that must produce `payload`."""
     return {k: v for k, v in payload.items() if k != "messaging_product"}
+
+
+# Interactive kinds and template components of Meta's Cloud API docs beyond the seed (issue 25).
+FLOW = {
+    "type": "flow",
+    "header": {"type": "text", "text": "Book a table"},
+    "body": {"text": "Pick a day and a time"},
+    "action": {
+        "name": "flow",
+        "parameters": {
+            "flow_message_version": "3",
+            "flow_token": "booking-42",
+            "flow_id": "1191874388643027",
+            "flow_cta": "Book now",
+            "flow_action": "navigate",
+            "flow_action_payload": {"screen": "BOOKING", "data": {"party_size": 2}},
+        },
+    },
+}
+
+CTA_URL = {
+    "type": "cta_url",
+    "body": {"text": "Track your parcel"},
+    "action": {
+        "name": "cta_url",
+        "parameters": {"display_text": "Track", "url": "https://shop.example.com/track/A-42"},
+    },
+}
+
+LOCATION_REQUEST = {
+    "type": "location_request_message",
+    "body": {"text": "Where should we deliver?"},
+    "action": {"name": "send_location"},
+}
+
+ADDRESS = {
+    "type": "address_message",
+    "body": {"text": "Your delivery address, please"},
+    "action": {
+        "name": "address_message",
+        "parameters": {"country": "IN", "values": {"name": "Asha Rao", "in_pin_code": "400001"}},
+    },
+}
+
+
+def card(index: int, kind: str = "image") -> dict:
+    return {
+        "card_index": index,
+        "type": "cta_url",
+        "header": {
+            "type": kind,
+            kind: {"link": f"https://cdn.example.com/offer-{index}.{'png' if kind == 'image' else 'mp4'}"},
+        },
+        "body": {"text": f"Offer {index}"},
+        "action": {
+            "name": "cta_url",
+            "parameters": {"display_text": "Shop", "url": f"https://shop.example.com/offer/{index}"},
+        },
+    }
+
+
+CAROUSEL = {
+    "type": "carousel",
+    "body": {"text": "This week's offers"},
+    "action": {"cards": [card(0), card(1)]},
+}
+
+ORDER_DETAILS = {
+    "type": "order_details",
+    "body": {"text": "Your order, ready to pay"},
+    "action": {
+        "name": "review_and_pay",
+        "parameters": {
+            "reference_id": "order-2024-0042",
+            "type": "physical-goods",
+            "payment_settings": [
+                {
+                    "type": "payment_gateway",
+                    "payment_gateway": {"type": "razorpay", "configuration_name": "shop-razorpay"},
+                }
+            ],
+            "currency": "INR",
+            "total_amount": {"value": 52000, "offset": 100},
+            "order": {
+                "status": "pending",
+                "items": [
+                    {
+                        "retailer_id": "sku-bread-01",
+                        "name": "Sourdough",
+                        "amount": {"value": 25000, "offset": 100},
+                        "sale_amount": {"value": 20000, "offset": 100},
+                        "quantity": 2,
+                    },
+                    {
+                        "retailer_id": "sku-jam-01",
+                        "name": "Jam",
+                        "amount": {"value": 10000, "offset": 100},
+                        "quantity": 1,
+                    },
+                ],
+                "subtotal": {"value": 50000, "offset": 100},
+                "tax": {"value": 2500, "offset": 100, "description": "GST"},
+                "shipping": {"value": 1500, "offset": 100},
+                "discount": {"value": 2000, "offset": 100, "discount_program_name": "WELCOME20"},
+            },
+        },
+    },
+}
+
+ORDER_STATUS = {
+    "type": "order_status",
+    "body": {"text": "Your order has shipped"},
+    "action": {
+        "name": "review_order",
+        "parameters": {"reference_id": "order-2024-0042", "order": {"status": "shipped"}},
+    },
+}
+
+INTERACTIVE_KINDS = [FLOW, CTA_URL, LOCATION_REQUEST, ADDRESS, CAROUSEL, ORDER_DETAILS, ORDER_STATUS]
+
+LIMITED_TIME_OFFER = {
+    "name": "flash_sale",
+    "language": {"code": "en_US"},
+    "components": [
+        {"type": "body", "parameters": [{"type": "text", "text": "Asha"}]},
+        {
+            "type": "limited_time_offer",
+            "parameters": [
+                {"type": "limited_time_offer", "limited_time_offer": {"expiration_time_ms": 1767225600000}}
+            ],
+        },
+        {
+            "type": "button",
+            "sub_type": "copy_code",
+            "index": 0,
+            "parameters": [{"type": "coupon_code", "coupon_code": "FLASH25"}],
+        },
+        {"type": "button", "sub_type": "url", "index": 1, "parameters": [{"type": "text", "text": "flash"}]},
+    ],
+}
+
+CAROUSEL_TEMPLATE = {
+    "name": "summer_carousel",
+    "language": {"code": "en_US"},
+    "components": [
+        {"type": "body", "parameters": [{"type": "text", "text": "Asha"}]},
+        {
+            "type": "carousel",
+            "cards": [
+                {
+                    "card_index": i,
+                    "components": [
+                        {
+                            "type": "header",
+                            "parameters": [
+                                {"type": "image", "image": {"link": f"https://cdn.example.com/c{i}.png"}}
+                            ],
+                        },
+                        {
+                            "type": "button",
+                            "sub_type": "quick_reply",
+                            "index": 0,
+                            "parameters": [{"type": "payload", "payload": f"card-{i}"}],
+                        },
+                    ],
+                }
+                for i in range(2)
+            ],
+        },
+    ],
+}

@@ -135,3 +135,58 @@ def test_an_authentication_template_takes_its_code_in_the_body_and_the_otp_butto
     assert problems(name, OTP_SEND[0], copy_code) == [
         ("template.components.1", "button index 0: expected sub_type url, given copy_code")
     ]
+
+
+def synced(name: str, *components: dict[str, Any]) -> SyncedTemplate:
+    return SyncedTemplate.model_validate(
+        {"name": name, "language": "en_US", "status": "APPROVED", "components": list(components)}
+    )
+
+
+CATALOG_SYNCED = synced(
+    "intro_catalog_offer",
+    {"type": "BODY", "text": "Now {{1}} off"},
+    {"type": "BUTTONS", "buttons": [{"type": "CATALOG", "text": "View catalog"}]},
+)
+ACTION = {"type": "action", "action": {"thumbnail_product_retailer_id": "2lc20305pt"}}
+
+
+@pytest.mark.parametrize("sub_type", ["catalog", "CATALOG"])
+def test_a_button_sub_type_in_meta_casing_fits(sub_type: str) -> None:
+    sent = template(
+        "intro_catalog_offer",
+        {"type": "body", "parameters": text("10%")},
+        {"type": "button", "sub_type": sub_type, "index": 0, "parameters": [ACTION]},
+    )
+    assert check_template(sent, CATALOG_SYNCED) == []
+
+
+def test_a_limited_time_offer_or_carousel_needs_one_in_the_template() -> None:
+    offer = {
+        "type": "limited_time_offer",
+        "parameters": [{"type": "limited_time_offer", "limited_time_offer": {"expiration_time_ms": 1}}],
+    }
+    sent = template("order_update", {"type": "body", "parameters": text("Asha")}, offer)
+    assert check_template(sent, SYNCED["order_update"]) == [
+        ("template.components.1", "limited_time_offer: the template has no limited_time_offer")
+    ]
+    with_offer = synced("order_update", {"type": "BODY", "text": "Hi {{1}}"}, {"type": "LIMITED_TIME_OFFER"})
+    assert check_template(sent, with_offer) == []
+
+
+def test_a_carousel_sends_as_many_cards_as_the_template_has() -> None:
+    def cards(n: int) -> dict[str, Any]:
+        return {
+            "type": "carousel",
+            "cards": [
+                {"card_index": i, "components": [{"type": "header", "parameters": [IMAGE]}]} for i in range(n)
+            ],
+        }
+
+    three = synced(
+        "summer_carousel", {"type": "BODY", "text": "Hi"}, {"type": "CAROUSEL", "cards": [{}, {}, {}]}
+    )
+    assert check_template(template("summer_carousel", cards(3)), three) == []
+    assert check_template(template("summer_carousel", cards(2)), three) == [
+        ("template.components.0", "carousel: expected 3 cards, given 2")
+    ]

@@ -14,7 +14,8 @@ def _dump(obj: Any) -> Any:
 
 
 def message_payload(intent: MessageIntent) -> dict[str, Any]:
-    """The spec's message object: messaging_product, recipient_type, to, type, <type>, and context."""
+    """The spec's message object: messaging_product, recipient_type, to, type, <type>, and context
+    and biz_opaque_callback_data when the intent has them."""
     payload: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": intent.recipient_type,
@@ -23,10 +24,20 @@ def message_payload(intent: MessageIntent) -> dict[str, Any]:
     }
     if intent.context is not None:
         payload["context"] = _dump(intent.context)
+    if intent.biz_opaque_callback_data is not None:
+        payload["biz_opaque_callback_data"] = intent.biz_opaque_callback_data
     payload[intent.type] = _dump(intent.content)
     return payload
 
 
 def read_payload(receipt: ReadReceipt) -> dict[str, Any]:
-    """Mark-as-read: a POST to the same /messages route (the spec's curl says GET by mistake)."""
-    return {"messaging_product": "whatsapp", "status": "read", "message_id": receipt.message_id}
+    """Mark-as-read: a POST to the same /messages route (the spec's curl says GET by mistake), with
+    the typing indicator when asked for."""
+    payload: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "status": "read",
+        "message_id": receipt.message_id,
+    }
+    if receipt.typing_indicator is not None:
+        payload["typing_indicator"] = _dump(receipt.typing_indicator)
+    return payload

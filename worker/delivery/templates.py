@@ -193,7 +193,7 @@ def _check_buttons(
         names = _button_placeholders(button) if sub_type == "url" else ()
         placed = by_index.get(index)
         field, given = _field(placed), placed[1] if placed else None
-        if given is not None and given.sub_type != sub_type:
+        if given is not None and given.button != sub_type:  # Meta writes "CATALOG" as well as "catalog"
             problems.append(
                 (field, f"button index {index}: expected sub_type {sub_type}, given {given.sub_type}")
             )
@@ -210,7 +210,7 @@ def check_template(template: Template, synced: SyncedTemplate | None) -> list[tu
     if synced.status != TemplateStatus.APPROVED:
         return [("template.name", f"template {synced.key} is {synced.status}, not APPROVED")]
     named = synced.parameter_format is ParameterFormat.NAMED
-    sent: dict[str, list[Placed]] = {"header": [], "body": [], "button": []}
+    sent: dict[str, list[Placed]] = {kind: [] for kind in ("header", "body", "button", *COMPONENTS)}
     for pos, component in enumerate(template.components or []):
         sent[component.type].append((pos, component))
     problems: list[tuple[str, str]] = []
@@ -227,7 +227,26 @@ def check_template(template: Template, synced: SyncedTemplate | None) -> list[tu
                 problems.append((field, f"{kind}: the template has no {kind}"))
             continue
         problems += [(field, reason) for reason in _check_parameters(expected, given, named)]
-    return problems + _check_buttons(synced, sent["button"], named)
+    return problems + _check_buttons(synced, sent["button"], named) + _check_components(synced, sent)
+
+
+# A send's component kinds that stand for a whole component of the template, by its type there.
+COMPONENTS = {"limited_time_offer": "LIMITED_TIME_OFFER", "carousel": "CAROUSEL"}
+
+
+def _check_components(synced: SyncedTemplate, sent: dict[str, list[Placed]]) -> list[tuple[str, str]]:
+    """A limited-time offer or carousel sent to a template that has one (a carousel with as many
+    cards as the template's)."""
+    problems = []
+    for kind, component_type in COMPONENTS.items():
+        for pos, given in sent[kind]:
+            field, component = _field((pos, given)), synced.component(component_type)
+            if component is None:
+                problems.append((field, f"{kind}: the template has no {kind}"))
+            elif given.cards is not None and len(given.cards) != len(component.get("cards", [])):
+                expected = len(component.get("cards", []))
+                problems.append((field, f"carousel: expected {expected} cards, given {len(given.cards)}"))
+    return problems
 
 
 # --- the store -------------------------------------------------------------------------------------

@@ -1,5 +1,12 @@
-"""Interactive messages of buttons and lists, and the header, body and footer every interactive
-message shares (Meta's "Interactive object")."""
+"""Interactive messages of buttons, lists, a link, a location or address request, and carousels,
+and the header, body and footer every interactive message shares (Meta's "Interactive object").
+
+Sources: "Interactive CTA URL button messages"
+(https://developers.facebook.com/docs/whatsapp/cloud-api/messages/interactive-cta-url-messages),
+"Interactive location request messages" (.../messages/location-request-messages), "Address
+messages" (.../messages/address-messages: India only), "Interactive media carousel messages"
+(.../messages/interactive-media-carousel-messages: 2 to 10 cards, every card's header of one type).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from worker.delivery.intents.base import ApiObject, BodyText, HeaderText
+from worker.delivery.intents.base import ApiObject, BodyText, HeaderText, HttpUrl, Short
 from worker.delivery.intents.text_media import Document, Image, Video
 
 
@@ -101,3 +108,107 @@ class ListMessage(ApiObject):
     body: Body
     footer: TextBlock | None = None
     action: ListAction
+
+
+class CtaUrlParameters(ApiObject):
+    display_text: Annotated[str, Field(min_length=1, max_length=20)]
+    url: HttpUrl
+
+
+class CtaUrlAction(ApiObject):
+    name: Literal["cta_url"]
+    parameters: CtaUrlParameters
+
+
+class CtaUrlMessage(ApiObject):
+    """A button that opens a URL, so the URL need not sit raw in the body."""
+
+    type: Literal["cta_url"]
+    header: Header | None = None
+    body: Body
+    footer: TextBlock | None = None
+    action: CtaUrlAction
+
+
+class LocationRequestAction(ApiObject):
+    name: Literal["send_location"]
+
+
+class LocationRequestMessage(ApiObject):
+    """A "Send location" button; the reply arrives as a location message."""
+
+    type: Literal["location_request_message"]
+    body: Body
+    action: LocationRequestAction
+
+
+class SavedAddress(ApiObject):
+    id: Short
+    value: dict[str, str]
+
+
+class AddressParameters(ApiObject):
+    country: Literal["IN"]  # address messages are available in India only
+    values: dict[str, str] | None = None  # prefilled fields (name, phone_number, in_pin_code, ...)
+    validation_errors: dict[str, str] | None = None  # a field -> why its last value was refused
+    saved_addresses: list[SavedAddress] | None = None
+
+
+class AddressAction(ApiObject):
+    name: Literal["address_message"]
+    parameters: AddressParameters
+
+
+class AddressMessage(ApiObject):
+    """A form for a delivery address, prefilled with `values`."""
+
+    type: Literal["address_message"]
+    header: TextHeader | None = None
+    body: Body
+    footer: TextBlock | None = None
+    action: AddressAction
+
+
+class CardHeader(ApiObject):
+    type: Literal["image", "video"]
+    image: Image | None = None
+    video: Video | None = None
+
+    @model_validator(mode="after")
+    def _matching_object(self) -> CardHeader:
+        if getattr(self, self.type) is None:
+            raise ValueError(f"header of type '{self.type}' needs a '{self.type}' object")
+        return self
+
+
+class CardBody(ApiObject):
+    text: Annotated[str, Field(min_length=1, max_length=160)]
+
+
+class CarouselCard(ApiObject):
+    card_index: Annotated[int, Field(ge=0, le=9)]
+    type: Literal["cta_url"]
+    header: CardHeader
+    body: CardBody | None = None
+    action: CtaUrlAction
+
+
+class CarouselAction(ApiObject):
+    cards: Annotated[list[CarouselCard], Field(min_length=2, max_length=10)]
+
+    @model_validator(mode="after")
+    def _cards(self) -> CarouselAction:
+        if len({card.header.type for card in self.cards}) > 1:
+            raise ValueError("every card's header must be of the same type (all image or all video)")
+        indexes = [card.card_index for card in self.cards]
+        if len(set(indexes)) != len(indexes):
+            raise ValueError("each card needs its own card_index")
+        return self
+
+
+class CarouselMessage(ApiObject):
+    """Horizontally scrolling cards, each a media header and a URL button, under one body."""
+
+    type: Literal["carousel"]
+    body: Body
+    action: CarouselAction

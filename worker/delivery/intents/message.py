@@ -1,4 +1,9 @@
-"""The intent: one message to one recipient, of one of the API's types, and the read receipt."""
+"""The intent: one message to one recipient, of one of the API's types, and the read receipt.
+
+An intent may be Meta's message object copied whole: `messaging_product` "whatsapp" is taken (and
+no other product), no `type` means text as the Cloud API has it, and `biz_opaque_callback_data`
+(at most 512 characters, "Messages" reference) is passed on for the status webhooks to return.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,22 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from worker.delivery.intents.base import ApiObject, SenderName, Short, normalize_phone, validate
-from worker.delivery.intents.commerce import CatalogMessage, ProductListMessage, ProductMessage
-from worker.delivery.intents.interactive import ButtonMessage, ListMessage
+from worker.delivery.intents.commerce import (
+    CatalogMessage,
+    OrderDetailsMessage,
+    OrderStatusMessage,
+    ProductListMessage,
+    ProductMessage,
+)
+from worker.delivery.intents.flows import FlowMessage
+from worker.delivery.intents.interactive import (
+    AddressMessage,
+    ButtonMessage,
+    CarouselMessage,
+    CtaUrlMessage,
+    ListMessage,
+    LocationRequestMessage,
+)
 from worker.delivery.intents.templates import Template
 from worker.delivery.intents.text_media import (
     Audio,
@@ -37,7 +56,18 @@ MESSAGE_TYPES = (
 )
 
 Interactive = Annotated[
-    ButtonMessage | ListMessage | ProductMessage | ProductListMessage | CatalogMessage,
+    ButtonMessage
+    | ListMessage
+    | CtaUrlMessage
+    | LocationRequestMessage
+    | AddressMessage
+    | CarouselMessage
+    | ProductMessage
+    | ProductListMessage
+    | CatalogMessage
+    | OrderDetailsMessage
+    | OrderStatusMessage
+    | FlowMessage,
     Field(discriminator="type"),
 ]
 
@@ -49,10 +79,12 @@ class Context(ApiObject):
 class MessageIntent(ApiObject):
     """One message to one recipient; `to` is normalised to E.164."""
 
+    messaging_product: Literal["whatsapp"] | None = None  # the payload always names it
     to: str
-    type: Literal[MESSAGE_TYPES]  # type: ignore[valid-type]
+    type: Literal[MESSAGE_TYPES] = "text"  # type: ignore[valid-type]
     recipient_type: Literal["individual"] = "individual"
     context: Context | None = None
+    biz_opaque_callback_data: Annotated[str, Field(max_length=512)] | None = None
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     sender: SenderName | None = None  # which number sends it (worker.delivery.senders); `default` if none
 
@@ -75,6 +107,13 @@ class MessageIntent(ApiObject):
 
     @model_validator(mode="after")
     def _one_object(self) -> MessageIntent:
+        if "type" not in self.model_fields_set and self.text is None:
+            carried = [t for t in MESSAGE_TYPES if getattr(self, t) is not None]
+            if carried:
+                raise ValueError(
+                    f"no 'type' means text (the Cloud API's default), and this message carries"
+                    f" {', '.join(repr(t) for t in carried)}: name its type"
+                )
         if getattr(self, self.type) is None:
             raise ValueError(f"type '{self.type}' needs a '{self.type}' object")
         extra = [t for t in MESSAGE_TYPES if t != self.type and getattr(self, t) is not None]
@@ -94,9 +133,17 @@ def parse_intent(data: dict[str, Any]) -> MessageIntent:
     return validate(MessageIntent, data)
 
 
+class TypingIndicator(ApiObject):
+    type: Literal["text"]
+
+
 class ReadReceipt(ApiObject):
+    """Mark an incoming message read; with a typing indicator, the customer also sees "typing..."
+    (until the reply is sent, or 25 seconds), as Meta's "Typing indicators" guide has it."""
+
     message_id: Short
     sender: SenderName | None = None
+    typing_indicator: TypingIndicator | None = None
 
 
 def parse_read(data: dict[str, Any]) -> ReadReceipt:
