@@ -17,12 +17,15 @@ from typing import Any, Literal
 
 from celery.result import AsyncResult
 
+from worker.delivery.media import Downloaded, download, upload_file
 from worker.message_status import delivery_status
+from worker.services import services
 from worker.tasks import mark_read as _mark_read
 from worker.tasks import send_message
 
 __all__ = [
     "delivery_status",
+    "download_media",
     "mark_read",
     "send",
     "send_audio",
@@ -254,8 +257,15 @@ def upload_media(file: str | Path | bytes, mime_type: str | None = None, sender:
     (InvalidIntent names the rule: image jpeg/png 5 MB, video mp4/3gp 16 MB, audio 16 MB, document
     100 MB, sticker webp 100 KB / 500 KB animated). Unlike the send helpers this calls the API from
     this process, so it needs the sender's settings (and token) here too."""
-    from worker.delivery.media import upload_file
-    from worker.services import services
-
     number = services().send.sender(sender)
     return upload_file(number.client, number.settings.phone_number_id, file, mime_type)
+
+
+def download_media(
+    media_id: str, path: str | Path, sender: str | None = None, sha256: str | None = None
+) -> Downloaded:
+    """Save a customer's media (an inbound message's `image.id`, ...) to `path`, its size capped
+    and its content checked against its sha256 (the webhook's, when given). Like `upload_media`
+    it calls the API from this process, with the sender's settings and token."""
+    number = services().send.sender(sender)
+    return download(number.client, media_id, path, sha256=sha256)

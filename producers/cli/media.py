@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +11,7 @@ import typer
 from producers.cli.base import JsonFlag, SenderOption, chosen_sender, command_group, emit, fail
 from worker.delivery.errors import DispatchError
 
-media_group = command_group("media", "Media of the sending number: upload, show, delete.")
+media_group = command_group("media", "Media of the sending number: upload, show, download, delete.")
 
 
 @media_group.command("upload")
@@ -60,3 +61,27 @@ def media_show(media_id: str, sender: SenderOption = None, as_json: JsonFlag = F
 def media_delete(media_id: str, sender: SenderOption = None, as_json: JsonFlag = False) -> None:
     """Delete an uploaded media id.  Example: wa-dispatch media delete 1037543291543636"""
     emit(_media_call("DELETE", media_id, sender, as_json), as_json, f"media {media_id} deleted")
+
+
+@media_group.command("download")
+def media_download(
+    media_id: str,
+    path: Annotated[Path, typer.Argument(help="Where to save it.")],
+    sha256: Annotated[str | None, typer.Option(help="The webhook's sha256 to check it against.")] = None,
+    sender: SenderOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Save a media id's file (a customer's photo, a payment screenshot), size capped and checked
+    against its sha256; exit 1 when a check fails (nothing is left at PATH).
+
+    Example: wa-dispatch media download 1037543291543636 photo.jpg
+    """
+    from worker.delivery.media import download
+
+    try:
+        saved = download(chosen_sender(sender, as_json).client, media_id, path, sha256=sha256)
+    except DispatchError as exc:
+        fail({"error": str(exc), **exc.info}, as_json, 2 if exc.kind == "invalid" else 1)
+    except OSError as exc:
+        fail({"error": f"cannot write {path}: {exc.strerror}"}, as_json, 2)
+    emit(asdict(saved), as_json, "downloaded")

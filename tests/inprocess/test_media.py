@@ -14,8 +14,8 @@ import redis
 from tests import spec_examples as spec
 from tests.inprocess.conftest import ThreadSandbox
 from tests.media_server import PNG, MediaServer, media_server
-from worker.delivery.errors import InvalidIntent
-from worker.delivery.media import LinkRefused, fetch_link, upload_file
+from worker.delivery.errors import InvalidIntent, PermanentError
+from worker.delivery.media import LinkRefused, download, fetch_link, upload_file
 from worker.delivery.send import MessageDelivery, SendServices
 from worker.services import send_services
 
@@ -195,3 +195,22 @@ def test_a_banner_replaced_at_the_same_url_is_sent_new_once_looked_at_again(
     replaced = sent_media_id(4)
     assert replaced != first and len(uploads(sandbox)) == 2
     assert sent_media_id(5) == replaced  # and cached again
+
+
+def test_a_media_id_is_downloaded_checked_and_capped(
+    send: SendServices, sandbox: ThreadSandbox, tmp_path: Path
+) -> None:
+    """As an app saves a customer's photo: the id's URL from the API, the bytes checked against
+    the sha256 it gave (or the webhook's); a mismatch or an oversize file leaves nothing behind."""
+    client = send.sender(None).client
+    media_id = upload_file(client, "1122334455", PNG, "image/png")
+    saved = download(client, media_id, tmp_path / "photo.png")
+    assert (tmp_path / "photo.png").read_bytes() == PNG
+    assert (saved.mime_type, saved.file_size) == ("image/png", len(PNG))
+    with pytest.raises(PermanentError, match="sha256"):
+        download(client, media_id, tmp_path / "other.png", sha256="0" * 64)
+    with pytest.raises(PermanentError, match="more than 100 bytes"):
+        download(client, media_id, tmp_path / "big.png", max_bytes=100)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]  # no partial files
+    with pytest.raises(InvalidIntent, match="media_id"):
+        download(client, "../1122334455/messages", tmp_path / "x")

@@ -259,3 +259,14 @@ def test_links_to_loopback_or_metadata_are_refused_without_the_allow_list(stack,
         assert files.hits == []
     assert result.state == "FAILURE" and caught.value.info["kind"] == "permanent"  # type: ignore[attr-defined]
     assert "non-public address" in str(caught.value) and api.requests() == []
+
+
+def test_media_download_saves_what_was_uploaded(rig: Rig, tmp_path: Path) -> None:
+    """`wa-dispatch media download` as an operator saves a customer's photo by its id."""
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(PNG)
+    media_id = rig.cli("media", "upload", str(photo))["id"]
+    saved = rig.cli("media", "download", media_id, str(tmp_path / "saved.png"))
+    assert (tmp_path / "saved.png").read_bytes() == PNG and saved["file_size"] == len(PNG)
+    refused = rig.cli("media", "download", media_id, str(tmp_path / "bad.png"), "--sha256", "0" * 64, code=1)
+    assert "sha256" in refused["error"] and not (tmp_path / "bad.png").exists()

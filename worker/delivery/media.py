@@ -29,6 +29,7 @@ from urllib.parse import urljoin, urlparse
 
 import certifi
 import redis
+import requests
 import urllib3
 from redis.typing import EncodableT, FieldT
 
@@ -152,6 +153,58 @@ def upload_file(
 
 
 # --- fetching a link safely ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A customer's media on disk: where, what, and the sha256 it was checked against."""
+
+    path: str
+    mime_type: str
+    sha256: str
+    file_size: int
+
+
+def download(
+    client: InteraktClient,
+    media_id: str,
+    path: str | Path,
+    max_bytes: int = 100 * MB,
+    sha256: str | None = None,
+) -> Downloaded:
+    """Save a media id's file (an inbound photo, a payment screenshot) to `path`: its URL from
+    `GET {api_url}/{media_id}`, fetched with the sender's credentials and no redirect followed
+    (the token goes to the URL the API named, nowhere else), streamed with a size cap, and checked
+    against the sha256 the API (or the webhook, `sha256`) gave. Nothing is left at `path` when a
+    check fails; PermanentError says which."""
+    if not media_id.isdigit():  # it becomes a path of the API's URL
+        raise InvalidIntent.from_fields([("media_id", f"a media id is digits, given {media_id!r}")])
+    info = client.call("GET", media_id).body
+    url, expected = info.get("url"), sha256 or info.get("sha256")
+    if not isinstance(url, str) or urlparse(url).scheme not in ("http", "https"):
+        raise PermanentError("the media lookup answered without a URL", {"code": None, "body": info})
+    target = Path(path)
+    partial = target.with_name(target.name + ".part")
+    digest, size = hashlib.sha256(), 0
+    try:
+        with client.session.get(url, stream=True, timeout=client.timeout, allow_redirects=False) as resp:
+            if resp.status_code != 200:
+                raise PermanentError(f"media {media_id}: HTTP {resp.status_code}", {"code": None})
+            with partial.open("wb") as out:
+                for chunk in resp.iter_content(CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise PermanentError(f"media {media_id}: more than {max_bytes} bytes", {"code": None})
+                    digest.update(chunk)
+                    out.write(chunk)
+        if expected and digest.hexdigest() != expected:
+            raise PermanentError(f"media {media_id}: its sha256 is not the one the API gave", {"code": None})
+        partial.replace(target)
+    except requests.RequestException as exc:
+        raise TransientError(f"media {media_id}: {type(exc).__name__} while downloading", {"code": None}) from None
+    finally:
+        partial.unlink(missing_ok=True)
+    return Downloaded(str(target), str(info.get("mime_type") or ""), digest.hexdigest(), size)
 
 
 class LinkRefused(PermanentError):
