@@ -201,7 +201,8 @@ def download(
             raise PermanentError(f"media {media_id}: its sha256 is not the one the API gave", {"code": None})
         partial.replace(target)
     except requests.RequestException as exc:
-        raise TransientError(f"media {media_id}: {type(exc).__name__} while downloading", {"code": None}) from None
+        reason = f"media {media_id}: {type(exc).__name__} while downloading"
+        raise TransientError(reason, {"code": None}) from None
     finally:
         partial.unlink(missing_ok=True)
     return Downloaded(str(target), str(info.get("mime_type") or ""), digest.hexdigest(), size)
