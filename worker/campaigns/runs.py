@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from worker.campaigns.spec import NAME_PATTERN
 from worker.delivery.send import Lane
+from worker.ops.erasure import SALT_KEY, salted
 from worker.scripts import load
 from worker.statuses.events import DeliveryStatus
 from worker.statuses.tracker import StatusStore
@@ -62,10 +63,15 @@ class CampaignRuns:
         return self.redis.srem(OPTOUT, *numbers) if numbers else 0
 
     def opted_out(self, numbers: list[str]) -> set[str]:
+        """Those of `numbers` that opted out, as they are kept, or as their salted hash once
+        their data was erased (worker.ops.erasure): an opt-out outlives the erasure."""
         if not numbers:
             return set()
-        flags = self.redis.smismember(OPTOUT, numbers)
-        return {n for n, flag in zip(numbers, flags, strict=True) if flag}
+        salt = cast(str | None, self.redis.get(SALT_KEY))
+        hashed = [salted(n, salt) for n in numbers] if salt else []
+        flags = self.redis.smismember(OPTOUT, numbers + hashed)
+        erased = flags[len(numbers) :] or [0] * len(numbers)
+        return {n for n, kept, gone in zip(numbers, flags, erased, strict=False) if kept or gone}
 
     def opt_outs(self) -> list[str]:
         return sorted(cast(set[str], self.redis.smembers(OPTOUT)))
@@ -129,6 +135,7 @@ class CampaignRuns:
             self._record.queue(
                 pipe, [prefix + ":report", prefix + ":counts"], [to, json.dumps(entry), entry["status"]]
             )
+        pipe.expire(prefix + ":report", self.ttl)  # its recipients' numbers go with the run's records
         pipe.execute()
 
     def counts(self, name: str, run_id: str) -> dict[str, Any]:

@@ -53,6 +53,9 @@ class DeadLetters:
         if old:
             pipe.hdel(ENTRIES, *old)
             pipe.zrem(INDEX, *old)
+        # Entries older than the ttl go as others come; the hash itself goes a ttl after the last.
+        pipe.expire(ENTRIES, self.ttl)
+        pipe.expire(INDEX, self.ttl)
         pipe.execute()
 
     def list(
