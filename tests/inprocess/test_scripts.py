@@ -93,12 +93,13 @@ def test_record_recipient_counts_the_first_write_only(r: redis.Redis) -> None:
 def test_reach_admit(
     r: redis.Redis, counted: list[str], to: str, wait: str, admitted: bool, tally: str | None
 ) -> None:
+    now = time.time()  # the script reads the server's clock: counted 100 s ago by it
     for i, who in enumerate(counted):
-        r.zadd("reach", {who: NOW - 100 + i})
+        r.zadd("reach", {who: now - 100 + i})
     reply = float(run(r, "reach_admit", ["reach", tally or ""], [to, 2, wait, 86400]))
     assert (reply == 0) is admitted
     if not admitted:
-        assert 86290 < reply <= 86300 and int(r.hget("counts", "daily_limit_until")) >= NOW + 86299
+        assert 86290 < reply <= 86300 and int(r.hget("counts", "daily_limit_until")) >= now + 86299
     assert (r.zscore("reach", to) is not None) is (admitted or to in counted)
 
 
@@ -199,19 +200,20 @@ LIMITS = [80.0, 6.0, 45, 10.0, 0.05, 30.0, 0.0, "new"]  # rate ... lane_rate, li
 
 @pytest.mark.parametrize(
     ("breaker", "line_end", "verdict"),
-    [
+    [  # times as seconds from now (the script reads the server's clock)
         (None, None, "ok"),
-        ({"state": "open", "next_probe": str(NOW + 60)}, None, "paused"),
-        ({"state": "open", "next_probe": str(NOW - 1)}, None, "probe"),  # one probe goes through
-        ({"state": "open", "next_probe": str(NOW - 1), "manual": "1"}, None, "paused"),  # paused by hand
-        (None, NOW + 60, "later"),  # a parked line: a new intent joins its end
+        ({"state": "open", "next_probe": 60}, None, "paused"),
+        ({"state": "open", "next_probe": -1}, None, "probe"),  # one probe goes through
+        ({"state": "open", "next_probe": -1, "manual": "1"}, None, "paused"),  # paused by hand
+        (None, 60, "later"),  # a parked line: a new intent joins its end
     ],
 )
 def test_acquire_many(r: redis.Redis, breaker: dict | None, line_end: float | None, verdict: str) -> None:
+    now = time.time()
     if breaker:
-        r.hset("brk", mapping=breaker)
+        r.hset("brk", mapping={**breaker, "next_probe": now + breaker["next_probe"]})
     if line_end:
-        r.set("line", line_end)
+        r.set("line", now + line_end)
     reply = run(r, "acquire_many", ["num", "brk", "", "line", "pair:a", "rec"], LIMITS)
     assert reply[0] == verdict
     assert (r.hget("rec", "state") == "sending") is (verdict in ("ok", "probe"))  # due now: marked
