@@ -269,3 +269,188 @@ def download_media(
     it calls the API from this process, with the sender's settings and token."""
     number = services().send.sender(sender)
     return download(number.client, media_id, path, sha256=sha256)
+
+
+# --- the kinds of Meta's Cloud API beyond buttons and lists (issue 25) --------------------------------
+
+
+def _priced(item: dict[str, Any]) -> int:
+    """An order item's price in paise: its sale_amount when it has one (Meta's subtotal rule)."""
+    return int((item.get("sale_amount") or item["amount"])["value"]) * int(item["quantity"])
+
+
+def _paise(value: int | None) -> dict[str, int] | None:
+    return None if value is None else {"value": value, "offset": 100}
+
+
+def send_order_details(
+    to: str,
+    body: str,
+    reference_id: str,
+    items: list[dict[str, Any]],
+    payment_settings: list[dict[str, Any]],
+    tax: int,
+    shipping: int | None = None,
+    discount: int | None = None,
+    goods: Literal["digital-goods", "physical-goods"] = "physical-goods",
+    expiration: int | None = None,
+    header: dict[str, Any] | None = None,
+    footer: str | None = None,
+    **kw: Any,
+) -> AsyncResult:
+    """An invoice to pay in WhatsApp (India, INR). `items` as the API takes them ({retailer_id,
+    name, amount: {value, offset: 100}, quantity, sale_amount?}); tax, shipping and discount in
+    paise. The subtotal and total are computed, as Meta's rules fix them; `expiration` is a Unix
+    time at least 300 s away."""
+    subtotal = sum(_priced(item) for item in items)
+    total = subtotal + tax + (shipping or 0) - (discount or 0)
+    order = _compact(
+        {
+            "status": "pending",
+            "items": items,
+            "subtotal": _paise(subtotal),
+            "tax": _paise(tax),
+            "shipping": _paise(shipping),
+            "discount": _paise(discount),
+            "expiration": {"timestamp": str(expiration)} if expiration is not None else None,
+        }
+    )
+    parameters = {
+        "reference_id": reference_id,
+        "type": goods,
+        "payment_settings": payment_settings,
+        "currency": "INR",
+        "total_amount": _paise(total),
+        "order": order,
+    }
+    content = _frame(
+        "order_details", body, {"name": "review_and_pay", "parameters": parameters}, None, footer
+    )
+    return send_interactive(to, _compact({**content, "header": header}), **kw)
+
+
+def send_order_status(
+    to: str,
+    reference_id: str,
+    status: Literal["pending", "processing", "partially-shipped", "shipped", "completed", "canceled"],
+    body: str,
+    description: str | None = None,
+    footer: str | None = None,
+    **kw: Any,
+) -> AsyncResult:
+    """Move an order sent with `send_order_details` (the same `reference_id`) to `status`."""
+    order = _compact({"status": status, "description": description})
+    action = {"name": "review_order", "parameters": {"reference_id": reference_id, "order": order}}
+    return send_interactive(to, _frame("order_status", body, action, None, footer), **kw)
+
+
+def send_flow(
+    to: str,
+    body: str,
+    flow_cta: str,
+    flow_id: str | None = None,
+    flow_name: str | None = None,
+    flow_token: str | None = None,
+    screen: str | None = None,
+    data: dict[str, Any] | None = None,
+    flow_action: Literal["navigate", "data_exchange"] = "navigate",
+    mode: Literal["draft", "published"] | None = None,
+    header: str | None = None,
+    footer: str | None = None,
+    **kw: Any,
+) -> AsyncResult:
+    """A button opening a Flow (by `flow_id` or `flow_name`), on `screen` with `data` when it navigates."""
+    payload = _compact({"screen": screen, "data": data}) if screen else None
+    parameters = _compact(
+        {
+            "flow_message_version": "3",
+            "flow_token": flow_token,
+            "flow_id": flow_id,
+            "flow_name": flow_name,
+            "flow_cta": flow_cta,
+            "mode": mode,
+            "flow_action": flow_action,
+            "flow_action_payload": payload,
+        }
+    )
+    action = {"name": "flow", "parameters": parameters}
+    return send_interactive(to, _frame("flow", body, action, header, footer), **kw)
+
+
+def _cta_url(display_text: str, url: str) -> dict[str, Any]:
+    return {"name": "cta_url", "parameters": {"display_text": display_text, "url": url}}
+
+
+def send_cta_url(
+    to: str,
+    body: str,
+    display_text: str,
+    url: str,
+    header: str | None = None,
+    footer: str | None = None,
+    **kw: Any,
+) -> AsyncResult:
+    """A button (`display_text`, at most 20 characters) that opens `url`."""
+    return send_interactive(to, _frame("cta_url", body, _cta_url(display_text, url), header, footer), **kw)
+
+
+def send_location_request(to: str, body: str, **kw: Any) -> AsyncResult:
+    """Ask for the customer's location; the answer comes back as a location message."""
+    action = {"name": "send_location"}
+    return send_interactive(to, _frame("location_request_message", body, action, None, None), **kw)
+
+
+def send_address_request(
+    to: str,
+    body: str,
+    values: dict[str, str] | None = None,
+    saved_addresses: list[dict[str, Any]] | None = None,
+    header: str | None = None,
+    footer: str | None = None,
+    **kw: Any,
+) -> AsyncResult:
+    """Ask for a delivery address (India), the form prefilled with `values`."""
+    parameters = _compact({"country": "IN", "values": values, "saved_addresses": saved_addresses})
+    action = {"name": "address_message", "parameters": parameters}
+    return send_interactive(to, _frame("address_message", body, action, header, footer), **kw)
+
+
+def send_carousel(to: str, body: str, cards: list[dict[str, Any]], **kw: Any) -> AsyncResult:
+    """2 to 10 cards, each {"image" or "video": link, "display_text", "url", "body"?}, numbered in order."""
+
+    def card(index: int, spec: dict[str, Any]) -> dict[str, Any]:
+        kind = "video" if "video" in spec else "image"
+        return _compact(
+            {
+                "card_index": index,
+                "type": "cta_url",
+                "header": {"type": kind, kind: {"link": spec[kind]}},
+                "body": {"text": spec["body"]} if spec.get("body") else None,
+                "action": _cta_url(spec["display_text"], spec["url"]),
+            }
+        )
+
+    action = {"cards": [card(i, c) for i, c in enumerate(cards)]}
+    return send_interactive(to, _frame("carousel", body, action, None, None), **kw)
+
+
+def send_otp(to: str, name: str, code: str, language: str = "en_US", **kw: Any) -> AsyncResult:
+    """An authentication template's one-time code: in its body, and in its OTP button (copy code,
+    one-tap or zero-tap), which a send fills as a url button with the code."""
+    components = [
+        {"type": "body", "parameters": [{"type": "text", "text": code}]},
+        {"type": "button", "sub_type": "url", "index": "0", "parameters": [{"type": "text", "text": code}]},
+    ]
+    return send_template(to, name, language, components, **kw)
+
+
+__all__ += [  # the helpers above
+    "send_address_request",
+    "send_carousel",
+    "send_cta_url",
+    "send_flow",
+    "send_location_request",
+    "send_order_details",
+    "send_order_status",
+    "send_otp",
+]
