@@ -160,8 +160,40 @@ def one_of_each(to: str) -> dict[str, AsyncResult]:
         ),
         "catalog": producers.send_catalog(to, "Browse our catalog", "2lc20305pt"),
         "template": producers.send_template(to, "hello_world", "en_US"),
+        "otp": producers.send_otp(to, "login_copy_code", "482913"),
+        **newer_kinds(to),
         "mark_read": producers.mark_read(WAMID),
     }
+
+
+def newer_kinds(to: str) -> dict[str, AsyncResult]:
+    """Payments in chat, a Flow, a CTA button, location and address requests and a carousel."""
+    bread = {"retailer_id": "sku-bread-01", "name": "Sourdough", "amount": _paise(25000), "quantity": 2}
+    upi = [{"type": "payment_gateway", "payment_gateway": {"type": "razorpay", "configuration_name": "shop"}}]
+    card = {"display_text": "Shop", "url": "https://shop.example/sale", "body": "New in"}
+    image = "https://www.w3.org/Graphics/PNG/nurbcup2si.png"
+    return {
+        "order_details": producers.send_order_details(
+            to, "Your order, ready to pay", "order-2026-0042", [bread], upi, tax=2500
+        ),
+        "order_status": producers.send_order_status(to, "order-2026-0042", "shipped", "On its way"),
+        "flow": producers.send_flow(
+            to,
+            "Tell us about your return",
+            "Start",
+            flow_id="1191874388643027",
+            screen="RETURN",
+            mode="draft",
+        ),
+        "cta_url": producers.send_cta_url(to, "Track your parcel", "Track", "https://shop.example/t/42"),
+        "location_request": producers.send_location_request(to, "Where should we deliver?"),
+        "address_request": producers.send_address_request(to, "Your delivery address, please"),
+        "carousel": producers.send_carousel(to, "This week", [{**card, "image": image}] * 2),
+    }
+
+
+def _paise(value: int) -> dict[str, int]:
+    return {"value": value, "offset": 100}
 
 
 def main() -> None:

@@ -42,6 +42,14 @@ KINDS = [
     "product_list",
     "catalog",
     "template",
+    "otp",
+    "order_details",
+    "order_status",
+    "flow",
+    "cta_url",
+    "location_request",
+    "address_request",
+    "carousel",
     "mark_read",
 ]
 
