@@ -245,9 +245,14 @@ def send_template(
     return send(to, "template", template, **kw)
 
 
-def mark_read(message_id: str, sender: str | None = None, **options: Any) -> AsyncResult:
-    """Mark an inbound message read, on the number (`sender`) that received it."""
-    receipt = {"message_id": message_id, **({"sender": sender} if sender else {})}
+def mark_read(
+    message_id: str, sender: str | None = None, typing: bool = False, **options: Any
+) -> AsyncResult:
+    """Mark an inbound message read, on the number (`sender`) that received it; with `typing`,
+    the customer also sees "typing..." until the reply (Meta's typing indicator, up to 25 s)."""
+    receipt: dict[str, Any] = {"message_id": message_id, **({"sender": sender} if sender else {})}
+    if typing:
+        receipt["typing_indicator"] = {"type": "text"}
     return _mark_read.apply_async(kwargs=receipt, **options)
 
 

@@ -10,7 +10,7 @@ import pytest
 
 import producers
 from tests.spec_examples import TO
-from worker.delivery.intents import MessageIntent, parse_intent
+from worker.delivery.intents import MessageIntent, parse_intent, parse_read
 
 ITEMS = [
     {
@@ -75,3 +75,14 @@ def test_order_details_adds_up(enqueued: list[dict[str, Any]]) -> None:
     parameters = enqueued[0]["interactive"]["action"]["parameters"]
     assert parameters["order"]["subtotal"] == {"value": 50000, "offset": 100}  # sale prices x quantity
     assert parameters["total_amount"] == {"value": 52000, "offset": 100}  # + tax + shipping - discount
+
+
+def test_mark_read_can_show_the_typing_indicator(monkeypatch: pytest.MonkeyPatch) -> None:
+    receipts: list[dict[str, Any]] = []
+    monkeypatch.setattr(producers._mark_read, "apply_async", lambda kwargs, **_: receipts.append(kwargs))
+    producers.mark_read("wamid.IN", typing=True)
+    producers.mark_read("wamid.IN2")
+    assert [parse_read(r).model_dump(exclude_none=True) for r in receipts] == [
+        {"message_id": "wamid.IN", "typing_indicator": {"type": "text"}},
+        {"message_id": "wamid.IN2"},
+    ]
