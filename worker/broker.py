@@ -17,6 +17,16 @@ Two changes, both found in py-spy profiles of a worker (`make bench`, the isolat
   ledger's record of the task (worker.recovery.ledger) goes with the message, not a round trip
   before it.
 
+What a lost connection leaves unsettled is settled on the next connection (`_Unsettled`), found
+in `make test`'s Redis restart: Redis writes a BRPOP's pop to its append-only file and can exit
+(SIGTERM, SHUTDOWN) before it writes the reply, so the message is in no queue and unacked by no
+one. Kombu's stock transport has the same gap. What a worker can know, it settles itself: a fetch
+whose reply never came back was recorded or not (its BRPOP message is pushed back, or its batch
+restored); an ack that failed is sent again, and its prefetch credit is never kept from the
+consumer. What it cannot know (a BRPOP's reply that never came) is left to the ledger's audit,
+asked for at once (`pop_gap_hooks`); a publish the ledger does not know (an app's own `send_task`)
+is lost in that case, as the README says of a worker that dies in the same gap.
+
 `install` makes it the transport of `redis://` and `rediss://` URLs in this process, so broker
 URLs, Flower's broker view and `celery inspect` see the same scheme as before.
 """
@@ -26,6 +36,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from time import time
 from typing import Any
 
@@ -35,7 +46,10 @@ from kombu.transport.virtual import QoS as VirtualQoS
 from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
 
+from worker.ops.logs import get_logger
 from worker.redis_conn import group_of
+
+log = get_logger("whatsapp_dispatch.broker")
 
 NAME = "worker.broker:Transport"
 FETCH_BATCH = 32  # messages a backlog gives up per round trip, beside the one BRPOP returned
@@ -66,6 +80,104 @@ return items
 
 _before = threading.local()
 
+# Called, once Redis answers again, after a connection was lost with a BRPOP pending: its message
+# may be nowhere (worker.lifecycle asks the ledger audit to run at once).
+pop_gap_hooks: list[Callable[[], None]] = []
+
+
+class _Deliveries:
+    """Messages this process handed to its consumer: the stall watchdog's sign of progress."""
+
+    count = 0
+
+
+deliveries = _Deliveries()
+
+
+@dataclass(frozen=True)
+class _LostFetch:
+    """A fetch whose reply did not come back: the BRPOP's message was in hand, the script that
+    records it (and pops the batch behind it) may or may not have run."""
+
+    key: str
+    item: str
+    tag: str
+    taken: str  # the script's `now`: the unacked index score of everything it recorded
+    index: str
+    unacked: str
+
+
+@dataclass(frozen=True)
+class _LostAck:
+    tag: str
+    index: str
+    unacked: str
+
+
+class _Unsettled:
+    """What a lost connection left unsettled in this process, settled through the next one (the
+    event loop's thread, before its next BRPOP). Shared by every connection of the process: a
+    reconnect is a new transport, with new channels."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.fetches: list[_LostFetch] = []
+        self.acks: list[_LostAck] = []
+        self.restores: list[str] = []  # tags a requeue could not put back
+        self.pop_gap = False
+
+    def pending(self) -> bool:
+        return bool(self.fetches or self.acks or self.restores or self.pop_gap)
+
+    def settle(self, client: Any, channel: Any) -> None:
+        with self._lock:
+            fetches, self.fetches = self.fetches, []
+            acks, self.acks = self.acks, []
+            restores, self.restores = self.restores, []
+            pop_gap, self.pop_gap = self.pop_gap, False
+        try:
+            while fetches:
+                _settle_fetch(client, channel, fetches[0])
+                fetches.pop(0)
+            while restores:
+                channel.qos.restore_by_tag(restores[0], client=client)
+                restores.pop(0)
+            if acks:
+                with client.pipeline(transaction=False) as pipe:
+                    for ack in acks:
+                        pipe.zrem(ack.index, ack.tag).hdel(ack.unacked, ack.tag)
+                    pipe.execute()
+                acks = []
+            if pop_gap:
+                for hook in pop_gap_hooks:
+                    hook()
+                pop_gap = False
+        except channel.connection_errors:
+            with self._lock:  # Redis is still away: the next BRPOP's turn tries again
+                self.fetches[:0], self.acks[:0], self.restores[:0] = fetches, acks, restores
+                self.pop_gap = self.pop_gap or pop_gap
+        except Exception:  # a Redis error that will not pass: logged, never the event loop's
+            log.warning("unsettled_dropped", fetches=len(fetches), acks=len(acks), exc_info=True)
+
+
+unsettled = _Unsettled()
+
+
+def _settle_fetch(client: Any, channel: Any, lost: _LostFetch) -> None:
+    """The script records the BRPOP's message first, with everything else it pops, in one step: if
+    that message is unacked, the script ran and what it recorded goes back to the queue (none of it
+    was delivered); if not, the message goes back as it came."""
+    if client.hexists(lost.unacked, lost.tag):
+        found = client.zrangebyscore(lost.index, lost.taken, lost.taken)
+        tags = [tag.decode() if isinstance(tag, bytes) else tag for tag in found]
+        # The BRPOP's message last: while it is unacked, a try cut short is taken up again here.
+        for tag in sorted(tags, key=lambda tag: tag == lost.tag):
+            channel.qos.restore_by_tag(tag, client=client)
+        log.warning("fetch_reply_lost", recorded=len(tags), restored=len(tags))
+    else:
+        client.rpush(lost.key, lost.item)  # the right end: the next one taken
+        log.warning("fetch_reply_lost", recorded=0, restored=1)
+
 
 @contextmanager
 def before_publish(build: Callable[[Any], None]) -> Iterator[None]:
@@ -87,11 +199,32 @@ class QoS(kombu_redis.QoS):
         def build(pipe: Any) -> None:
             self._remove_from_indices(delivery_tag, pipe)
 
-        group_of(self.channel._shared_client).execute(build)
-        VirtualQoS.ack(self, delivery_tag)
+        try:
+            group_of(self.channel._shared_client).execute(build)
+        except self.channel.connection_errors:
+            # Sent again through the next connection; the message stays unacked until then.
+            unsettled.acks.append(_LostAck(delivery_tag, self.unacked_index_key, self.unacked_key))
+            raise
+        finally:
+            # The work is done whatever Redis answered: a failed ack must not keep its prefetch
+            # credit, or enough of them stop the consumer for good.
+            VirtualQoS.ack(self, delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:
+        """Kombu's reject; as `ack`, the credit comes back even when Redis did not answer."""
+        try:
+            super().reject(delivery_tag, requeue=requeue)
+        except self.channel.connection_errors:
+            if requeue:
+                unsettled.restores.append(delivery_tag)
+            else:
+                unsettled.acks.append(_LostAck(delivery_tag, self.unacked_index_key, self.unacked_key))
+            VirtualQoS.ack(self, delivery_tag)
+            raise
 
     def append(self, message: Any, delivery_tag: str) -> None:
         """A message the fetch script already recorded needs only the in-memory bookkeeping."""
+        deliveries.count += 1
         if self.channel._recorded.pop(delivery_tag, None) is not None:
             VirtualQoS.append(self, message, delivery_tag)
         else:
@@ -105,6 +238,17 @@ class Channel(kombu_redis.Channel):
         super().__init__(*args, **kwargs)
         self._recorded: dict[str, bool] = {}
         self.handlers["BRPOP"] = self._fetch_read
+
+    def _brpop_start(self, timeout: Any = None) -> None:
+        """Kombu's, after settling what a lost connection left (a no-op test when nothing did)."""
+        if unsettled.pending():
+            unsettled.settle(self._shared_client, self)
+        super()._brpop_start(timeout)
+
+    def _on_connection_disconnect(self, connection: Any) -> None:
+        if connection is not None and self._in_poll is connection:
+            unsettled.pop_gap = True  # the BRPOP may have popped a message we never read
+        super()._on_connection_disconnect(connection)
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         """Kombu's publish (LPUSH, and its queue expiry), with what `before_publish` asked for in
@@ -156,9 +300,15 @@ class Channel(kombu_redis.Channel):
             self._queue_cycle.rotate(queue)
             credit = self.qos.can_consume_max_estimate()
             more = FETCH_BATCH if credit is None else max(0, min(FETCH_BATCH, credit - 1))
-            payloads = [
-                loads(raw) for raw in self._fetch(keys=[key, *self._unacked_keys], args=[time(), more, item])
-            ]
+            taken = repr(time())
+            try:
+                raws = self._fetch(keys=[key, *self._unacked_keys], args=[taken, more, item])
+            except self.connection_errors:
+                raw = item.decode() if isinstance(item, bytes) else item
+                tag = loads(raw)["properties"]["delivery_tag"]
+                unsettled.fetches.append(_LostFetch(key, raw, tag, taken, *self._unacked_keys))
+                raise
+            payloads = [loads(raw) for raw in raws]
         finally:
             self._in_poll = None  # type: ignore[assignment]  # kombu's "no BRPOP pending"
             self._flush_brpop_reauth()
