@@ -1,24 +1,32 @@
-"""The workers' lifecycle beside the tasks: crash recovery (worker.recovery) and the webhook
-applier (worker.statuses), hooked to Celery's signals and bootsteps. Imported by the worker with
-the tasks (`include` in worker.app), so it is in place before the worker connects.
+"""The workers' lifecycle beside the tasks: crash recovery (worker.recovery), the webhook
+applier (worker.statuses) and the consumer's watchdog, hooked to Celery's signals and bootsteps.
+Imported by the worker with the tasks (`include` in worker.app), so it is in place before the
+worker connects.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, ClassVar
 
+import redis
 from celery import bootsteps, states
 from celery.signals import celeryd_init, task_postrun, worker_ready, worker_shutdown
+from celery.worker import state as worker_state
 
-from worker.app import RELEASED_QUEUE, app
+from worker import broker
+from worker.app import QUEUES, RELEASED_QUEUE, app
 from worker.delivery.parking import RELEASED_HEADER, Parked, Pump
 from worker.delivery.senders import SendersError
-from worker.ops.logs import mask_text
+from worker.ops import metrics
+from worker.ops.logs import get_logger, mask_text
+from worker.recovery.ledger import queue_lists
 from worker.recovery.nodes import NODE, Registry
-from worker.recovery.recoverer import Recoverer, unacked_keys
+from worker.recovery.recoverer import AUDIT_DUE, Recoverer, unacked_keys
 from worker.redis_conn import get_redis
 from worker.services import ledger, reactions, services
 from worker.settings import get_settings
@@ -153,3 +161,149 @@ def _stop_recoverer(**_: Any) -> None:
         pump.stop()
     for recoverer in _recoverer:
         recoverer.stop()
+
+
+# --- the pop gap: the ledger audit at once ------------------------------------------------------
+
+log = get_logger("whatsapp_dispatch.lifecycle")
+
+
+def _audit_soon() -> None:
+    """worker.broker saw a connection lost with a BRPOP pending, and Redis is back: a message may
+    have been popped for this worker and never reached it. The recoverer audits the ledger once
+    DISPATCH_AUDIT_GRACE has passed, not at its next interval. In a thread: the broker calls this
+    from the event loop, and the state Redis may be slower to answer than the broker."""
+
+    def request() -> None:
+        grace = get_settings().audit_grace
+        due = time.time() + grace
+        try:
+            client = get_redis()
+            current = client.get(AUDIT_DUE)
+            if current is None or float(current) > due:
+                client.set(AUDIT_DUE, due)
+            log.warning("pop_gap_audit_requested", audit_in_s=grace)
+        except redis.RedisError:
+            log.warning("pop_gap_audit_not_requested", exc_info=True)  # the interval's audit remains
+
+    threading.Thread(target=request, name="wa-audit-request", daemon=True).start()
+
+
+# --- the consumer's watchdog ---------------------------------------------------------------------
+
+STALL_AFTER = 120.0  # s without a message taken while the queues held work and a thread was free
+STALL_CHECK_INTERVAL = 5.0
+STALL_EXIT_GRACE = 60.0  # s the warm shutdown may take before the process exits at once
+
+
+class ConsumerWatchdog:
+    """Sees a consumer that takes nothing while its queues hold work and it has room for more.
+
+    Kombu's Redis transport and Celery's consumer recover from every lost connection the tests
+    know of (worker.broker settles what one leaves), but a consumer that stops taking messages
+    still answers `celery inspect ping`, so a liveness probe would never restart it. Progress is
+    a message taken (worker.broker.deliveries), or nothing to take (the queues' lists are empty),
+    or no room (as many tasks reserved as the pool has threads). Redis away is not this worker's
+    stall: no answer counts as nothing to take."""
+
+    def __init__(
+        self,
+        queued: Callable[[], int],
+        taken: Callable[[], int],
+        busy: Callable[[], int],
+        capacity: int,
+        stall_after: float = STALL_AFTER,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.queued, self.taken, self.busy, self.capacity = queued, taken, busy, capacity
+        self.stall_after = stall_after
+        self.clock = clock
+        self.progress_at = clock()
+        self.last_taken = taken()
+        self.last_queued = 0
+
+    def check(self) -> float | None:
+        """Seconds without progress once that is at least `stall_after`, else None."""
+        now, taken = self.clock(), self.taken()
+        try:
+            self.last_queued = self.queued()
+        except redis.RedisError:
+            self.last_queued = 0
+        if taken != self.last_taken or not self.last_queued or self.busy() >= self.capacity:
+            self.progress_at, self.last_taken = now, taken
+            return None
+        idle = now - self.progress_at
+        return idle if idle >= self.stall_after else None
+
+
+class _Watch:
+    def __init__(self, watchdog: ConsumerWatchdog) -> None:
+        self.watchdog = watchdog
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="wa-consumer-watchdog", daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop.wait(STALL_CHECK_INTERVAL):
+            idle = self.watchdog.check()
+            if idle is None:
+                continue
+            log.error(
+                "consumer_stalled",
+                idle_s=round(idle, 1),
+                queued=self.watchdog.last_queued,
+                reserved=self.watchdog.busy(),
+                taken=self.watchdog.last_taken,
+                action="exit",
+            )
+            metrics.CONSUMER_STALLS.inc()
+            # A warm shutdown with a failure status, so any supervisor restarts it: the tasks in
+            # flight finish, the channel hands the rest back, and a message left unacked returns
+            # with this node's set once its heartbeat stops (acks are late: none is lost).
+            worker_state.should_stop = 1
+            if not self.stop.wait(STALL_EXIT_GRACE):
+                log.error("consumer_stalled_exit_now", grace_s=STALL_EXIT_GRACE)
+                os._exit(1)
+            return
+
+
+_watches: list[_Watch] = []
+
+
+def _broker_queued() -> Callable[[], int]:
+    """Messages waiting in the lists this worker reads (each queue and its priority lists)."""
+    client = redis.Redis.from_url(
+        get_settings().celery_broker_url, socket_timeout=5, socket_connect_timeout=2
+    )
+    keys = [key for queue in QUEUES for key in queue_lists(queue)]
+
+    def queued() -> int:
+        with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.llen(key)
+            return sum(pipe.execute())
+
+    return queued
+
+
+@worker_ready.connect
+def _start_watchdog(sender: Any = None, **_: Any) -> None:
+    if not get_settings().redis_broker:
+        return  # RabbitMQ pushes to its consumers; the Redis transport is what this watches
+    broker.pop_gap_hooks.append(_audit_soon)
+    pool = getattr(sender, "pool", None)
+    capacity = int(getattr(pool, "num_processes", None) or app.conf.worker_concurrency or 1)
+    watchdog = ConsumerWatchdog(
+        _broker_queued(),
+        lambda: broker.deliveries.count,
+        lambda: len(worker_state.reserved_requests),
+        capacity,
+    )
+    watch = _Watch(watchdog)
+    watch.thread.start()
+    _watches.append(watch)
+
+
+@worker_shutdown.connect
+def _stop_watchdog(**_: Any) -> None:
+    for watch in _watches:
+        watch.stop.set()

@@ -255,3 +255,45 @@ def resp(*args: str) -> bytes:
         data = arg.encode()
         out.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(out)
+
+
+def test_the_watchdog_sees_a_consumer_that_takes_nothing_while_work_waits() -> None:
+    from worker.lifecycle import ConsumerWatchdog
+
+    now, queued, taken, busy = [0.0], [5], [0], [0]
+
+    def redis_away() -> int:
+        raise redis.ConnectionError("gone")
+
+    def dog(**kw: object) -> ConsumerWatchdog:
+        return ConsumerWatchdog(
+            kw.get("queued", lambda: queued[0]),  # type: ignore[arg-type]
+            lambda: taken[0],
+            lambda: busy[0],
+            capacity=4,
+            stall_after=120,
+            clock=lambda: now[0],
+        )
+
+    watchdog = dog()
+    now[0] = 119.0
+    assert watchdog.check() is None
+    now[0] = 121.0
+    assert watchdog.check() == 121.0  # work waited two minutes, nothing was taken, a thread was free
+    for progress in ("taken", "empty", "full"):
+        taken[0], queued[0], busy[0] = 0, 5, 0
+        watchdog, now[0] = dog(), 0.0
+        now[0] = 100.0
+        if progress == "taken":
+            taken[0] = 1
+        elif progress == "empty":
+            queued[0] = 0
+        else:
+            busy[0] = 4  # every thread has a task: taking nothing is right
+        assert watchdog.check() is None
+        now[0] = 200.0
+        taken[0], queued[0], busy[0] = taken[0], 5, 0
+        assert watchdog.check() is None, progress  # the clock restarted at the progress
+    watchdog, now[0] = dog(queued=redis_away), 0.0
+    now[0] = 500.0
+    assert watchdog.check() is None  # Redis away is not this worker's stall

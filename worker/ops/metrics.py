@@ -51,6 +51,12 @@ WEBHOOK_LAG = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
 
+CONSUMER_STALLS = Counter(
+    "wa_consumer_stalls_total",
+    "Times a worker's consumer took nothing while its queues held work and it had room, and the "
+    "worker exited to be restarted by its supervisor",
+)
+
 
 class QueueDepth(Collector):
     """Messages waiting in each queue, and intents waiting parked for their number's turn (the
