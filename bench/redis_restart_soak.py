@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
         "fetch replies",
         "pop gaps",
     )
-    for column in (*columns, "republished"):
+    for column in (*columns, "republished", "max req/s"):
         table.add_column(column, justify="right")
     for r in rounds:
         took = f"{r.settle_s:.1f}" if r.settle_s is not None else "-"
