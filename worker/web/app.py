@@ -107,6 +107,7 @@ async def receive(request: Request) -> Response:
         return _refuse(Rejected.REDIS_UNAVAILABLE, 503, "try again later", error=type(exc).__name__)
     metrics.WEBHOOK_RECEIVED.labels(parsed.source, "status").inc(len(parsed.statuses))
     metrics.WEBHOOK_RECEIVED.labels(parsed.source, "message").inc(len(parsed.messages))
+    metrics.WEBHOOK_ACCEPT.labels(parsed.source).observe(max(0.0, time.time() - received))
     return JSONResponse({"ok": True, "stored": True})
 
 
