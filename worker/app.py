@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import redis
 from celery import Celery
 from celery.signals import setup_logging, worker_ready
 from kombu import Queue
 
 from worker import broker, results, tracebacks
+from worker.delivery.deadletters import ENTRIES as DEAD_LETTERS
 from worker.delivery.parking import PARKED
+from worker.delivery.ratelimit import breaker_key, number_key
+from worker.delivery.reach import reach_key
+from worker.delivery.senders import senders
 from worker.ops import logs, metrics
+from worker.recovery.nodes import NODE, WORKERS
 from worker.redis_conn import get_redis
-from worker.settings import get_settings
+from worker.settings import Settings, get_settings
 
 RELEASED_QUEUE = "whatsapp.released"  # parked intents whose turn has come: served first
 QUEUE = "whatsapp"  # messages apps enqueue one by one
@@ -117,4 +123,22 @@ def _serve_metrics(**_: object) -> None:
             settings.metrics_port,
             settings.metrics_addr,
             metrics.QueueDepth(get_redis(), QUEUES, PARKED),
+            send_state(settings, get_redis()),
         )
+
+
+def send_state(settings: Settings, client: redis.Redis) -> metrics.SendState:
+    """The shared state the workers' metrics read from Redis: each sender's breaker, parked line
+    and messaging limit, the dead letters and the heartbeats."""
+    watched = [
+        metrics.WatchedSender(
+            name,
+            breaker=breaker_key(each.phone_number_id),
+            line=f"{number_key(each.phone_number_id)}:park",  # worker.delivery.ratelimit's line
+            reach=reach_key(each.waba_id),
+            daily_limit=each.daily_limit,
+        )
+        for name, each in sorted(senders(settings).items())
+    ]
+    liveness = metrics.Liveness(WORKERS, NODE, settings.heartbeat_timeout)
+    return metrics.SendState(client, watched, DEAD_LETTERS, liveness)

@@ -33,6 +33,7 @@ from worker.settings import get_settings
 from worker.statuses.apply import Applier
 from worker.statuses.consumer import consume
 from worker.statuses.inbox import Inbox
+from worker.tasks import ENQUEUED_AT
 
 
 def _enqueue(name: str, kwargs: dict[str, Any], queue: str | None) -> None:
@@ -98,13 +99,14 @@ def _publish_released(taken: list[tuple[str, Parked]]) -> None:
     its ledger entry stands until it settles."""
     with app.producer_or_acquire() as producer:
         for task_id, parked in taken:
+            enqueued = {ENQUEUED_AT: parked.enqueued_at} if parked.enqueued_at is not None else {}
             app.send_task(
                 parked.task,
                 kwargs=parked.kwargs,
                 task_id=task_id,
                 queue=RELEASED_QUEUE,
                 retries=parked.retries,
-                headers={RELEASED_HEADER: "1"},
+                headers={RELEASED_HEADER: "1", **enqueued},
                 kwargsrepr=mask_text(repr(parked.kwargs)),
                 producer=producer,
             )

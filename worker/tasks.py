@@ -33,6 +33,10 @@ from worker.settings import get_settings
 
 log = get_logger("whatsapp_dispatch.enqueue")
 
+# Message header: when the task was first published (unix time). Celery keeps a message's headers
+# through self.retry, so a requeued message keeps its first enqueue time.
+ENQUEUED_AT = "wa_enqueued_at"
+
 
 class MaskedRequest(Request):
     """Task events (what Flower shows) carry results and errors with phone numbers masked."""
@@ -61,6 +65,9 @@ class LedgeredTask(Task):
         kwargs = kwargs or {}
         self.check(kwargs)
         options.setdefault("kwargsrepr", mask_text(repr(kwargs)))
+        headers = options.get("headers") or {}
+        if ENQUEUED_AT not in headers:
+            options["headers"] = {**headers, ENQUEUED_AT: time.time()}
         task_id = options.setdefault("task_id", uuid())
         book = ledger()
         try:
@@ -150,9 +157,10 @@ def send_message(self: Task, campaign: dict[str, Any] | None = None, **intent: A
     lane = validate(RunRef, campaign, prefix="campaign.").lane if campaign is not None else None
     request = self.request
     released = bool(request.get(RELEASED_HEADER))
+    enqueued_at = enqueued_time(request)
     send = services().send
     try:
-        result = deliver_message(send, intent, request.id, request.retries, lane, released)
+        result = deliver_message(send, intent, request.id, request.retries, lane, released, enqueued_at)
     except Requeue as requeue:
         if requeue.parked:
             raise park(self, requeue) from None
@@ -165,11 +173,21 @@ def send_message(self: Task, campaign: dict[str, Any] | None = None, **intent: A
     return result
 
 
+def enqueued_time(request: Any) -> float | None:
+    """The ENQUEUED_AT header of a task's message: an attribute of the worker's request, in
+    `headers` of an eager one; None from a publisher that sets none (an app's own send_task)."""
+    value = request.get(ENQUEUED_AT) or (request.get("headers") or {}).get(ENQUEUED_AT)
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def park(task: Task, requeue: Requeue) -> Retry:
     """Keep the message in its number's parked line (the pump publishes it again when due) and
     end this delivery as RETRY: the broker message is acknowledged, no thread waits."""
     request = task.request
-    parked = Parked(task.name, dict(request.kwargs), request.retries + 1)
+    parked = Parked(task.name, dict(request.kwargs), request.retries + 1, enqueued_time(request))
     document = services().send.result_document
     retry = document(request.id, requeue.cause, states.RETRY) if document else None
     services().parking.park(request.id, time.time() + requeue.countdown, parked, retry)

@@ -49,6 +49,7 @@ class Parked:
     task: str
     kwargs: dict[str, Any]
     retries: int
+    enqueued_at: float | None = None  # its first publish (unix time), published again as a header
 
 
 class ParkingLot:

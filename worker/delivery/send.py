@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 from celery import states
+from prometheus_client import Histogram
 
 from worker.delivery.breaker import Breaker
 from worker.delivery.claimslot import ClaimSlot
@@ -175,9 +176,12 @@ class MessageDelivery:
         released: bool = False,
         claim: Claim | None = None,
         slot: Slot | None = None,
+        enqueued_at: float | None = None,
     ) -> None:
-        """`claim` and `slot`: taken already with its chunk's (`begin_many`, `acquire_many`)."""
+        """`claim` and `slot`: taken already with its chunk's (`begin_many`, `acquire_many`).
+        `enqueued_at`: when its message was first published (unix time), if it says."""
         self.services = services
+        self.enqueued_at = enqueued_at
         self.claim = claim
         self.reserved = slot
         self.settings = services.settings
@@ -298,13 +302,16 @@ class MessageDelivery:
         """One HTTP attempt; what the API said about its limits goes to the shared limiter."""
         self.attempts += 1
         structlog.contextvars.bind_contextvars(attempt=self.attempts)
+        if self.attempts == 1:
+            self.since_enqueue(metrics.ENQUEUE_TO_FIRST_ATTEMPT, bind=True)
         started = time.perf_counter()
         slot_wait_ms = round(slot.wait * 1000, 1)
         try:
             resp = self.sender.client.post(payload)
         except DispatchError as exc:
             latency = time.perf_counter() - started
-            metrics.API_LATENCY.labels(self.sender.name, exc.kind).observe(latency)
+            metrics.API_LATENCY.labels(self.sender.name, exc.kind).observe(latency, self.exemplar)
+            metrics.API_ERRORS.labels(self.sender.name, exc.kind, str(exc.code or "")).inc()
             log.warning(
                 "attempt",
                 outcome=exc.kind,
@@ -316,7 +323,9 @@ class MessageDelivery:
             )
             self.feedback(exc, to)
             raise
-        metrics.API_LATENCY.labels(self.sender.name, DeliveryOutcome.OK).observe(resp.latency_ms / 1000)
+        metrics.API_LATENCY.labels(self.sender.name, DeliveryOutcome.OK).observe(
+            resp.latency_ms / 1000, self.exemplar
+        )
         log.info(
             "attempt",
             outcome=DeliveryOutcome.OK,
@@ -325,6 +334,21 @@ class MessageDelivery:
             slot_wait_ms=slot_wait_ms,
         )
         return resp
+
+    @property
+    def exemplar(self) -> dict[str, str]:
+        """What an observation carries to find its message: the task id."""
+        return {"task_id": self.task_id}
+
+    def since_enqueue(self, histogram: Histogram, bind: bool = False) -> None:
+        """Observe the time since the message was published, for a message enqueued one by one
+        (a campaign's recipients go at their run's pace); `bind`: and log it as `queued_ms`."""
+        if self.enqueued_at is None or self.lane is not None or self.intent is None:
+            return
+        elapsed = max(0.0, time.time() - self.enqueued_at)
+        histogram.labels(self.sender.name, self.intent.type).observe(elapsed, self.exemplar)
+        if bind:
+            structlog.contextvars.bind_contextvars(queued_ms=round(elapsed * 1000, 1))
 
     def feedback(self, exc: DispatchError, to: str) -> None:
         """Tell the shared limiter what the API said, so every worker slows down, not just this one."""
@@ -460,6 +484,7 @@ class MessageDelivery:
         if self.probe and self.sender.breaker.close():
             log.warning("breaker_closed", wamid=resp.wamid)
         metrics.SENT.labels(self.sender.name, intent.type).inc()
+        self.since_enqueue(metrics.ENQUEUE_TO_WAMID)
         log.info("outcome", outcome=DeliveryOutcome.SENT, wamid=resp.wamid, attempts=self.attempts)
         return result
 
@@ -471,10 +496,12 @@ def deliver_message(
     requeues: int,
     lane: Lane | None = None,
     released: bool = False,
+    enqueued_at: float | None = None,
 ) -> dict[str, Any]:
     """Send one message intent; return the SendResult dict, raise DispatchError or Requeue.
-    `released`: it comes back from its number's parked line, so it takes the next slot."""
-    return MessageDelivery(services, kwargs, task_id, requeues, lane, released).run()
+    `released`: it comes back from its number's parked line, so it takes the next slot.
+    `enqueued_at`: when it was first published (unix time), for the latency histograms."""
+    return MessageDelivery(services, kwargs, task_id, requeues, lane, released, enqueued_at=enqueued_at).run()
 
 
 def deliver_read(services: SendServices, kwargs: dict[str, Any], task_id: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import redis
 from celery import Celery
 from redis.exceptions import LockError
 
+from worker.ops import metrics
 from worker.ops.logs import get_logger
 from worker.recovery.ledger import Ledger
 from worker.recovery.nodes import Registry
@@ -104,6 +105,8 @@ class Recoverer:
         self.registry.leave(node)
         if self.redis_broker:
             self.redis.set(AUDIT_DUE, time.time() + self.settings.audit_grace)
+        metrics.RECOVERY.labels("worker_lost").inc()
+        metrics.RECOVERY.labels("restored").inc(restored)
         log.warning("worker_lost", node=node, restored=restored)
 
     def restore_unacked(self, node: str) -> int:
@@ -131,5 +134,6 @@ class Recoverer:
         held = [unacked_keys(node)["unacked_key"] for node in self.registry.alive()]
         lost = self.ledger.lost(time.time() - self.settings.audit_grace, held)
         republished = [task_id for task_id in lost if self.republish(task_id)]
+        metrics.RECOVERY.labels("republished").inc(len(republished))
         log_at = log.warning if republished else log.info
         log_at("ledger_audit", lost=len(lost), republished=len(republished), task_ids=republished[:20])
