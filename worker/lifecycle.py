@@ -257,7 +257,7 @@ class _Watch:
                 taken=self.watchdog.last_taken,
                 action="exit",
             )
-            metrics.CONSUMER_STALLS.inc()
+            metrics.CONSUMER_STALLS.labels("exit").inc()
             # A warm shutdown with a failure status, so any supervisor restarts it: the tasks in
             # flight finish, the channel hands the rest back, and a message left unacked returns
             # with this node's set once its heartbeat stops (acks are late: none is lost).

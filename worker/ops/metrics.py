@@ -96,6 +96,8 @@ CONSUMER_STALLS = Counter(
     "wa_consumer_stalls_total",
     "Times a worker's consumer took nothing while its queues held work and it had room, and the "
     "worker exited to be restarted by its supervisor",
+    # A label, so no value exists (nor, in a prefork worker's parent, a multiprocess file) until one.
+    ["action"],
 )
 
 
