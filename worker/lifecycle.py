@@ -20,6 +20,7 @@ from celery.worker import state as worker_state
 
 from worker import broker
 from worker.app import QUEUES, RELEASED_QUEUE, app
+from worker.callbacks.config import CallbacksError
 from worker.delivery.parking import RELEASED_HEADER, Parked, Pump
 from worker.delivery.senders import SendersError
 from worker.ops import metrics
@@ -28,7 +29,7 @@ from worker.recovery.ledger import queue_lists
 from worker.recovery.nodes import NODE, Registry
 from worker.recovery.recoverer import AUDIT_DUE, Recoverer, unacked_keys
 from worker.redis_conn import get_redis
-from worker.services import ledger, reactions, services
+from worker.services import callback_routes, callbacks, dispatcher, ledger, reactions, services
 from worker.settings import get_settings
 from worker.statuses.apply import Applier
 from worker.statuses.consumer import consume
@@ -41,28 +42,35 @@ def _enqueue(name: str, kwargs: dict[str, Any], queue: str | None) -> None:
 
 
 class WebhookApplier(bootsteps.StartStopStep):
-    """Every worker drains the webhook inbox in a thread beside its pool (see worker.statuses)."""
+    """Every worker drains the webhook inbox in a thread beside its pool (see worker.statuses),
+    and POSTs the HTTP callbacks that are due in another (worker.callbacks)."""
 
     requires: ClassVar[set[str]] = {"celery.worker.components:Pool"}
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)
         self.stop_event = threading.Event()
-        self.thread: threading.Thread | None = None
+        self.threads: list[threading.Thread] = []
 
     def start(self, parent: Any) -> None:
         s = services()
-        applier = Applier(s.statuses, s.send.windows, s.send.dead, reactions(s), _enqueue)
+        applier = Applier(s.statuses, s.send.windows, s.send.dead, reactions(s), _enqueue, callback_routes(s))
         inbox = Inbox(s.statuses.redis, NODE)
-        self.thread = threading.Thread(
-            target=consume, args=(inbox, applier, self.stop_event), name="webhook-applier", daemon=True
-        )
-        self.thread.start()
+        self.threads = [
+            threading.Thread(
+                target=consume, args=(inbox, applier, self.stop_event), name="webhook-applier", daemon=True
+            ),
+            threading.Thread(
+                target=dispatcher(s).drain, args=(self.stop_event,), name="callbacks", daemon=True
+            ),
+        ]
+        for thread in self.threads:
+            thread.start()
 
     def stop(self, parent: Any) -> None:
         self.stop_event.set()
-        if self.thread:
-            self.thread.join(5)
+        for thread in self.threads:
+            thread.join(5)
 
 
 app.steps["worker"].add(WebhookApplier)
@@ -123,7 +131,8 @@ def _own_unacked_set(conf: Any = None, **_: Any) -> None:
     settings = get_settings()
     try:
         services()  # every sender, with its token: a broken senders file stops the worker here
-    except SendersError as exc:
+        callbacks()  # and every callback's secret: so does a broken callbacks file
+    except (SendersError, CallbacksError) as exc:
         raise SystemExit(f"whatsapp-dispatch: cannot start: {exc}") from None
     if conf is not None and settings.redis_broker:
         conf.broker_transport_options = {**conf.broker_transport_options, **unacked_keys(NODE)}

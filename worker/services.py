@@ -12,6 +12,8 @@ from typing import Any
 import redis
 
 from worker.app import app
+from worker.callbacks.config import Callback, load_callbacks
+from worker.callbacks.deliver import Dispatcher, Routes, routes
 from worker.campaigns.runs import CampaignRuns
 from worker.delivery.breaker import Breaker
 from worker.delivery.claimslot import ClaimSlot
@@ -126,6 +128,26 @@ def reactions(s: Services) -> Reactions:
         senders=numbers,
         accounts=s.send.accounts(),
     )
+
+
+@process_local
+def callbacks() -> dict[str, Callback]:
+    """Each API key name's HTTP callback (DISPATCH_CALLBACKS_FILE); CallbacksError when broken."""
+    path = get_settings().callbacks_file
+    return load_callbacks(path) if path else {}
+
+
+def callback_routes(s: Services) -> Routes:
+    """Which keys' callbacks hear what: the senders each key may use come from the API keys
+    (DISPATCH_API_KEYS[_FILE]) when the workers have them, else a key hears every sender."""
+    from worker.web.auth import load_keys
+
+    found = callbacks()
+    return routes(s.statuses.redis, s.settings, found, load_keys(s.settings) if found else [])
+
+
+def dispatcher(s: Services) -> Dispatcher:
+    return Dispatcher(callback_routes(s).outbox, callbacks(), s.settings)
 
 
 @process_local

@@ -88,6 +88,15 @@ class Settings(BaseSettings):
     auto_read: bool = Field(False, validation_alias="DISPATCH_AUTO_READ")
     window_check: bool = Field(False, validation_alias="DISPATCH_WINDOW_CHECK")
 
+    # Status callbacks over HTTP (worker.callbacks): a URL and secret per API key name (TOML).
+    callbacks_file: Path | None = Field(None, validation_alias="DISPATCH_CALLBACKS_FILE")
+    callback_allow_hosts: str = Field("", validation_alias="DISPATCH_CALLBACK_ALLOW_HOSTS")
+    callback_timeout: float = Field(10.0, gt=0, validation_alias="DISPATCH_CALLBACK_TIMEOUT")
+    callback_backoff: float = Field(1.0, gt=0, validation_alias="DISPATCH_CALLBACK_BACKOFF")
+    callback_max_wait: float = Field(3600.0, gt=0, validation_alias="DISPATCH_CALLBACK_MAX_WAIT")
+    callback_max_age: float = Field(24 * 3600.0, gt=0, validation_alias="DISPATCH_CALLBACK_MAX_AGE")
+    callback_threads: int = Field(8, ge=1, validation_alias="DISPATCH_CALLBACK_THREADS")
+
     # The HTTP API (worker.web.api): keys as `name:sha256hex[:sender|sender]`, see worker.web.auth.
     api_keys: SecretStr | None = Field(None, validation_alias="DISPATCH_API_KEYS")
     api_keys_file: Path | None = Field(None, validation_alias="DISPATCH_API_KEYS_FILE")
@@ -149,6 +158,12 @@ class Settings(BaseSettings):
         """DISPATCH_MEDIA_ALLOW_HOSTS: comma-separated host names (or host:port) exempt from the
         public-address rule of media fetches."""
         return frozenset(h.strip().lower() for h in self.media_allow_hosts.split(",") if h.strip())
+
+    @property
+    def callback_allowed_hosts(self) -> frozenset[str]:
+        """DISPATCH_CALLBACK_ALLOW_HOSTS: host names (or host:port) exempt from the public-address
+        rule of callback URLs, as DISPATCH_MEDIA_ALLOW_HOSTS is for media links."""
+        return frozenset(h.strip().lower() for h in self.callback_allow_hosts.split(",") if h.strip())
 
     @property
     def webhook_secrets(self) -> list[bytes]:

@@ -5,7 +5,10 @@ through `StatusStore.apply` (one round trip, order-safe), inbound messages keep 
 window and are de-duplicated by wamid. Only a change reaches the outside: a status that moved
 is counted, a failure is kept in the dead letters with its code like any other failure (and
 can be re-driven), and the app's tasks (DISPATCH_STATUS_TASK, DISPATCH_INBOUND_TASK) and
-DISPATCH_AUTO_READ's mark_read are enqueued. Nothing here talks HTTP.
+DISPATCH_AUTO_READ's mark_read are enqueued; an API key's HTTP callback (worker.callbacks) gets
+each of its statuses and its senders' inbound messages as an event in the callbacks' outbox,
+which other threads POST. Nothing here talks HTTP. Each change carries an `event_id` derived from
+it, the same however often it is applied, so an app drops a repeat.
 """
 
 from __future__ import annotations
@@ -16,8 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from worker.callbacks.deliver import Routes
+from worker.callbacks.events import EventType, event, event_id
 from worker.delivery.deadletters import DeadLetters
 from worker.delivery.errors import UndeliveredError
+from worker.delivery.senders import DEFAULT
 from worker.delivery.window import CustomerWindows
 from worker.ops import metrics
 from worker.ops.logs import get_logger
@@ -64,7 +70,13 @@ def status_change(applied: Applied) -> dict[str, Any]:
         "idempotency_key": origin.get("key"),
         "task_id": origin.get("task_id"),
         "campaign": campaign,
+        "event_id": event_id(EventType.MESSAGE_STATUS, applied.event.wamid, applied.event.status.value),
     }
+
+
+def inbound(message: InboundMessage) -> dict[str, Any]:
+    """The documented dict DISPATCH_INBOUND_TASK receives (as its `message` argument)."""
+    return {**message.as_dict(), "event_id": event_id(EventType.MESSAGE_INBOUND, message.wamid)}
 
 
 class Applier:
@@ -75,12 +87,14 @@ class Applier:
         dead: DeadLetters,
         reactions: Reactions,
         enqueue: Enqueue,
+        routes: Routes | None = None,
     ) -> None:
         self.store = store
         self.windows = windows
         self.dead = dead
         self.reactions = reactions
         self.enqueue = enqueue
+        self.routes = routes
 
     def apply(self, entries: list[InboxEntry]) -> None:
         statuses: list[StatusEvent] = []
@@ -97,9 +111,9 @@ class Applier:
             messages.extend(parsed.messages)
             templates.update(parsed.templates)
         now = time.time()
-        for applied in self.store.apply(statuses):
-            self.on_status(applied, now)
-        self.on_messages(messages, now)
+        changes = [a for a in self.store.apply(statuses) if self.on_status(a, now)]
+        firsts = self.on_messages(messages, now)
+        self.call_back(changes, firsts, now)
         for update in sorted(templates, key=lambda u: (u.waba_id or "", u.name)):
             # approved, paused, rejected...: its account's registry re-syncs it
             for sender in self.reactions.resyncs(update):
@@ -108,17 +122,36 @@ class Applier:
                 )
                 self.enqueue(SYNC_TEMPLATES, {"name": update.name, "sender": sender}, None)
 
-    def on_status(self, applied: Applied, now: float) -> None:
+    def call_back(self, changes: list[Applied], firsts: list[InboundMessage], now: float) -> None:
+        """The HTTP callbacks' events for what changed, into their outbox in one round trip."""
+        if self.routes is None or not self.routes.keys:
+            return
+        told: list[tuple[dict[str, Any], str]] = []
+        keys = self.routes.of_tasks([a.origin.get("task_id", "") for a in changes])
+        for applied, key in zip(changes, keys, strict=True):
+            if key is not None:
+                data = status_change(applied)
+                told.append((event(EventType.MESSAGE_STATUS, data["event_id"], data, now), key))
+        for message in firsts:
+            sender = self.reactions.senders.get(message.phone_number_id or self.reactions.phone_number_id)
+            data = inbound(message)
+            for key in self.routes.of_sender(sender or DEFAULT):
+                told.append((event(EventType.MESSAGE_INBOUND, data["event_id"], data, now), key))
+        self.routes.outbox.add(told, now)
+
+    def on_status(self, applied: Applied, now: float) -> bool:
+        """Counts, logs and tells the app of a status; True when it changed anything."""
         event = applied.event
         metrics.WEBHOOK_APPLIED.labels("status", "changed" if applied.changed else "unchanged").inc()
         if not applied.changed:
-            return
+            return False
         metrics.WEBHOOK_LAG.observe(max(0.0, now - event.timestamp))
         log.info("delivery_status", wamid=event.wamid, status=event.status, key=applied.origin.get("key"))
         if event.status is DeliveryStatus.FAILED:
             self.on_failure(applied)
         if self.reactions.status_task:
             self.enqueue(self.reactions.status_task, {"status": status_change(applied)}, APP_QUEUE)
+        return True
 
     def on_failure(self, applied: Applied) -> None:
         """A failure by webhook is a failure like any other: counted, and kept for re-drive."""
@@ -145,17 +178,21 @@ class Applier:
                 origin.get("task_id", ""),
             )
 
-    def on_messages(self, messages: list[InboundMessage], now: float) -> None:
+    def on_messages(self, messages: list[InboundMessage], now: float) -> list[InboundMessage]:
+        """Each message seen for the first time keeps its window and is told; those messages."""
+        firsts = []
         for message, first in zip(messages, self.store.first_seen([m.wamid for m in messages]), strict=True):
             metrics.WEBHOOK_APPLIED.labels("message", "changed" if first else "unchanged").inc()
             if not first:
                 continue
+            firsts.append(message)
             metrics.WEBHOOK_LAG.observe(max(0.0, now - message.timestamp))
             pnid = message.phone_number_id or self.reactions.phone_number_id
             self.windows.touch(pnid, message.wa_id, message.timestamp)
             log.info("inbound_message", wamid=message.wamid, wa_id=message.wa_id, type=message.type)
             if self.reactions.inbound_task:
-                self.enqueue(self.reactions.inbound_task, {"message": message.as_dict()}, APP_QUEUE)
+                self.enqueue(self.reactions.inbound_task, {"message": inbound(message)}, APP_QUEUE)
             if self.reactions.auto_read:
                 receipt = {"message_id": message.wamid, "sender": self.reactions.senders.get(pnid)}
                 self.enqueue(MARK_READ, {k: v for k, v in receipt.items() if v}, None)
+        return firsts

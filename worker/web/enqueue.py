@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 
 from worker.app import app
+from worker.callbacks.deliver import KEY_PREFIX
 from worker.delivery.errors import EnqueueError, InvalidIntent
 from worker.delivery.senders import DEFAULT
 from worker.redis_conn import get_enqueue_redis
@@ -64,6 +65,7 @@ class Item:
     key: str | None = None
     errors: list[dict[str, str]] = field(default_factory=list)
     message: str | None = None
+    api_key: str | None = None  # the name of the API key it came with (its status callbacks go there)
 
     @property
     def idempotency_key(self) -> str | None:
@@ -92,7 +94,7 @@ def prepare(raw: Any, header_key: str | None, api_key: ApiKey) -> Item:
         item = Item({})
         item.refuse(Outcome.INVALID, "an intent is a JSON object", [_field("intent", "expected an object")])
         return item
-    item = Item(dict(raw))
+    item = Item(dict(raw), api_key=api_key.name)
     if "campaign" in raw:  # a campaign run's own context (its counters): the worker's, never a client's
         reason = "set by the campaign runs of the deployment, never by a client"
         item.refuse(Outcome.INVALID, f"campaign: {reason}", [_field("campaign", reason)])
@@ -250,6 +252,8 @@ class Enqueuer:
         for item in todo:  # a duplicate's unused task id too: nobody knows it, it expires
             sender = _sender_name(item.kwargs.get("sender"))
             pipe.set(SENDER_PREFIX + str(item.task_id), sender, ex=self.sender_ttl)
+            if item.api_key is not None:  # whose callback hears its statuses (worker.callbacks)
+                pipe.set(KEY_PREFIX + str(item.task_id), item.api_key, ex=self.sender_ttl)
         claimed = pipe.execute()[: len(keyed)]
         taken = [item for item, ok in zip(keyed, claimed, strict=True) if not ok]
         if not taken:
@@ -273,7 +277,7 @@ class Enqueuer:
     def _unclaim(self, item: Item) -> None:
         """An item that was not published: its sender record goes, and its key's claim."""
         with suppress(RedisError):
-            self.redis.delete(SENDER_PREFIX + str(item.task_id))
+            self.redis.delete(SENDER_PREFIX + str(item.task_id), KEY_PREFIX + str(item.task_id))
             if item.key is not None:
                 self._release([_claim_key(item)], [f"{item.task_id} {fingerprint(item.kwargs)}"])
 
