@@ -41,6 +41,8 @@ from worker.recovery.ledger import Ledger, LedgerEntry
 from worker.recovery.nodes import NODE, WORKERS
 from worker.recovery.recoverer import Recoverer
 from worker.settings import Settings
+from worker.statuses.apply import Applier, Reactions
+from worker.statuses.tracker import StatusStore
 from worker.tasks import ENQUEUED_AT, enqueued_time, send_message
 from worker.web.app import receive
 
@@ -103,6 +105,32 @@ def test_an_api_error_is_counted_by_its_code(send: SendServices, sandbox: Thread
     with pytest.raises(PermanentError):
         deliver_message(send, dict(TEXT), "task-window", requeues=0, enqueued_at=time.time())
     assert sample("wa_api_errors_total", **labels) == before + 1
+
+
+def test_the_funnel_counts_each_status_that_changed_a_message_by_sender(
+    r: redis.Redis, send: SendServices, sandbox: ThreadSandbox
+) -> None:
+    wamid = deliver_message(send, dict(TEXT), "task-funnel", requeues=0)["wamid"]
+    applier = Applier(
+        StatusStore(r, 3600),
+        send.windows,
+        send.dead,
+        Reactions(None, None, False, PHONE_NUMBER_ID, {PHONE_NUMBER_ID: "default"}, {}),
+        lambda name, kwargs, queue: None,
+    )
+    delivered = sample("wa_message_statuses_total", sender="default", status="delivered")
+    read = sample("wa_message_statuses_total", sender="default", status="read")
+    batch = [
+        (
+            f"{i}-0",
+            {"body": json.dumps(status_body(PHONE_NUMBER_ID, wamid, status, spec.TO)), "received": "0"},
+        )
+        for i, status in enumerate(["delivered", "read"])
+    ]
+    applier.apply(batch)
+    applier.apply(batch)  # a replay changes nothing, and counts nothing
+    assert sample("wa_message_statuses_total", sender="default", status="delivered") == delivered + 1
+    assert sample("wa_message_statuses_total", sender="default", status="read") == read + 1
 
 
 def _pop_message(client: redis.Redis, queue: str) -> dict[str, Any]:

@@ -77,6 +77,11 @@ WEBHOOK_LAG = Histogram(
     "From an event's own timestamp to its being applied",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+STATUSES = Counter(
+    "wa_message_statuses_total",
+    "Delivery statuses that changed a sent message (sent, delivered, read, failed): the funnel, by sender",
+    ["sender", "status"],
+)
 WEBHOOK_ACCEPT = Histogram(
     "wa_webhook_accept_seconds",
     "From a webhook POST's arrival to its answer once stored in the inbox (the web process;"

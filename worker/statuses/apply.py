@@ -146,6 +146,7 @@ class Applier:
         if not applied.changed:
             return False
         metrics.WEBHOOK_LAG.observe(max(0.0, now - event.timestamp))
+        metrics.STATUSES.labels(applied.origin.get("sender", "?"), event.status).inc()
         log.info("delivery_status", wamid=event.wamid, status=event.status, key=applied.origin.get("key"))
         if event.status is DeliveryStatus.FAILED:
             self.on_failure(applied)
