@@ -29,12 +29,18 @@ from worker.recovery.ledger import queue_lists
 from worker.recovery.nodes import NODE, Registry
 from worker.recovery.recoverer import AUDIT_DUE, Recoverer, unacked_keys
 from worker.redis_conn import get_redis
-from worker.services import callback_routes, callbacks, dispatcher, ledger, reactions, services
+from worker.services import Services, callback_routes, callbacks, dispatcher, ledger, reactions, services
 from worker.settings import get_settings
 from worker.statuses.apply import Applier
 from worker.statuses.consumer import consume
 from worker.statuses.inbox import Inbox
 from worker.tasks import ENQUEUED_AT
+from worker.web.auth import ApiKey, load_keys
+
+
+def _api_keys(s: Services) -> list[ApiKey]:
+    """The API keys, for the callbacks' routes (read only when a callbacks file is set)."""
+    return load_keys(s.settings) if callbacks() else []
 
 
 def _enqueue(name: str, kwargs: dict[str, Any], queue: str | None) -> None:
@@ -54,14 +60,19 @@ class WebhookApplier(bootsteps.StartStopStep):
 
     def start(self, parent: Any) -> None:
         s = services()
-        applier = Applier(s.statuses, s.send.windows, s.send.dead, reactions(s), _enqueue, callback_routes(s))
+        applier = Applier(
+            s.statuses, s.send.windows, s.send.dead, reactions(s), _enqueue, callback_routes(s, _api_keys(s))
+        )
         inbox = Inbox(s.statuses.redis, NODE)
         self.threads = [
             threading.Thread(
                 target=consume, args=(inbox, applier, self.stop_event), name="webhook-applier", daemon=True
             ),
             threading.Thread(
-                target=dispatcher(s).drain, args=(self.stop_event,), name="callbacks", daemon=True
+                target=dispatcher(s, _api_keys(s)).drain,
+                args=(self.stop_event,),
+                name="callbacks",
+                daemon=True,
             ),
         ]
         for thread in self.threads:

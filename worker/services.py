@@ -137,17 +137,16 @@ def callbacks() -> dict[str, Callback]:
     return load_callbacks(path) if path else {}
 
 
-def callback_routes(s: Services) -> Routes:
+def callback_routes(s: Services, api_keys: list[Any]) -> Routes:
     """Which keys' callbacks hear what: the senders each key may use come from the API keys
-    (DISPATCH_API_KEYS[_FILE]) when the workers have them, else a key hears every sender."""
-    from worker.web.auth import load_keys
-
+    (DISPATCH_API_KEYS[_FILE], `worker.web.auth.load_keys`, read by the caller, which sits above
+    the web package) when the workers have them, else a key hears every sender."""
     found = callbacks()
-    return routes(s.statuses.redis, s.settings, found, load_keys(s.settings) if found else [])
+    return routes(s.statuses.redis, s.settings, found, api_keys if found else [])
 
 
-def dispatcher(s: Services) -> Dispatcher:
-    return Dispatcher(callback_routes(s).outbox, callbacks(), s.settings)
+def dispatcher(s: Services, api_keys: list[Any]) -> Dispatcher:
+    return Dispatcher(callback_routes(s, api_keys).outbox, callbacks(), s.settings)
 
 
 @process_local

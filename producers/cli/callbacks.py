@@ -25,7 +25,10 @@ def _outbox(as_json: bool) -> Outbox:
         callbacks()
     except CallbacksError as exc:
         fail({"error": str(exc)}, as_json, 2)
-    return callback_routes(services()).outbox
+    from worker.web.auth import load_keys
+
+    s = services()
+    return callback_routes(s, load_keys(s.settings) if callbacks() else []).outbox
 
 
 @callbacks_group.command("show")
