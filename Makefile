@@ -3,7 +3,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 
-.PHONY: install lock test unit cov run sandbox worker web lint docs format bench bench-webhooks bench-api soak redis-server chromium clean
+.PHONY: install lock test unit cov run sandbox worker web lint docs format bench bench-webhooks bench-api soak redis-server chromium promtool clean
 
 UV_VERSION := 0.13.9
 
@@ -35,15 +35,22 @@ chromium:
 	  echo "chromium missing: installing Debian's package"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
 
-test: install redis-server chromium
+# promtool checks and unit-tests the alert rules of deploy/prometheus (tests/unit/test_monitoring.py):
+# Debian's prometheus package ships it.
+promtool:
+	@command -v promtool >/dev/null || { \
+	  echo "promtool missing: installing Debian's package"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus) >/dev/null; }
+
+test: install redis-server chromium promtool
 	mkdir -p build/artifacts
 	ARTIFACTS=$(CURDIR)/build/artifacts $(BIN)/pytest
 
-unit: install
+unit: install promtool
 	$(BIN)/pytest tests/unit
 
 # Coverage of the pure and in-process tiers (the process tiers run the code in other processes).
-cov: install redis-server
+cov: install redis-server promtool
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered tests/unit tests/inprocess
 
 CODE := worker producers devtools tests bench
