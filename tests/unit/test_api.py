@@ -3,14 +3,19 @@ document, whose request bodies are the intent models' own schemas."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import jsonschema
 import pytest
 
-from worker.delivery.intents import MessageIntent, ReadReceipt
+from tests import spec_examples
+from worker.delivery.intents import MessageIntent, ReadReceipt, parse_intent, parse_read
+from worker.web.api import swagger_ui_files
 from worker.web.auth import ApiKey
 from worker.web.enqueue import Outcome, fingerprint, prepare, scoped, unscoped
-from worker.web.openapi import MAX_BATCH, docs_page, openapi
+from worker.web.examples import message_kinds
+from worker.web.openapi import MAX_BATCH, BatchRequest, docs_page, openapi
 
 INTENT = {"to": "+919999595313", "type": "text", "text": {"body": "Hi"}}
 
@@ -88,11 +93,74 @@ def test_the_request_bodies_are_the_models_own_schemas() -> None:
             assert "500" not in op["responses"], path
 
 
-def test_the_docs_page_lists_every_route() -> None:
-    page = docs_page()
-    for path in openapi()["paths"]:
-        assert path in page
-    assert "<script" not in page  # rendered on the server: works offline
+def _validator(doc: dict[str, Any], schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    """A validator of `schema` whose $refs resolve in the document's components."""
+    return jsonschema.Draft202012Validator({**schema, "components": doc["components"]})
+
+
+def test_every_answer_of_every_route_has_examples_that_fit_its_schema() -> None:
+    doc = openapi()
+    for path, methods in doc["paths"].items():
+        for method, op in methods.items():
+            bodies = [("request", op["requestBody"])] if "requestBody" in op else []
+            for name, part in [*bodies, *op["responses"].items()]:
+                media = part["content"]["application/json"]
+                assert media["examples"], (method, path, name)
+                check = _validator(doc, media["schema"])
+                for example_name, example in media["examples"].items():
+                    errors = [e.message for e in check.iter_errors(example["value"])]
+                    assert not errors, (method, path, name, example_name, errors)
+
+
+def _examples(doc: dict[str, Any], path: str) -> dict[str, Any]:
+    media = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+    return {name: example["value"] for name, example in media["examples"].items()}
+
+
+def test_a_request_example_for_every_message_kind_and_each_one_is_accepted() -> None:
+    doc = openapi()
+    kinds = message_kinds(doc["components"]["schemas"])
+    # The kinds the models take, read as the document is built: a kind added there needs an example.
+    assert {"text", "image", "template", "interactive/button", "interactive/list"} <= set(kinds)
+    # ... and at least every kind the spec examples send.
+    seed = set(spec_examples.OTHERS) - {"interactive"}
+    contents = [spec_examples.OTHERS["interactive"], spec_examples.LIST, *spec_examples.INTERACTIVE_KINDS]
+    contents += [
+        p["interactive"] for p in (spec_examples.CATALOG, spec_examples.PRODUCT, spec_examples.PRODUCT_LIST)
+    ]
+    seed |= {f"interactive/{content['type']}" for content in contents}
+    assert seed <= set(kinds)
+    examples = _examples(doc, "/v1/messages")
+    missing = [k for k in kinds if k.replace("/", "_") not in examples]
+    assert not missing, f"no example intent in worker/web/examples.py for {missing}"
+    assert next(iter(examples)) == "text"  # what Swagger UI shows first, and "Try it out" sends
+    for name, intent in examples.items():
+        parsed = parse_intent(intent)  # the rules beyond the schema too (amounts, E.164, ...)
+        kind = parsed.type if parsed.interactive is None else f"interactive_{parsed.interactive.type}"
+        assert name in (kind, "reply"), name
+    for receipt in _examples(doc, "/v1/read").values():
+        parse_read(receipt)
+    for batch in _examples(doc, "/v1/messages/batch").values():
+        for intent in BatchRequest.model_validate(batch).messages:
+            assert intent.to.startswith("+91")
+
+
+def test_the_docs_page_is_swagger_ui_over_the_document_from_this_process_only() -> None:
+    page = docs_page("/dispatch")
+    for path in ("/dispatch/docs/static/swagger-ui-bundle.js", "/dispatch/docs/static/swagger-ui.css"):
+        assert path in page and (swagger_ui_files() / path.rsplit("/", 1)[1]).is_file()
+    settings = json.loads(page.split("SwaggerUIBundle(", 1)[1].split(");</script>", 1)[0])
+    assert settings["url"] == "/dispatch/openapi.json"
+    assert settings["tryItOutEnabled"] is True and settings["persistAuthorization"] is False
+    assert settings["validatorUrl"] is None  # no call to validator.swagger.io
+    assert "http://" not in page and "https://" not in page  # no CDN
+    hostile = docs_page("/x</script><b>")
+    assert "</script><b>" not in hostile and "/x&lt;/script&gt;&lt;b&gt;" in hostile
+    assert openapi()["components"]["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "an API key of DISPATCH_API_KEYS (its text, not its hash)",
+    }
 
 
 def test_single_intents_that_arrive_together_are_enqueued_together() -> None:

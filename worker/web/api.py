@@ -1,4 +1,4 @@
-"""The HTTP API: enqueue, batch, status and read receipts for apps in any language.
+"""The HTTP API: enqueue, batch, status, read receipts and erasure for apps in any language.
 
 Each request is checked in this order, and the first refusal answers: 401 (no key, or not one of
 ours), 429 (the key's rate), 415 (not application/json), 413 (over 1 MiB), 400 (not JSON, or a
@@ -13,7 +13,9 @@ Enqueueing is `worker.web.enqueue`, in a thread (redis-py and kombu block).
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from celery.utils import uuid
@@ -21,22 +23,28 @@ from redis.exceptions import RedisError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from worker.delivery.errors import EnqueueError, InvalidIntent
+from worker.delivery.intents import normalize_phone
 from worker.message_status import delivery_status, intent_sender
-from worker.ops.logs import get_logger
+from worker.ops.erasure import Eraser
+from worker.ops.logs import get_logger, mask_phone
 from worker.tasks import mark_read
 from worker.web.auth import ApiKey, bearer, find_key
 from worker.web.body import MAX_BODY, parse_json, read_body
 from worker.web.enqueue import Enqueuer, Item, Outcome, prepare, unscoped
 from worker.web.openapi import (
+    DOCS_STATIC,
     MAX_BATCH,
+    NO_ERASURE,
     Accepted,
     BatchItem,
     BatchResult,
     ReadAccepted,
     Reason,
+    bad_number,
     docs_page,
     openapi,
 )
@@ -268,20 +276,52 @@ def _mark_read(enqueuer: Enqueuer, receipt: dict[str, Any]) -> str:
     return str(mark_read.apply_async(kwargs=receipt, task_id=task_id).id)
 
 
+async def erase_customer(request: Request, key: ApiKey) -> Response:
+    """`wa-dispatch forget` over HTTP, for a key named in DISPATCH_ERASURE_KEYS."""
+    if not key.may_erase:
+        raise Refusal(403, Reason.FORBIDDEN, NO_ERASURE)
+    number = request.path_params["number"]
+    refused = bad_number(number)
+    if refused is not None:
+        raise Refusal(422, Reason.INVALID, refused["error"], errors=refused["errors"])
+    e164 = normalize_phone(number)
+    eraser = Eraser.of_deployment(request.app.state.settings)
+    try:
+        report = await run_in_threadpool(eraser.forget, e164)
+    except (RedisError, OSError):
+        raise Refusal(503, Reason.UNAVAILABLE, "Redis did not answer; repeat the erasure") from None
+    done = report.as_dict()
+    log.warning("customer_erased", key=key.name, to=mask_phone(e164), removed=sum(report.done.values()))
+    return JSONResponse(done)
+
+
 async def openapi_json(request: Request) -> Response:
-    return JSONResponse(openapi())
+    root_path = request.scope.get("root_path", "")
+    # Behind a proxy's prefix, "Try it out" (and any client) sends to the prefixed routes.
+    return JSONResponse({**openapi(), "servers": [{"url": root_path}]} if root_path else openapi())
 
 
 async def docs(request: Request) -> Response:
-    return HTMLResponse(docs_page())
+    return HTMLResponse(docs_page(request.scope.get("root_path", "")))
 
 
-def routes() -> list[Route]:
+def swagger_ui_files() -> Path:
+    """swagger-ui-py's static folder (Swagger UI 5), found without importing the package (its
+    __init__ loads its own framework adapters, which this process does not use)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or spec.origin is None:
+        raise RuntimeError("swagger-ui-py is not installed (a dependency of whatsapp-dispatch)")
+    return Path(spec.origin).parent / "static"
+
+
+def routes() -> list[BaseRoute]:
     return [
         Route("/v1/messages", authorized(send), methods=["POST"]),
         Route("/v1/messages/batch", authorized(send_batch), methods=["POST"]),
         Route(STATUS_PATH, authorized(status), methods=["GET"]),
         Route("/v1/read", authorized(read), methods=["POST"]),
+        Route("/v1/customers/{number}", authorized(erase_customer), methods=["DELETE"]),
         Route("/openapi.json", openapi_json, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
+        Mount(DOCS_STATIC, app=StaticFiles(directory=swagger_ui_files()), name="docs-static"),
     ]
