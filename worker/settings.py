@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_API_URL = "https://amped-express.interakt.ai/api/v17.0"
@@ -19,6 +19,17 @@ DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+# The TTLs (seconds) of keys that hold a customer's number, by field and variable; retention caps
+# them all, and is the default of those it names in RETENTION_DEFAULTS.
+RETAINED = {
+    "idempotency_ttl": "DISPATCH_IDEMPOTENCY_TTL",
+    "dead_letter_ttl": "DISPATCH_DEAD_LETTER_TTL",
+    "result_expires": "DISPATCH_RESULT_EXPIRES",
+    "api_idempotency_ttl": "DISPATCH_API_IDEMPOTENCY_TTL",
+}
+RETENTION_DEFAULTS = ("idempotency_ttl", "dead_letter_ttl")
+
+
 
     # Interakt / WhatsApp Cloud API
     api_url: str = Field(DEFAULT_API_URL, validation_alias="INTERAKT_API_URL")
@@ -73,16 +84,20 @@ class Settings(BaseSettings):
 
     # Delivery guarantees
     at_least_once: bool = Field(False, validation_alias="DISPATCH_AT_LEAST_ONCE")
-    idempotency_ttl: int = Field(30 * 24 * 3600, validation_alias="DISPATCH_IDEMPOTENCY_TTL")
+    idempotency_ttl: int = Field(30 * 24 * 3600, gt=0, validation_alias="DISPATCH_IDEMPOTENCY_TTL")
     result_expires: int = Field(7 * 24 * 3600, validation_alias="DISPATCH_RESULT_EXPIRES")
     visibility_timeout: int = Field(7200, validation_alias="DISPATCH_VISIBILITY_TIMEOUT")
     restore_interval: int = Field(10, ge=1, validation_alias="DISPATCH_RESTORE_INTERVAL")
-    dead_letter_ttl: int = Field(30 * 24 * 3600, validation_alias="DISPATCH_DEAD_LETTER_TTL")
+    dead_letter_ttl: int = Field(30 * 24 * 3600, gt=0, validation_alias="DISPATCH_DEAD_LETTER_TTL")
     publish_max_retries: int = Field(10, ge=0, validation_alias="DISPATCH_PUBLISH_MAX_RETRIES")
 
     # Webhooks (worker.web): secrets are comma-separated so one can be rotated without downtime.
     webhook_secret: SecretStr | None = Field(None, validation_alias="DISPATCH_WEBHOOK_SECRET")
     webhook_verify_token: SecretStr | None = Field(None, validation_alias="DISPATCH_WEBHOOK_VERIFY_TOKEN")
+    # Retention: the longest anything holding a customer's number is kept; the TTLs below that
+    # hold one default to it (the idempotency records and dead letters) or may not exceed it.
+    retention_days: float = Field(30, gt=0, validation_alias="DISPATCH_RETENTION_DAYS")
+
     status_task: str | None = Field(None, validation_alias="DISPATCH_STATUS_TASK")
     inbound_task: str | None = Field(None, validation_alias="DISPATCH_INBOUND_TASK")
     auto_read: bool = Field(False, validation_alias="DISPATCH_AUTO_READ")
@@ -121,6 +136,8 @@ class Settings(BaseSettings):
 
     # Media: link -> uploaded id, fetched safely (see worker/delivery/media.py)
     media_upload_links: bool = Field(False, validation_alias="DISPATCH_MEDIA_UPLOAD_LINKS")
+    # The names of the keys that may erase a customer (DELETE /v1/customers/{number}), by commas.
+    erasure_keys: str = Field("", validation_alias="DISPATCH_ERASURE_KEYS")
     media_allow_hosts: str = Field("", validation_alias="DISPATCH_MEDIA_ALLOW_HOSTS")
     media_cache_ttl: int = Field(29 * 24 * 3600, gt=0, validation_alias="DISPATCH_MEDIA_CACHE_TTL")
     # A link's media id is used this long (seconds) before the link is looked at again (a
@@ -153,6 +170,23 @@ class Settings(BaseSettings):
         backend = self.celery_result_backend
         return backend if backend.startswith(("redis://", "rediss://", "unix://")) else self.redis_url
 
+    @model_validator(mode="after")
+    def _retention(self) -> Settings:
+        """DISPATCH_RETENTION_DAYS is the default of the TTLs of what holds a number, and their cap:
+        a TTL set longer than it is a contradiction, refused at start with its name."""
+        retention = int(self.retention_days * 24 * 3600)
+        for name, variable in RETAINED.items():
+            if name not in self.model_fields_set:
+                default = getattr(self, name)
+                setattr(self, name, retention if name in RETENTION_DEFAULTS else min(default, retention))
+            elif getattr(self, name) > retention:
+                days = getattr(self, name) / 86400
+                raise ValueError(
+                    f"{variable} ({days:g} days) is longer than DISPATCH_RETENTION_DAYS "
+                    f"({self.retention_days:g}): nothing holding a number may be kept longer"
+                )
+        return self
+
     @property
     def media_allowed_hosts(self) -> frozenset[str]:
         """DISPATCH_MEDIA_ALLOW_HOSTS: comma-separated host names (or host:port) exempt from the
@@ -182,4 +216,20 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError(problems(exc)) from None
+
+
+def problems(exc: ValidationError) -> str:
+    """One line naming each variable that is wrong and why. Pydantic's own text shows the input,
+    which for a check of the whole model is every variable read, tokens included."""
+    return "; ".join(
+        f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors(include_url=False, include_input=False)
+    )
+class SettingsError(ValueError):
+    """Settings that cannot be used: each variable and why, never a value (it may be a token)."""
+
+

@@ -24,8 +24,6 @@ def forget(
 
     Example: wa-dispatch forget +919999595313
     """
-    import redis
-
     from worker.delivery.intents import normalize_phone
     from worker.ops.erasure import Eraser
     from worker.settings import get_settings
@@ -34,12 +32,7 @@ def forget(
         e164 = normalize_phone(number)
     except ValueError as exc:
         fail({"error": str(exc), "number": number}, as_json, 2)
-    settings = get_settings()
-    urls = dict.fromkeys(
-        [settings.state_redis_url, settings.celery_broker_url, settings.celery_result_backend]
-    )
-    clients = [redis.Redis.from_url(url, decode_responses=True) for url in urls if url.startswith("redis")]
-    eraser = Eraser(clients)
+    eraser = Eraser.of_deployment(get_settings())
     if check:
         held = eraser.still_held(e164)
         emit({"number": e164, "still_held_by": held}, as_json, f"keys holding {e164}")

@@ -40,6 +40,7 @@ NUMBER = "+919876500777"
 OTHER = "+919876500778"
 SECRET = "erasure-webhook-secret"
 API_KEY = new_key()
+PRIVACY_KEY = new_key()  # the one key named in DISPATCH_ERASURE_KEYS
 # The sandbox stands in for Meta, whose pace between statuses is not a wait of ours.
 DELAYS = [0.05, 0.1, 0.15]
 # Kept past the number's messages, by design (docs/operations.md, "Erasure and retention"): the
@@ -66,8 +67,10 @@ class Rig:
         assert out.returncode == code, out.stdout + out.stderr
         return json.loads(out.stdout)
 
-    def api(self, method: str, path: str, body: Any = None, key: str = "") -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"}
+    def api(
+        self, method: str, path: str, body: Any = None, key: str = "", api_key: str = API_KEY
+    ) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
         if key:
             headers["Idempotency-Key"] = key
         data = json.dumps(body).encode() if body is not None else None
@@ -90,7 +93,8 @@ def rig(redis_server: RedisServer) -> Iterator[Rig]:
         url,
         sandbox.api_url,
         DISPATCH_WEBHOOK_SECRET=SECRET,
-        DISPATCH_API_KEYS=key_entry("shop", API_KEY),
+        DISPATCH_API_KEYS=f"{key_entry('shop', API_KEY)},{key_entry('privacy', PRIVACY_KEY)}",
+        DISPATCH_ERASURE_KEYS="privacy",
         DISPATCH_MEDIA_ALLOW_HOSTS="127.0.0.1",
     )
     web = Web(workdir, env).start()
@@ -103,8 +107,8 @@ def rig(redis_server: RedisServer) -> Iterator[Rig]:
             process.stop()
 
 
-def holding(r: redis.Redis) -> list[str]:
-    return Eraser([r]).still_held(NUMBER)
+def holding(r: redis.Redis, number: str = NUMBER) -> list[str]:
+    return Eraser([r]).still_held(number)
 
 
 def test_forget_leaves_nothing_of_the_number_and_keeps_what_must_remain(rig: Rig, tmp_path: Path) -> None:
@@ -163,3 +167,32 @@ def test_forget_leaves_nothing_of_the_number_and_keeps_what_must_remain(rig: Rig
     assert rig.cli("campaign", "run", str(summer), "--run-id", "s1")["sent"] == 1
     time.sleep(0.5)
     assert [m["body"]["to"] for m in rig.sandbox.accepted()[before:]] == [OTHER]
+
+
+def test_a_customer_is_erased_over_http_by_a_key_allowed_to_and_by_no_other(rig: Rig) -> None:
+    number = "+919876500779"
+    text = {"to": number, "type": "text", "text": {"body": "Your order 79 has shipped"}}
+    status, accepted = rig.api("POST", "/v1/messages", text, key="order-79")
+    assert status == 202
+    wait_for(
+        lambda: rig.api("GET", accepted["status_url"])[1].get("delivery_status") == "read", 30, "statuses"
+    )
+    held = holding(rig.r, number)
+    assert held  # the send, its result, its statuses
+
+    status, refused = rig.api("DELETE", f"/v1/customers/{number}")  # shop's key: not an eraser
+    assert (status, refused["reason"]) == (403, "forbidden") and "DISPATCH_ERASURE_KEYS" in refused["error"]
+    assert holding(rig.r, number) == held
+    status, refused = rig.api("DELETE", "/v1/customers/12345", api_key=PRIVACY_KEY)
+    assert (status, refused["errors"][0]["field"]) == (422, "number")
+
+    status, erased = rig.api("DELETE", f"/v1/customers/{number.replace('+', '%2B')}", api_key=PRIVACY_KEY)
+    assert status == 200 and erased["number"] == number and erased["kept_as"].startswith("erased:")
+    assert sum(erased["removed"].values()) >= len(held)
+    assert holding(rig.r, number) == []
+    # The idempotency key's record remains: the same request is still a replay, not a second send.
+    before = len(rig.sandbox.accepted())
+    status, replay = rig.api("POST", "/v1/messages", text, key="order-79")
+    assert (status, replay["task_id"]) == (200, accepted["task_id"])
+    time.sleep(0.5)
+    assert len(rig.sandbox.accepted()) == before

@@ -64,6 +64,15 @@ def test_the_variable_is_comma_separated_and_a_file_has_lines_and_comments(tmp_p
     assert load_keys(Settings()) == []
 
 
+def test_only_the_keys_named_in_dispatch_erasure_keys_may_erase() -> None:
+    keys = load_keys(Settings(DISPATCH_API_KEYS=f"shop:{DIGEST},privacy:{DIGEST}"))
+    assert [k.may_erase for k in keys] == [False, False]  # no key may, unless named
+    named = Settings(DISPATCH_API_KEYS=f"shop:{DIGEST},privacy:{DIGEST}", DISPATCH_ERASURE_KEYS=" privacy,")
+    assert {k.name: k.may_erase for k in load_keys(named)} == {"shop": False, "privacy": True}
+    with pytest.raises(ApiKeysError, match="names no API key: 'dpo'"):
+        load_keys(Settings(DISPATCH_API_KEYS=f"shop:{DIGEST}", DISPATCH_ERASURE_KEYS="dpo"))
+
+
 def test_a_new_key_and_its_entry_find_each_other() -> None:
     key = new_key()
     assert key.startswith(KEY_PREFIX) and len(key) > 40 and key != new_key()

@@ -1,12 +1,16 @@
 """What erasure decides for each kind of key (pure): the number goes from everything, a record
-that must remain keeps a salted hash in its place, and what is someone else's is left alone."""
+that must remain keeps a salted hash in its place, and what is someone else's is left alone;
+and how long anything holding a number is kept (the retention settings)."""
 
 from __future__ import annotations
 
 import base64
 import json
 
+import pytest
+
 from worker.ops.erasure import Action, Step, decoded, find, salted
+from worker.settings import Settings, SettingsError, get_settings
 
 N = "+919876500777"
 TOKEN = salted(N, "salt")
@@ -93,3 +97,31 @@ def test_the_keys_kept_as_a_hash_are_the_ones_their_readers_read() -> None:
     from worker.ops.erasure import KEEP_AS_HASH
 
     assert OPTOUT in KEEP_AS_HASH and reach_key("w").startswith(KEEP_AS_HASH)
+
+
+def test_retention_is_the_default_and_the_cap_of_every_ttl_that_holds_a_number(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    day = 86400
+    default = Settings()
+    assert (default.idempotency_ttl, default.dead_letter_ttl, default.result_expires) == (
+        30 * day,
+        30 * day,
+        7 * day,
+    )
+    short = Settings(DISPATCH_RETENTION_DAYS=3)
+    assert (short.idempotency_ttl, short.dead_letter_ttl, short.result_expires) == (3 * day, 3 * day, 3 * day)
+    assert short.api_idempotency_ttl == day
+    assert Settings(DISPATCH_RETENTION_DAYS=3, DISPATCH_IDEMPOTENCY_TTL=day).idempotency_ttl == day
+    # Set longer than the retention: refused at start, naming the variable and never a value.
+    monkeypatch.setenv("INTERAKT_ACCESS_TOKEN", "a-token-no-error-shows")
+    monkeypatch.setenv("DISPATCH_RETENTION_DAYS", "3")
+    monkeypatch.setenv("DISPATCH_DEAD_LETTER_TTL", str(10 * day))
+    get_settings.cache_clear()  # built once per process; this test's variables are its own
+    with pytest.raises(SettingsError) as refused:
+        get_settings()
+    get_settings.cache_clear()
+    assert str(refused.value) == (
+        "settings: DISPATCH_DEAD_LETTER_TTL (10 days) is longer than DISPATCH_RETENTION_DAYS (3): "
+        "nothing holding a number may be kept longer"
+    )

@@ -35,6 +35,8 @@ from typing import Any, cast
 
 import redis
 
+from worker.settings import Settings
+
 SALT_KEY = "wa:erasure:salt"
 KEEP_RECORD = ("wa:idem:",)  # hashes whose record must remain, the number replaced
 # Set / sorted-set members kept as their salted hash: the opt-outs (worker.campaigns.runs.OPTOUT,
@@ -167,6 +169,15 @@ class Eraser:
 
     def __init__(self, clients: Iterable[redis.Redis]) -> None:
         self.clients = list(clients)
+
+    @classmethod
+    def of_deployment(cls, settings: Settings) -> Eraser:
+        """Over every Redis database the deployment writes: the state's, the broker's and the
+        results' (each once; a RabbitMQ broker is not Redis, and is not scanned)."""
+        urls = dict.fromkeys(
+            [settings.state_redis_url, settings.celery_broker_url, settings.celery_result_backend]
+        )
+        return cls(redis.Redis.from_url(u, decode_responses=True) for u in urls if u.startswith("redis"))
 
     def salt(self) -> str:
         state = self.clients[0]

@@ -8,8 +8,9 @@ entry a line, `#` starts a comment), each entry
 `sha256hex` is the SHA-256 of the key, so the deployment never holds a key itself (a leaked
 environment cannot be replayed); `wa-dispatch api-key new` prints a fresh key and its line. The
 senders part limits the key to those senders (`default` is the sender of an intent that names
-none); without it the key may use every sender. Parsing and lookup are pure; only the rate
-limit talks to Redis.
+none); without it the key may use every sender. A key named in DISPATCH_ERASURE_KEYS may also
+erase a customer (`DELETE /v1/customers/{number}`, the deployment's whole Redis): a power no
+key has unless named. Parsing and lookup are pure; only the rate limit talks to Redis.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import hmac
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis.asyncio
 
@@ -41,6 +42,7 @@ class ApiKey:
     name: str
     digest: str  # SHA-256 hex of the key
     senders: frozenset[str] | None = None  # None: every sender
+    may_erase: bool = False  # named in DISPATCH_ERASURE_KEYS
 
     def allows(self, sender: str | None) -> bool:
         return self.senders is None or (sender or DEFAULT) in self.senders
@@ -101,7 +103,16 @@ def load_keys(settings: Settings) -> list[ApiKey]:
     names = [k.name for k in keys]
     if len(set(names)) != len(names):
         raise ApiKeysError("a key name is in both DISPATCH_API_KEYS and DISPATCH_API_KEYS_FILE")
-    return keys
+    return with_erasure(keys, settings.erasure_keys)
+
+
+def with_erasure(keys: list[ApiKey], names: str) -> list[ApiKey]:
+    """The keys, those named in `names` (DISPATCH_ERASURE_KEYS, by commas) allowed to erase."""
+    erasers = {n.strip() for n in names.split(",") if n.strip()}
+    unknown = sorted(erasers - {k.name for k in keys})
+    if unknown:
+        raise ApiKeysError(f"DISPATCH_ERASURE_KEYS names no API key: {', '.join(map(repr, unknown))}")
+    return [replace(k, may_erase=k.name in erasers) for k in keys]
 
 
 def bearer(header: str | None) -> str | None:
