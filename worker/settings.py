@@ -17,8 +17,6 @@ DEFAULT_API_URL = "https://amped-express.interakt.ai/api/v17.0"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 # The TTLs (seconds) of keys that hold a customer's number, by field and variable; retention caps
 # them all, and is the default of those it names in RETENTION_DEFAULTS.
 RETAINED = {
@@ -30,6 +28,8 @@ RETAINED = {
 RETENTION_DEFAULTS = ("idempotency_ttl", "dead_letter_ttl")
 
 
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
 
     # Interakt / WhatsApp Cloud API
     api_url: str = Field(DEFAULT_API_URL, validation_alias="INTERAKT_API_URL")
@@ -82,6 +82,10 @@ RETENTION_DEFAULTS = ("idempotency_ttl", "dead_letter_ttl")
     rate_recovery: float = Field(0.05, gt=0, validation_alias="DISPATCH_RATE_RECOVERY")
     breaker_probe_interval: float = Field(30.0, gt=0, validation_alias="DISPATCH_BREAKER_PROBE_INTERVAL")
 
+    # Retention: the longest anything holding a customer's number is kept; the TTLs below that
+    # hold one default to it (the idempotency records and dead letters) or may not exceed it.
+    retention_days: float = Field(30, gt=0, validation_alias="DISPATCH_RETENTION_DAYS")
+
     # Delivery guarantees
     at_least_once: bool = Field(False, validation_alias="DISPATCH_AT_LEAST_ONCE")
     idempotency_ttl: int = Field(30 * 24 * 3600, gt=0, validation_alias="DISPATCH_IDEMPOTENCY_TTL")
@@ -94,10 +98,6 @@ RETENTION_DEFAULTS = ("idempotency_ttl", "dead_letter_ttl")
     # Webhooks (worker.web): secrets are comma-separated so one can be rotated without downtime.
     webhook_secret: SecretStr | None = Field(None, validation_alias="DISPATCH_WEBHOOK_SECRET")
     webhook_verify_token: SecretStr | None = Field(None, validation_alias="DISPATCH_WEBHOOK_VERIFY_TOKEN")
-    # Retention: the longest anything holding a customer's number is kept; the TTLs below that
-    # hold one default to it (the idempotency records and dead letters) or may not exceed it.
-    retention_days: float = Field(30, gt=0, validation_alias="DISPATCH_RETENTION_DAYS")
-
     status_task: str | None = Field(None, validation_alias="DISPATCH_STATUS_TASK")
     inbound_task: str | None = Field(None, validation_alias="DISPATCH_INBOUND_TASK")
     auto_read: bool = Field(False, validation_alias="DISPATCH_AUTO_READ")
@@ -115,6 +115,8 @@ RETENTION_DEFAULTS = ("idempotency_ttl", "dead_letter_ttl")
     # The HTTP API (worker.web.api): keys as `name:sha256hex[:sender|sender]`, see worker.web.auth.
     api_keys: SecretStr | None = Field(None, validation_alias="DISPATCH_API_KEYS")
     api_keys_file: Path | None = Field(None, validation_alias="DISPATCH_API_KEYS_FILE")
+    # The names of the keys that may erase a customer (DELETE /v1/customers/{number}), by commas.
+    erasure_keys: str = Field("", validation_alias="DISPATCH_ERASURE_KEYS")
     api_rate_limit: int = Field(1000, ge=1, validation_alias="DISPATCH_API_RATE_LIMIT")
     api_idempotency_ttl: int = Field(24 * 3600, ge=1, validation_alias="DISPATCH_API_IDEMPOTENCY_TTL")
 
@@ -136,8 +138,6 @@ RETENTION_DEFAULTS = ("idempotency_ttl", "dead_letter_ttl")
 
     # Media: link -> uploaded id, fetched safely (see worker/delivery/media.py)
     media_upload_links: bool = Field(False, validation_alias="DISPATCH_MEDIA_UPLOAD_LINKS")
-    # The names of the keys that may erase a customer (DELETE /v1/customers/{number}), by commas.
-    erasure_keys: str = Field("", validation_alias="DISPATCH_ERASURE_KEYS")
     media_allow_hosts: str = Field("", validation_alias="DISPATCH_MEDIA_ALLOW_HOSTS")
     media_cache_ttl: int = Field(29 * 24 * 3600, gt=0, validation_alias="DISPATCH_MEDIA_CACHE_TTL")
     # A link's media id is used this long (seconds) before the link is looked at again (a
@@ -214,6 +214,10 @@ RETENTION_DEFAULTS = ("idempotency_ttl", "dead_letter_ttl")
         return f"{self.api_url.rstrip('/')}/{self.phone_number_id}/messages"
 
 
+class SettingsError(ValueError):
+    """Settings that cannot be used: each variable and why, never a value (it may be a token)."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     try:
@@ -229,7 +233,3 @@ def problems(exc: ValidationError) -> str:
         f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg'].removeprefix('Value error, ')}"
         for e in exc.errors(include_url=False, include_input=False)
     )
-class SettingsError(ValueError):
-    """Settings that cannot be used: each variable and why, never a value (it may be a token)."""
-
-
