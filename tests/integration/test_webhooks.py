@@ -8,12 +8,14 @@ test process enqueues by task name, as an app that does not import this project 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +39,7 @@ from tests.harness import (
     worker_env,
 )
 from tests.integration.shop_app import MESSAGES, STATUSES
+from tests.unit.test_inbound import EXPECTED, meta_examples
 from worker.statuses.inbox import STREAM
 
 pytestmark = pytest.mark.integration
@@ -260,6 +263,28 @@ def test_inbound_messages_open_the_window_and_are_marked_read(h: Hooks) -> None:
     time.sleep(1)
     assert h.r.llen(MESSAGES) == 1
     assert len([r for r in h.sandbox.requests() if (r["body"] or {}).get("message_id") == wamid]) == 1
+
+
+def test_every_inbound_kind_of_meta_reaches_the_apps_task_typed(h: Hooks) -> None:
+    """Each inbound example of Meta's webhook description, signed as Meta signs, through the web
+    process and a worker to the shop's task: one call each, its content typed as its kind."""
+    h.r.delete(MESSAGES)
+    sent = {}
+    for i, (name, (kind, field)) in enumerate(EXPECTED.items()):
+        body = copy.deepcopy(meta_examples()[name])
+        value = body["entry"][0]["changes"][0]["value"]
+        value["metadata"]["phone_number_id"] = PHONE_NUMBER_ID
+        (message,) = value["messages"]
+        message["id"] = f"wamid.kind-{i}-{uuid.uuid4().hex[:8]}"
+        message["timestamp"] = str(int(time.time()))
+        sent[message["id"]] = (kind, field)
+        assert post(h.web.webhook_url, *signed(body, "new-secret")) == 200, name
+    wait_for(lambda: h.r.llen(MESSAGES) >= len(sent), 30, "the shop's inbound tasks")
+    got = {m["wamid"]: m for m in map(json.loads, h.r.lrange(MESSAGES, 0, -1))}
+    assert set(got) == set(sent)
+    for wamid, (kind, field) in sent.items():
+        assert got[wamid]["content"]["kind"] == kind, got[wamid]
+        assert got[wamid]["content"][field] not in (None, [], ""), got[wamid]
 
 
 def test_redis_down_answers_503_fast_then_accepts_once_it_is_back(tmp_path) -> None:

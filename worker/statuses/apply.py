@@ -28,6 +28,7 @@ from worker.delivery.window import CustomerWindows
 from worker.ops import metrics
 from worker.ops.logs import get_logger
 from worker.statuses.events import DeliveryStatus, InboundMessage, StatusEvent, TemplateUpdate, parse
+from worker.statuses.inbound import changed_number, content, errors, referral
 from worker.statuses.inbox import InboxEntry
 from worker.statuses.tracker import Applied, StatusStore
 
@@ -74,9 +75,37 @@ def status_change(applied: Applied) -> dict[str, Any]:
     }
 
 
-def inbound(message: InboundMessage) -> dict[str, Any]:
-    """The documented dict DISPATCH_INBOUND_TASK receives (as its `message` argument)."""
-    return {**message.as_dict(), "event_id": event_id(EventType.MESSAGE_INBOUND, message.wamid)}
+def inbound(message: InboundMessage, replied_to: dict[str, str] | None = None) -> dict[str, Any]:
+    """The documented dict DISPATCH_INBOUND_TASK receives (as its `message` argument): the message
+    as it came, its typed `content`, and `reply_to` when it answers one of our own messages
+    (`replied_to`: what the wamid index keeps of it)."""
+    # Meta's message object always names `from`; Interakt's events name the customer apart, and
+    # their content is Interakt's own (its `type` is the kind, the object is kept as it came).
+    raw = message.message if "from" in message.message else {}
+    return {
+        **message.as_dict(),
+        "content": content(raw) if raw else {"kind": message.type, "object": message.message},
+        "referral": referral(raw),
+        "errors": errors(raw),
+        "reply_to": reply_to(message.context, replied_to),
+        "event_id": event_id(EventType.MESSAGE_INBOUND, message.wamid),
+    }
+
+
+def reply_to(context: dict[str, Any] | None, origin: dict[str, str] | None) -> dict[str, Any] | None:
+    """Our own message the customer replied to: its wamid, task, key and campaign."""
+    wamid = context.get("id") if context else None
+    if not isinstance(wamid, str) or not origin:
+        return None
+    campaign = (
+        {"name": origin["campaign"], "run_id": origin.get("run_id")} if origin.get("campaign") else None
+    )
+    return {
+        "wamid": wamid,
+        "task_id": origin.get("task_id"),
+        "idempotency_key": origin.get("key"),
+        "campaign": campaign,
+    }
 
 
 class Applier:
@@ -122,7 +151,7 @@ class Applier:
                 )
                 self.enqueue(SYNC_TEMPLATES, {"name": update.name, "sender": sender}, None)
 
-    def call_back(self, changes: list[Applied], firsts: list[InboundMessage], now: float) -> None:
+    def call_back(self, changes: list[Applied], firsts: list[dict[str, Any]], now: float) -> None:
         """The HTTP callbacks' events for what changed, into their outbox in one round trip."""
         if self.routes is None or not self.routes.keys:
             return
@@ -132,9 +161,8 @@ class Applier:
             if key is not None:
                 data = status_change(applied)
                 told.append((event(EventType.MESSAGE_STATUS, data["event_id"], data, now), key))
-        for message in firsts:
-            sender = self.reactions.senders.get(message.phone_number_id or self.reactions.phone_number_id)
-            data = inbound(message)
+        for data in firsts:
+            sender = self.reactions.senders.get(data["phone_number_id"] or self.reactions.phone_number_id)
             for key in self.routes.of_sender(sender or DEFAULT):
                 told.append((event(EventType.MESSAGE_INBOUND, data["event_id"], data, now), key))
         self.routes.outbox.add(told, now)
@@ -179,21 +207,31 @@ class Applier:
                 origin.get("task_id", ""),
             )
 
-    def on_messages(self, messages: list[InboundMessage], now: float) -> list[InboundMessage]:
-        """Each message seen for the first time keeps its window and is told; those messages."""
+    def on_messages(self, messages: list[InboundMessage], now: float) -> list[dict[str, Any]]:
+        """Each message seen for the first time keeps its window and is told; those messages, as
+        the app is told of them (`inbound`)."""
         firsts = []
         for message, first in zip(messages, self.store.first_seen([m.wamid for m in messages]), strict=True):
             metrics.WEBHOOK_APPLIED.labels("message", "changed" if first else "unchanged").inc()
             if not first:
                 continue
-            firsts.append(message)
+            told = inbound(message, self._replied_to(message))
+            firsts.append(told)
             metrics.WEBHOOK_LAG.observe(max(0.0, now - message.timestamp))
             pnid = message.phone_number_id or self.reactions.phone_number_id
             self.windows.touch(pnid, message.wa_id, message.timestamp)
+            moved = changed_number(message.message)
+            if moved:  # the conversation goes on at the customer's new number
+                self.windows.touch(pnid, moved[1], message.timestamp)
             log.info("inbound_message", wamid=message.wamid, wa_id=message.wa_id, type=message.type)
             if self.reactions.inbound_task:
-                self.enqueue(self.reactions.inbound_task, {"message": inbound(message)}, APP_QUEUE)
+                self.enqueue(self.reactions.inbound_task, {"message": told}, APP_QUEUE)
             if self.reactions.auto_read:
                 receipt = {"message_id": message.wamid, "sender": self.reactions.senders.get(pnid)}
                 self.enqueue(MARK_READ, {k: v for k, v in receipt.items() if v}, None)
         return firsts
+
+    def _replied_to(self, message: InboundMessage) -> dict[str, str] | None:
+        """What the wamid index keeps of the message the customer replied to, if it is ours."""
+        wamid = (message.context or {}).get("id")
+        return self.store.origin(wamid) or None if isinstance(wamid, str) else None
