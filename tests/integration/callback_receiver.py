@@ -23,10 +23,11 @@ class Receiver:
     got: list[dict[str, Any]] = field(default_factory=list)  # every request, with `verified`
     lock: threading.Lock = field(default_factory=threading.Lock)
     url: str = ""
+    down_until: float = 0.0  # until then (time.time()), every request is answered 503
 
     def answer(self, body: bytes, header: str | None) -> int | float:
         with self.lock:
-            step = self.plan.pop(0) if self.plan else 200
+            step = self.plan.pop(0) if self.plan else 503 if time.time() < self.down_until else 200
             self.got.append(
                 {"event": json.loads(body), "verified": verify(header, body, self.secret), "answer": step}
             )
