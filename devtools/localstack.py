@@ -193,6 +193,15 @@ class Sandbox(Process):
             "POST", "/_sandbox/inbound", {"from": wa_id, "text": text, "phone_number_id": phone_number_id}
         )["wamid"]
 
+    def preference(self, wa_id: str, value: str, phone_number_id: str) -> None:
+        """A customer stops (`stop`) or resumes (`resume`) marketing messages: Meta's
+        `user_preferences` webhook."""
+        self._call(
+            "POST",
+            "/_sandbox/user_preferences",
+            {"from": wa_id, "value": value, "phone_number_id": phone_number_id},
+        )
+
     def accepted(self) -> list[dict[str, Any]]:
         """Messages the API took: these reached the customer in real life."""
         return [r for r in self.requests() if r.get("wamid")]

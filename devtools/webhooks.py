@@ -23,7 +23,7 @@ RETRY_EVERY = 0.5
 MAX_TRIES = 120
 
 
-def _envelope(phone_number_id: str, value: dict[str, Any]) -> dict[str, Any]:
+def _envelope(phone_number_id: str, value: dict[str, Any], field: str = "messages") -> dict[str, Any]:
     value = {
         "messaging_product": "whatsapp",
         "metadata": {"display_phone_number": "15550000000", "phone_number_id": phone_number_id},
@@ -31,7 +31,7 @@ def _envelope(phone_number_id: str, value: dict[str, Any]) -> dict[str, Any]:
     }
     return {
         "object": "whatsapp_business_account",
-        "entry": [{"id": "waba", "changes": [{"value": value, "field": "messages"}]}],
+        "entry": [{"id": "waba", "changes": [{"value": value, "field": field}]}],
     }
 
 
@@ -42,14 +42,19 @@ def status_body(
     recipient_id: str,
     at: float | None = None,
     error: dict[str, Any] | None = None,
+    pricing: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A Meta status webhook for one wamid; `error` (code, title, message, details) for `failed`."""
+    """A Meta status webhook for one wamid; `error` (code, title, message, details) for `failed`;
+    `pricing` (billable, pricing_model, category, type) as each of sent, delivered and read
+    carries it."""
     item: dict[str, Any] = {
         "id": wamid,
         "status": status,
         "timestamp": str(int(at or time.time())),
         "recipient_id": recipient_id.lstrip("+"),
     }
+    if pricing:
+        item["pricing"] = pricing
     if error:
         item["errors"] = [
             {
@@ -77,6 +82,36 @@ def inbound_body(
     return _envelope(
         phone_number_id, {"contacts": [{"profile": {"name": name}, "wa_id": wa_id}], "messages": [message]}
     )
+
+
+def pricing_of(category: str) -> dict[str, Any]:
+    """What Meta's per-message pricing (PMP) says of a message of this category (marketing,
+    utility, authentication, service): a service reply inside the window is free."""
+    free = category == "service"
+    return {
+        "billable": not free,
+        "pricing_model": "PMP",
+        "category": category,
+        "type": "free_customer_service" if free else "regular",
+    }
+
+
+def preferences_body(
+    phone_number_id: str, wa_id: str, value: str, at: float | None = None, name: str = "Customer"
+) -> dict[str, Any]:
+    """Meta's `user_preferences` webhook: a customer stopped (`stop`) or resumed (`resume`)
+    marketing messages."""
+    wa_id = wa_id.lstrip("+")
+    action = "stop" if value == "stop" else "resume"
+    item = {
+        "wa_id": wa_id,
+        "detail": f"User requested to {action} marketing messages",
+        "category": "marketing_messages",
+        "value": value,
+        "timestamp": int(at or time.time()),
+    }
+    value_ = {"contacts": [{"profile": {"name": name}, "wa_id": wa_id}], "user_preferences": [item]}
+    return _envelope(phone_number_id, value_, field="user_preferences")
 
 
 def signed(body: dict[str, Any], secret: str) -> tuple[bytes, dict[str, str]]:

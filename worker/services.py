@@ -21,6 +21,7 @@ from worker.delivery.client import InteraktClient
 from worker.delivery.deadletters import DeadLetters
 from worker.delivery.idempotency import IdempotencyStore, StoredResult
 from worker.delivery.media import MediaLinks
+from worker.delivery.optouts import OptOuts, keywords
 from worker.delivery.parking import ParkingLot
 from worker.delivery.ratelimit import RateLimiter
 from worker.delivery.reach import Reach
@@ -90,6 +91,7 @@ def send_services(settings: Settings, client: redis.Redis) -> SendServices:
         windows=CustomerWindows(client),
         senders={name: _sender_services(name, sender, client) for name, sender in each_sender.items()},
         claim_slot=ClaimSlot(client),
+        optouts=OptOuts(client),
         resync_template=_enqueue_resync,
         result_document=_result_document
         if settings.state_redis_url == settings.celery_result_backend
@@ -127,6 +129,8 @@ def reactions(s: Services) -> Reactions:
         phone_number_id=settings.phone_number_id,
         senders=numbers,
         accounts=s.send.accounts(),
+        optout_keywords=keywords(settings.optout_keywords),
+        optin_keywords=keywords(settings.optin_keywords),
     )
 
 

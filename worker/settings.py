@@ -102,6 +102,15 @@ class Settings(BaseSettings):
     inbound_task: str | None = Field(None, validation_alias="DISPATCH_INBOUND_TASK")
     auto_read: bool = Field(False, validation_alias="DISPATCH_AUTO_READ")
     window_check: bool = Field(False, validation_alias="DISPATCH_WINDOW_CHECK")
+    # Marketing opt-outs (worker.delivery.optouts): an inbound message that is one of these
+    # (comma-separated, any case) opts its customer out of marketing messages, or back in.
+    optout_keywords: str = Field(
+        "STOP,UNSUBSCRIBE,STOP PROMOTIONS,रोकें,रोको,बंद करें,बंद करो,band karo,band karen",
+        validation_alias="DISPATCH_OPTOUT_KEYWORDS",
+    )
+    optin_keywords: str = Field(
+        "START,शुरू करें,शुरू करो,shuru karo,shuru karen", validation_alias="DISPATCH_OPTIN_KEYWORDS"
+    )
 
     # Status callbacks over HTTP (worker.callbacks): a URL and secret per API key name (TOML).
     callbacks_file: Path | None = Field(None, validation_alias="DISPATCH_CALLBACKS_FILE")

@@ -135,6 +135,9 @@ class Handler(BaseHTTPRequestHandler):
         if self.path == "/_sandbox/webhooks":
             state.configure_webhooks(body or {})
             return self._send(200, {"ok": True})
+        if self.path == "/_sandbox/user_preferences":
+            state.post_preference(body.get("phone_number_id", "sandbox"), body["from"], body["value"])
+            return self._send(200, {"ok": True})
         if self.path == "/_sandbox/inbound":
             wamid = state.post_inbound(body.get("phone_number_id", "sandbox"), body["from"], body["text"])
             return self._send(200, {"wamid": wamid})
@@ -160,7 +163,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._send(status, answer, headers)
         if status == 200 and entry.get("wamid"):
-            state.post_statuses(pnid, entry["wamid"], body["to"])
+            state.post_statuses(pnid, entry["wamid"], body["to"], state.category(body))
 
     def _list_templates(self, query: dict[str, list[str]]) -> None:
         """One page of templates, Graph API style: `data`, and `paging` with `next` unless last."""

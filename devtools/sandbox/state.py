@@ -10,7 +10,7 @@ from typing import Any
 
 from devtools.sandbox.catalog import EXAMPLE_TEMPLATES, STATUSES, WEBHOOK_DEFAULTS
 from devtools.sandbox.checks import new_wamid
-from devtools.webhooks import Poster, inbound_body, status_body
+from devtools.webhooks import Poster, inbound_body, preferences_body, pricing_of, status_body
 
 
 class SandboxState:
@@ -66,8 +66,26 @@ class SandboxState:
         if self.poster and self.webhooks["url"]:
             self.poster.schedule(self.webhooks["url"], body, self.webhooks["secret"] or "", delay)
 
-    def post_statuses(self, pnid: str, wamid: str, to: str) -> None:
-        """What Meta would tell the business about one accepted message, as configured."""
+    def category(self, message: dict[str, Any]) -> str:
+        """How Meta would bill a message: its template's category, `service` for anything else."""
+        template = message.get("template") if message.get("type") == "template" else None
+        if not isinstance(template, dict):
+            return "service"
+        language = (template.get("language") or {}).get("code")
+        with self.lock:
+            found = next(
+                (
+                    t
+                    for t in self.templates
+                    if t["name"] == template.get("name") and t["language"] == language
+                ),
+                None,
+            )
+        return str(found.get("category") or "utility").lower() if found else "utility"
+
+    def post_statuses(self, pnid: str, wamid: str, to: str, category: str = "service") -> None:
+        """What Meta would tell the business about one accepted message, as configured: each
+        status but a failure carries its pricing (by `category`)."""
         config = self.webhooks
         fail = next((f for f in config["fail"] if f.get("to") in (None, to)), None)
         steps = ["sent", "failed"] if fail else list(STATUSES)
@@ -75,7 +93,9 @@ class SandboxState:
         if config.get("reorder"):
             delays.reverse()
         for status, delay in zip(steps, delays, strict=False):
-            body = status_body(pnid, wamid, status, to, error=fail if status == "failed" else None)
+            failed = status == "failed"
+            pricing = None if failed else pricing_of(category)
+            body = status_body(pnid, wamid, status, to, error=fail if failed else None, pricing=pricing)
             for _ in range(2 if config.get("duplicate") else 1):
                 self._post(body, delay)
 
@@ -83,6 +103,10 @@ class SandboxState:
         wamid = new_wamid(wa_id)
         self._post(inbound_body(pnid, wamid, wa_id, text), 0)
         return wamid
+
+    def post_preference(self, pnid: str, wa_id: str, value: str) -> None:
+        """The customer stops (`stop`) or resumes (`resume`) marketing messages in WhatsApp."""
+        self._post(preferences_body(pnid, wa_id, value), 0)
 
     def webhook_log(self) -> dict[str, Any]:
         poster = self.poster

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 campaign_group = command_group(
     "campaign", "Scheduled campaigns: validate, preview, load, run, status, report."
 )
-optout_group = command_group("optout", "Numbers that never receive campaign messages.")
+optout_group = command_group(
+    "optout", "Numbers opted out of marketing messages: campaigns and marketing templates skip them."
+)
 
 
 def _load(path: Path) -> Campaign:
@@ -31,10 +33,11 @@ def _load(path: Path) -> Campaign:
     from worker.campaigns.spec import CampaignError, load_campaign, sample_intent
     from worker.delivery.errors import InvalidIntent
     from worker.delivery.templates import TemplateRegistry
+    from worker.redis_conn import connect
 
     settings = get_settings()
     # Fail fast: a file is checked without Redis too, only not against the registry.
-    client = redis.Redis.from_url(settings.state_redis_url, decode_responses=True, socket_connect_timeout=2)
+    client = connect(settings.state_redis_url, settings, decode_responses=True, socket_connect_timeout=2)
     try:
         campaign = load_campaign(path)
         if campaign.sender in (None, "default"):  # another sender's account is checked at run start
@@ -208,7 +211,8 @@ def campaign_status(
     name: str, run_id: Annotated[str | None, typer.Argument()] = None, as_json: JsonFlag = False
 ) -> None:
     """Counters of a run (the latest when no run id is given): queued, sent, failed by code, skipped,
-    and from the status webhooks delivered, read and undelivered by code.
+    and from the status webhooks delivered, read, undelivered by code, and billable and free
+    messages by category (marketing, utility, authentication, service), each message once.
 
     Example: wa-dispatch campaign status friday-sale
     """
@@ -227,6 +231,8 @@ REPORT_COLUMNS = [
     "task_id",
     "delivery_status",
     "delivery_error_code",
+    "pricing_category",
+    "billable",
 ]
 
 
@@ -260,38 +266,65 @@ def campaign_report(
             console.print(f"{name} run {run_id}: {len(rows)} recipients written to {csv_file}")
         return
     table = Table(title=f"{name} run {run_id}: {len(rows)} recipients", title_justify="left")
-    for column in ("to", "status", "wamid or error", "reason", "delivery"):
+    for column in ("to", "status", "wamid or error", "reason", "delivery", "billed as"):
         table.add_column(column, overflow="fold")
     for r in rows:
         delivery = r["delivery_status"] or ""
+        billed = (
+            f"{r['pricing_category']} ({'billable' if r['billable'] else 'free'})"
+            if r["pricing_category"]
+            else ""
+        )
         table.add_row(
             r["to"],
             r["status"],
             r["wamid"] or (f"({r['error_code']}) {r['error']}" if r["error"] else ""),
             r["reason"] or "",
             f"{delivery} ({r['delivery_error_code']})" if r["delivery_error_code"] else delivery,
+            billed,
         )
     emit({"campaign": name, "run_id": run_id, "recipients": rows}, as_json, "report", table)
 
 
 @optout_group.command("add")
 def optout_add(numbers: list[str], as_json: JsonFlag = False) -> None:
-    """Never send campaign messages to these numbers.  Example: wa-dispatch optout add +919999595313"""
-    added = services().runs.opt_out(*_phones(numbers, as_json))
+    """Opt these numbers out of marketing messages (campaigns, marketing templates), as the operator.
+
+    Example: wa-dispatch optout add +919999595313
+    """
+    from worker.delivery.optouts import Reason
+
+    optouts = services().send.optouts
+    added = sum(
+        optouts.record(n, Reason.OPERATOR, detail="wa-dispatch optout add") for n in _phones(numbers, as_json)
+    )
     emit({"added": added}, as_json, "opted out")
 
 
 @optout_group.command("remove")
 def optout_remove(numbers: list[str], as_json: JsonFlag = False) -> None:
-    """Let these numbers receive campaign messages again."""
-    removed = services().runs.opt_in(*_phones(numbers, as_json))
+    """Let these numbers receive marketing messages again, whatever opted them out."""
+    optouts = services().send.optouts
+    removed = sum(optouts.remove(n) for n in _phones(numbers, as_json))
     emit({"removed": removed}, as_json, "opted in again")
 
 
 @optout_group.command("list")
 def optout_list(as_json: JsonFlag = False) -> None:
-    """Every opted-out number."""
-    emit(services().runs.opt_outs(), as_json, "opted-out numbers")
+    """Every opted-out number, with why (keyword, user_preferences, meta_131050, operator) and when.
+
+    A number erased with `wa-dispatch forget` is listed as its salted hash (`erased:...`).
+    """
+    import time
+
+    rows = services().send.optouts.listing()
+    table = Table(title=f"{len(rows)} opted-out numbers", title_justify="left")
+    for column in ("number", "reason", "since", "detail"):
+        table.add_column(column, overflow="fold")
+    for r in rows:
+        since = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(r["at"])) if r["at"] else ""
+        table.add_row(r["number"], r["reason"], since, r["detail"])
+    emit(rows, as_json, "opted-out numbers", table)
 
 
 def _phones(numbers: list[str], as_json: bool) -> list[str]:

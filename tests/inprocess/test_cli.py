@@ -20,8 +20,13 @@ def test_breaker_commands(redis_server: RedisServer) -> None:
 
 def test_optout_commands(redis_server: RedisServer) -> None:
     assert run("optout", "add", RECIPIENTS[0]) == {"added": 1}
-    assert RECIPIENTS[0] in run("optout", "list")
+    assert run("optout", "add", RECIPIENTS[0]) == {"added": 0}  # the first reason and time are kept
+    listed = {row["number"]: row for row in run("optout", "list")}
+    assert listed[RECIPIENTS[0]]["reason"] == "operator" and listed[RECIPIENTS[0]]["at"] > 0
+    out, _ = human("optout", "list")
+    assert "operator" in out and "UTC" in out
     assert run("optout", "remove", RECIPIENTS[0]) == {"removed": 1}
+    assert RECIPIENTS[0] not in {row["number"] for row in run("optout", "list")}
     refused = run("optout", "add", "12", code=2)
     assert refused["error"].startswith("not a phone number")
 

@@ -118,10 +118,31 @@ def test_advance_status_only_moves_forward(
     if stored:
         r.hset("st", mapping=stored)
     r.hset("idx", mapping={"key": "k1", "task_id": "t1"})
-    reply = run(r, "advance_status", ["st", "idx"], [status, rank, NOW, "", 60])
-    assert reply[:2] == [changed, previous]
-    assert dict(zip(reply[2::2], reply[3::2], strict=True)) == {"key": "k1", "task_id": "t1"}
+    reply = run(r, "advance_status", ["st", "idx"], [status, rank, NOW, "", 60, "", "", "wa:run:"])
+    assert reply[:3] == [changed, previous, 0]
+    assert dict(zip(reply[3::2], reply[4::2], strict=True)) == {"key": "k1", "task_id": "t1"}
     assert r.hget("st", "status") == (status if changed else stored["status"])  # type: ignore[index]
+
+
+def test_a_wamids_pricing_is_kept_and_counted_in_its_run_once_whatever_its_statuses_order(
+    r: redis.Redis,
+) -> None:
+    r.delete("st", "wa:run:sale:r1:counts")
+    r.hset("idx", mapping={"key": "k1", "campaign": "sale", "run_id": "r1"})
+    r.hset("wa:run:sale:r1:counts", "sent", 1)
+    pricing = '{"billable": true, "pricing_model": "PMP", "category": "marketing", "type": "regular"}'
+    args = [pricing, "billable:marketing", "wa:run:"]
+    replies = [
+        run(r, "advance_status", ["st", "idx"], [status, rank, NOW, "", 60, *args])[:3]
+        for status, rank in (("read", 4), ("sent", 1), ("delivered", 3), ("read", 4))
+    ]
+    assert replies == [[1, "", 1], [0, "read", 0], [0, "read", 0], [0, "read", 0]]
+    assert r.hget("st", "pricing") == pricing
+    assert r.hget("wa:run:sale:r1:counts", "billable:marketing") == "1"
+    # A run past its TTL is not brought back by a late status of one of its messages.
+    r.delete("st", "wa:run:sale:r1:counts")
+    assert run(r, "advance_status", ["st", "idx"], ["sent", 1, NOW, "", 60, *args])[:3] == [1, "", 1]
+    assert not r.exists("wa:run:sale:r1:counts")
 
 
 def claim(owner: str = "t1", now: float = NOW, take_over: bool = False) -> list[Any]:

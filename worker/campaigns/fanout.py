@@ -36,6 +36,7 @@ from worker.campaigns.spec import (
 )
 from worker.delivery.errors import DispatchError, InvalidIntent
 from worker.delivery.idempotency import Claim, State
+from worker.delivery.optouts import blocks
 from worker.delivery.ratelimit import Slot
 from worker.delivery.send import MessageDelivery, Requeue, SenderServices, SendServices
 from worker.ops.logs import get_logger
@@ -152,10 +153,11 @@ class Fanout:
                 except BadRow:
                     to = f"row {number}"
                 report[to] = {"status": "skipped", "reason": f"row {number}: {exc}"}
-        opted = self.runs.opted_out([i["to"] for i in intents])
+        opted = self.send.optouts.check(i["to"] for i in intents)
         chosen = []
         for intent in intents:
-            reason = "opted out" if intent["to"] in opted else None
+            found = opted.get(intent["to"])
+            reason = blocks(found, None, campaign=True) if found else None
             if reason is None and not in_window(campaign, intent["to"], now):
                 reason = "outside the send window"
             if reason:
@@ -211,7 +213,7 @@ class Fanout:
                 # Popped: a recipient listed twice must not send twice on one claim.
                 claim, slot = claims.pop(key, None), slots.pop(key, None)
                 result = MessageDelivery(
-                    self.send, intent, task_id, 0, run.lane, claim=claim, slot=slot
+                    self.send, intent, task_id, 0, run.lane, claim=claim, slot=slot, optouts_checked=True
                 ).run()
             except Requeue as requeue:
                 self.requeue({**intent, **later}, task_id, requeue)

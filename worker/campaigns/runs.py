@@ -1,4 +1,5 @@
-"""The Redis side of campaign runs: opt-outs, lanes, per-run counters and the per-recipient report.
+"""The Redis side of campaign runs: lanes, per-run counters (billable messages by category
+among them) and the per-recipient report.
 
 A run's report is a hash recipient -> JSON ({"status": "queued" | "skipped", ...}); written with
 HSETNX, so a re-fired or resumed run counts each recipient once. Sent and failed counts are
@@ -19,13 +20,13 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field
 
 from worker.campaigns.spec import NAME_PATTERN
+from worker.delivery.optouts import LEGACY
 from worker.delivery.send import Lane
-from worker.ops.erasure import SALT_KEY, salted
 from worker.scripts import load
-from worker.statuses.events import DeliveryStatus
+from worker.statuses.events import DeliveryStatus, billing
 from worker.statuses.tracker import StatusStore
 
-OPTOUT = "wa:optout"
+OPTOUT = LEGACY  # opt-outs live in worker.delivery.optouts; the set of earlier versions, still read
 
 
 def run_prefix(name: str, run_id: str) -> str:
@@ -53,28 +54,6 @@ class CampaignRuns:
         self.ttl = ttl
         self.statuses = statuses
         self._record = load("record_recipient").on(client)
-
-    # --- opt-outs -------------------------------------------------------------------------------
-
-    def opt_out(self, *numbers: str) -> int:
-        return self.redis.sadd(OPTOUT, *numbers) if numbers else 0
-
-    def opt_in(self, *numbers: str) -> int:
-        return self.redis.srem(OPTOUT, *numbers) if numbers else 0
-
-    def opted_out(self, numbers: list[str]) -> set[str]:
-        """Those of `numbers` that opted out, as they are kept, or as their salted hash once
-        their data was erased (worker.ops.erasure): an opt-out outlives the erasure."""
-        if not numbers:
-            return set()
-        salt = cast(str | None, self.redis.get(SALT_KEY))
-        hashed = [salted(n, salt) for n in numbers] if salt else []
-        flags = self.redis.smismember(OPTOUT, numbers + hashed)
-        erased = flags[len(numbers) :] or [0] * len(numbers)
-        return {n for n, kept, gone in zip(numbers, flags, erased, strict=False) if kept or gone}
-
-    def opt_outs(self) -> list[str]:
-        return sorted(cast(set[str], self.redis.smembers(OPTOUT)))
 
     # --- runs -----------------------------------------------------------------------------------
 
@@ -143,6 +122,9 @@ class CampaignRuns:
         meta = cast(dict[str, str], self.redis.hgetall(prefix))
         counts = {k: int(v) for k, v in cast(dict[str, str], self.redis.hgetall(prefix + ":counts")).items()}
         failed_by_code = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("failed:")}
+        # Counted once per wamid by the status webhooks' first pricing (worker.statuses.tracker).
+        billable = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("billable:")}
+        free = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("free:")}
         total = int(meta.get("total", 0))
         room_at = counts.pop("daily_limit_until", 0)
         done = counts.get("sent", 0) + counts.get("failed", 0) + counts.get("skipped", 0)
@@ -155,6 +137,8 @@ class CampaignRuns:
             "failed": counts.get("failed", 0),
             "skipped": counts.get("skipped", 0),
             "failed_by_code": failed_by_code,
+            "billable": dict(sorted(billable.items())),  # category -> messages Meta charges for
+            "free": dict(sorted(free.items())),  # category -> priced messages Meta does not charge
             "done": total > 0 and done >= total,
             "started": float(meta["started"]) if meta.get("started") else None,
             # Sends waiting for room under the account's messaging limit (daily_limit), until when.
@@ -201,6 +185,8 @@ class CampaignRuns:
                 "error": None,
                 "delivery_status": None,
                 "delivery_error_code": None,
+                "pricing_category": None,
+                "billable": None,
             }
             if isinstance(record, dict) and record.get("state") in ("sent", "failed"):
                 row["status"] = record["state"]
@@ -209,7 +195,12 @@ class CampaignRuns:
                 row["error_code"], row["error"] = error.get("code"), error.get("error")
             rows.append(row)
         sent = [r for r in rows if r["wamid"]]
-        for row, fields in zip(sent, self.statuses.lookup([r["wamid"] for r in sent]), strict=True):
+        wamids = [r["wamid"] for r in sent]
+        looked = zip(sent, self.statuses.lookup(wamids), self.statuses.pricing(wamids), strict=True)
+        for row, fields, pricing in looked:
             row["delivery_status"] = fields["delivery_status"]
             row["delivery_error_code"] = (fields.get("delivery_error") or {}).get("code")
+            if pricing:
+                charged, category = billing(pricing)
+                row["pricing_category"], row["billable"] = category.value, charged
         return sorted(rows, key=lambda r: r["to"])

@@ -106,6 +106,7 @@ class Kind(StrEnum):
     EXHAUSTED = "exhausted"
     EXPIRED = "expired"
     UNDELIVERED = "undelivered"
+    OPTED_OUT = "opted_out"
     NOT_ENQUEUED = "not_enqueued"
     BUSY = "busy"
     PAUSED = "paused"
@@ -204,6 +205,13 @@ class UndeliveredError(DispatchError):
     """The API accepted the message (a wamid came back), then a status webhook reported it failed."""
 
     kind = Kind.UNDELIVERED
+
+
+class OptedOutError(DispatchError):
+    """The customer opted out of marketing messages (worker.delivery.optouts): a campaign message or
+    a marketing template to them is not sent; `info` says why and since when."""
+
+    kind = Kind.OPTED_OUT
 
 
 class EnqueueError(DispatchError):

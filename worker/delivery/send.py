@@ -27,6 +27,7 @@ from worker.delivery.errors import (
     AmbiguousError,
     DispatchError,
     InvalidIntent,
+    OptedOutError,
     PairRateLimited,
     TransientError,
     rebuild,
@@ -35,6 +36,7 @@ from worker.delivery.idempotency import PREFIX as IDEM_PREFIX
 from worker.delivery.idempotency import Claim, IdempotencyStore, State, StoredResult
 from worker.delivery.intents import MessageIntent, parse_intent, parse_read
 from worker.delivery.media import MEDIA_KINDS, MediaLinks
+from worker.delivery.optouts import Category, OptOuts, Reason, blocks
 from worker.delivery.payloads import message_payload, read_payload
 from worker.delivery.policy import (
     Action,
@@ -134,6 +136,7 @@ class SendServices:
     windows: CustomerWindows
     senders: dict[str, SenderServices]
     claim_slot: ClaimSlot
+    optouts: OptOuts
     # Called with (sender, template name) when the API says that sender's copy is stale (the
     # Celery side enqueues a re-sync of that sender's registry); a no-op by default.
     resync_template: Callable[[str, str], object] = lambda sender, name: None
@@ -177,9 +180,12 @@ class MessageDelivery:
         claim: Claim | None = None,
         slot: Slot | None = None,
         enqueued_at: float | None = None,
+        optouts_checked: bool = False,
     ) -> None:
         """`claim` and `slot`: taken already with its chunk's (`begin_many`, `acquire_many`).
-        `enqueued_at`: when its message was first published (unix time), if it says."""
+        `enqueued_at`: when its message was first published (unix time), if it says.
+        `optouts_checked`: its campaign chunk looked its recipient up a moment ago."""
+        self.optouts_checked = optouts_checked
         self.services = services
         self.enqueued_at = enqueued_at
         self.claim = claim
@@ -386,6 +392,7 @@ class MessageDelivery:
         self.check_claim(claim)
         if claim.state in (State.SENT, State.FAILED):
             return self.replay(claim, intent)
+        self.check_optout(intent)
         if self.settings.window_check:
             last = self.services.windows.last_inbound(self.sender.settings.phone_number_id, intent.to)
             closed = after_window(intent.type, last, time.time())
@@ -406,6 +413,7 @@ class MessageDelivery:
             raise self.carry(decision) from None
         except DispatchError as exc:
             self.template_refused(exc, intent)
+            self.stopped_marketing(exc, intent.to)
             raise self.carry_out(exc) from None
         return self.succeed(resp, intent)
 
@@ -436,6 +444,36 @@ class MessageDelivery:
         full = after_reach(self.sender.reach.admit(intent.to, self.tally), self.sender.settings.daily_limit)
         if full:
             raise self.carry(full)
+
+    def check_optout(self, intent: MessageIntent) -> None:
+        """A campaign message or a marketing template to a customer who opted out fails here,
+        unsent, saying why and since when (`optouts.blocks`). Looked up only for those two."""
+        template = intent.template
+        category = self.sender.templates.category(template.name, template.language.code) if template else None
+        campaign = self.lane is not None
+        if self.optouts_checked or not (campaign or (category or "").upper() == Category.MARKETING):
+            return
+        opted = self.services.optouts.check([intent.to]).get(intent.to)
+        reason = blocks(opted, category, campaign)
+        if reason and opted:
+            raise self.fail(
+                OptedOutError(
+                    reason,
+                    {
+                        "code": None,
+                        "title": "opted out",
+                        "reason": opted.reason.value,
+                        "opted_out_at": opted.at,
+                        "category": category,
+                    },
+                )
+            )
+
+    def stopped_marketing(self, exc: DispatchError, to: str) -> None:
+        """A 131050 (the customer stopped marketing messages) is an opt-out, kept for the next."""
+        title = f"131050 {exc.info.get('title') or ''}".strip()
+        if exc.code == 131050 and self.services.optouts.record(to, Reason.META_131050, detail=title):
+            log.warning("optout_recorded", reason=Reason.META_131050)
 
     def template_refused(self, exc: DispatchError, intent: MessageIntent) -> None:
         """A 132000/132001/132012 means the registry's copy of the template is wrong: mark it stale

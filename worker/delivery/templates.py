@@ -329,6 +329,12 @@ class TemplateRegistry:
         due = self.client.set(f"{self.key}:resync:{name}", 1, nx=True, ex=max(1, int(resync_after)))
         return bool(due)
 
+    def category(self, name: str, language: str) -> str | None:
+        """The synced template's category (MARKETING, UTILITY, AUTHENTICATION), None when the
+        registry does not have it; read through the same cache as `check`."""
+        synced = self._cached(f"template:{name}:{language}", lambda: self.get(name, language))
+        return synced.category if synced else None
+
     def check(self, intent: MessageIntent) -> None:
         """Raise InvalidIntent when a template intent does not fit the synced registry. Checks nothing
         for other types, when no registry is synced, or for a template the API said is stale."""

@@ -77,6 +77,12 @@ WEBHOOK_LAG = Histogram(
     "From an event's own timestamp to its being applied",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
 )
+PRICED = Counter(
+    "wa_messages_priced_total",
+    "Messages whose pricing a status webhook carried, each wamid once: by category as billed"
+    " (marketing, utility, authentication, service, other) and billable (true) or free (false)",
+    ["sender", "category", "billable"],
+)
 STATUSES = Counter(
     "wa_message_statuses_total",
     "Delivery statuses that changed a sent message (sent, delivered, read, failed): the funnel, by sender",

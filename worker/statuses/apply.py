@@ -23,11 +23,21 @@ from worker.callbacks.deliver import Routes
 from worker.callbacks.events import EventType, event, event_id
 from worker.delivery.deadletters import DeadLetters
 from worker.delivery.errors import UndeliveredError
+from worker.delivery.optouts import Meaning, OptOuts, Reason, meaning, said
 from worker.delivery.senders import DEFAULT
 from worker.delivery.window import CustomerWindows
 from worker.ops import metrics
 from worker.ops.logs import get_logger
-from worker.statuses.events import DeliveryStatus, InboundMessage, StatusEvent, TemplateUpdate, parse
+from worker.statuses.events import (
+    DeliveryStatus,
+    InboundMessage,
+    Preference,
+    PreferenceChange,
+    StatusEvent,
+    TemplateUpdate,
+    billing,
+    parse,
+)
 from worker.statuses.inbound import changed_number, content, errors, referral
 from worker.statuses.inbox import InboxEntry
 from worker.statuses.tracker import Applied, StatusStore
@@ -53,6 +63,8 @@ class Reactions:
     phone_number_id: str  # for events that do not name one (Interakt's)
     senders: dict[str, str]  # phone_number_id -> sender name, so a message is marked read by its number
     accounts: dict[str, str]  # waba_id -> a sender on that account, whose template registry re-syncs
+    optout_keywords: frozenset[str] = frozenset()  # normalized (worker.delivery.optouts.keywords)
+    optin_keywords: frozenset[str] = frozenset()
 
     def resyncs(self, update: TemplateUpdate) -> list[str]:
         """The senders whose registry re-syncs `update`'s template: the one of its account (a
@@ -117,6 +129,7 @@ class Applier:
         reactions: Reactions,
         enqueue: Enqueue,
         routes: Routes | None = None,
+        optouts: OptOuts | None = None,
     ) -> None:
         self.store = store
         self.windows = windows
@@ -124,11 +137,13 @@ class Applier:
         self.reactions = reactions
         self.enqueue = enqueue
         self.routes = routes
+        self.optouts = optouts or OptOuts(store.redis)
 
     def apply(self, entries: list[InboxEntry]) -> None:
         statuses: list[StatusEvent] = []
         messages: list[InboundMessage] = []
         templates: set[TemplateUpdate] = set()
+        preferences: list[PreferenceChange] = []
         for entry_id, fields in entries:
             try:
                 parsed = parse(json.loads(fields["body"]), float(fields["received"]))
@@ -139,8 +154,12 @@ class Applier:
             statuses.extend(parsed.statuses)
             messages.extend(parsed.messages)
             templates.update(parsed.templates)
+            preferences.extend(parsed.preferences)
         now = time.time()
-        changes = [a for a in self.store.apply(statuses) if self.on_status(a, now)]
+        applied = self.store.apply(statuses)
+        self.on_pricing(applied)
+        changes = [a for a in applied if self.on_status(a, now)]
+        self.on_preferences(preferences)
         firsts = self.on_messages(messages, now)
         self.call_back(changes, firsts, now)
         for update in sorted(templates, key=lambda u: (u.waba_id or "", u.name)):
@@ -167,6 +186,42 @@ class Applier:
                 told.append((event(EventType.MESSAGE_INBOUND, data["event_id"], data, now), key))
         self.routes.outbox.add(told, now)
 
+    def on_pricing(self, applied: list[Applied]) -> None:
+        """Each wamid's first pricing, counted once (its sent, delivered and read repeat it)."""
+        for a in applied:
+            if a.priced and a.event.pricing:
+                charged, category = billing(a.event.pricing)
+                metrics.PRICED.labels(a.origin.get("sender", "?"), category, str(charged).lower()).inc()
+
+    def on_preferences(self, changes: list[PreferenceChange]) -> None:
+        """Meta's `user_preferences`: a customer stopped marketing messages (an opt-out), or
+        resumed them (opted back in)."""
+        for change in changes:
+            if change.category != "marketing_messages":
+                continue
+            if change.value is Preference.STOP:
+                done = self.optouts.record(
+                    change.wa_id, Reason.USER_PREFERENCES, change.timestamp, change.detail or "stop"
+                )
+            else:
+                done = self.optouts.remove(change.wa_id)
+            log.info("user_preferences", wa_id=change.wa_id, value=change.value, changed=done)
+
+    def on_keyword(self, message: InboundMessage) -> None:
+        """An inbound message that is an opt-out keyword (STOP) opts its customer out of marketing
+        messages; an opt-in keyword (START) back in."""
+        # Meta's message object names `from`; Interakt's event keeps a text as `message` (unverified).
+        text = said(message.message) if "from" in message.message else message.message.get("message")
+        text = text if isinstance(text, str) else None
+        found = meaning(text, self.reactions.optout_keywords, self.reactions.optin_keywords)
+        if found is Meaning.STOP:
+            done = self.optouts.record(message.wa_id, Reason.KEYWORD, message.timestamp, str(text).strip())
+        elif found is Meaning.START:
+            done = self.optouts.remove(message.wa_id)
+        else:
+            return
+        log.info("optout_keyword", wa_id=message.wa_id, meaning=found, changed=done)
+
     def on_status(self, applied: Applied, now: float) -> bool:
         """Counts, logs and tells the app of a status; True when it changed anything."""
         event = applied.event
@@ -192,6 +247,11 @@ class Applier:
             | {"wamid": applied.event.wamid},
         )
         sender = origin.get("sender", "?")
+        to = origin.get("to") or applied.event.recipient_id
+        if exc.code == 131050 and to:  # the customer stopped marketing messages: not again
+            self.optouts.record(
+                to, Reason.META_131050, applied.event.timestamp, f"131050 {error.get('title')}"
+            )
         metrics.FAILED.labels(sender, origin.get("type", "?"), exc.kind, str(exc.code or "")).inc()
         log.error(
             "outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, wamid=applied.event.wamid
@@ -224,6 +284,7 @@ class Applier:
             if moved:  # the conversation goes on at the customer's new number
                 self.windows.touch(pnid, moved[1], message.timestamp)
             log.info("inbound_message", wamid=message.wamid, wa_id=message.wa_id, type=message.type)
+            self.on_keyword(message)
             if self.reactions.inbound_task:
                 self.enqueue(self.reactions.inbound_task, {"message": told}, APP_QUEUE)
             if self.reactions.auto_read:

@@ -64,7 +64,8 @@ class _AsDict:
 
 @dataclass(frozen=True)
 class StatusEvent(_AsDict):
-    """One status of one outgoing message; `error` (code, title, message, details) when failed."""
+    """One status of one outgoing message; `error` (code, title, message, details) when failed;
+    `pricing` (billable, pricing_model, category, type) as Meta sent it, when it did."""
 
     wamid: str
     status: DeliveryStatus
@@ -72,6 +73,26 @@ class StatusEvent(_AsDict):
     recipient_id: str | None = None
     phone_number_id: str | None = None
     error: dict[str, Any] | None = None
+    pricing: dict[str, Any] | None = None
+
+
+class Preference(StrEnum):
+    """The `value` of a `user_preferences` change (Meta: marketing message preferences)."""
+
+    STOP = "stop"
+    RESUME = "resume"
+
+
+@dataclass(frozen=True)
+class PreferenceChange(_AsDict):
+    """A customer stopped or resumed marketing messages (Meta's `user_preferences` webhook)."""
+
+    wa_id: str
+    value: Preference
+    timestamp: float
+    category: str = "marketing_messages"
+    detail: str | None = None
+    phone_number_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,10 +126,11 @@ class Parsed:
     statuses: list[StatusEvent] = field(default_factory=list)
     messages: list[InboundMessage] = field(default_factory=list)
     templates: list[TemplateUpdate] = field(default_factory=list)  # status changed: re-sync these
+    preferences: list[PreferenceChange] = field(default_factory=list)
 
     @property
     def events(self) -> int:
-        return len(self.statuses) + len(self.messages) + len(self.templates)
+        return len(self.statuses) + len(self.messages) + len(self.templates) + len(self.preferences)
 
 
 def _seconds(value: Any, default: float) -> float:
@@ -152,6 +174,78 @@ def _meta_error(errors: Any) -> dict[str, Any] | None:
     }
 
 
+def _pricing(raw: Any) -> dict[str, Any] | None:
+    """A status's `pricing`: billable (a bool), pricing_model (CBP, PMP), category (marketing,
+    utility, authentication, service, ...) and type (PMP's regular, free_customer_service,
+    free_entry_point), each bounded; None when absent or not an object."""
+    if not isinstance(raw, dict):
+        return None
+    billable = raw.get("billable")
+    return {
+        "billable": billable if isinstance(billable, bool) else None,
+        "pricing_model": _short(raw.get("pricing_model")),
+        "category": _short(raw.get("category")),
+        "type": _short(raw.get("type")),
+    }
+
+
+class Billing(StrEnum):
+    """The categories a message is billed by, as counted (Meta's finer ones folded in)."""
+
+    MARKETING = "marketing"
+    UTILITY = "utility"
+    AUTHENTICATION = "authentication"
+    SERVICE = "service"
+    OTHER = "other"  # a category Meta adds (referral_conversion, ...): counted, not lost
+
+
+FAMILIES = {
+    "marketing": Billing.MARKETING,
+    "marketing_lite": Billing.MARKETING,
+    "utility": Billing.UTILITY,
+    "authentication": Billing.AUTHENTICATION,
+    "authentication_international": Billing.AUTHENTICATION,
+    "service": Billing.SERVICE,
+}
+
+
+def billing(pricing: dict[str, Any]) -> tuple[bool, Billing]:
+    """Whether a priced message is billable, and its category as counted. `billable` when Meta
+    says; else PMP's `type` (only `regular` is charged; free_customer_service and
+    free_entry_point are not)."""
+    billable = pricing.get("billable")
+    charged = billable if isinstance(billable, bool) else pricing.get("type") == "regular"
+    return charged, FAMILIES.get(str(pricing.get("category") or "").lower(), Billing.OTHER)
+
+
+def tally_field(pricing: dict[str, Any]) -> str:
+    """The run counter a priced message adds one to: `billable:<category>` or `free:<category>`."""
+    charged, category = billing(pricing)
+    return f"{'billable' if charged else 'free'}:{category.value}"
+
+
+def _short(value: Any) -> str | None:
+    """A vocabulary word as kept: text of at most 64 characters, or None."""
+    return value[:64] if isinstance(value, str) else None
+
+
+def _meta_preference(raw: Any, pnid: str | None, now: float) -> PreferenceChange | None:
+    if not (isinstance(raw, dict) and isinstance(raw.get("wa_id"), str)):
+        return None
+    try:
+        value = Preference(str(raw.get("value")).lower())
+    except ValueError:
+        return None
+    return PreferenceChange(
+        wa_id=raw["wa_id"],
+        value=value,
+        timestamp=_seconds(raw.get("timestamp"), now),
+        category=_short(raw.get("category")) or "marketing_messages",
+        detail=_short(raw.get("detail")),
+        phone_number_id=pnid,
+    )
+
+
 def _meta_status(raw: Any, pnid: str | None, now: float) -> StatusEvent | None:
     if not (isinstance(raw, dict) and isinstance(raw.get("id"), str)):
         return None
@@ -167,6 +261,7 @@ def _meta_status(raw: Any, pnid: str | None, now: float) -> StatusEvent | None:
         recipient_id=_text(raw.get("recipient_id")),
         phone_number_id=pnid,
         error=error,
+        pricing=_pricing(raw.get("pricing")),
     )
 
 
@@ -210,6 +305,9 @@ def _meta(doc: dict[str, Any], now: float) -> Parsed:
             )
             parsed.messages.extend(
                 m for m in (_meta_message(r, names, pnid, now) for r in _list(value.get("messages"))) if m
+            )
+            parsed.preferences.extend(
+                p for p in (_meta_preference(r, pnid, now) for r in _list(value.get("user_preferences"))) if p
             )
     return parsed
 

@@ -19,9 +19,10 @@ import redis
 
 from worker.delivery.idempotency import WAMID_PREFIX
 from worker.scripts import load
-from worker.statuses.events import ERROR_TEXT_MAX, RANK, DeliveryStatus, StatusEvent
+from worker.statuses.events import ERROR_TEXT_MAX, RANK, DeliveryStatus, StatusEvent, tally_field
 
 PREFIX = "wa:status:"
+RUN_PREFIX = "wa:run:"  # a campaign run's keys (worker.campaigns.runs.run_prefix)
 INBOUND_PREFIX = "wa:inbound:"
 
 
@@ -33,6 +34,7 @@ class Applied:
     changed: bool
     previous: DeliveryStatus | None
     origin: dict[str, str]  # the wamid index: key, task_id, to, type, campaign, run_id, attempts, intent
+    priced: bool = False  # its pricing was the wamid's first: count it (statuses repeat it)
 
 
 def delivery_fields(status: dict[str, str] | None) -> dict[str, Any]:
@@ -78,17 +80,18 @@ class StatusStore:
         pipe = self.redis.pipeline(transaction=False)
         for e in events:
             error = json.dumps(e.error) if e.error else ""
+            pricing = json.dumps(e.pricing) if e.pricing else ""
+            tally = tally_field(e.pricing) if e.pricing else ""
             self._advance.queue(
                 pipe,
                 [PREFIX + e.wamid, WAMID_PREFIX + e.wamid],
-                [e.status.value, RANK[e.status], e.timestamp, error, self.ttl],
+                [e.status.value, RANK[e.status], e.timestamp, error, self.ttl, pricing, tally, RUN_PREFIX],
             )
         applied = []
-        for event, (changed, previous, *index) in zip(events, pipe.execute(), strict=True):
+        for event, (changed, previous, priced, *index) in zip(events, pipe.execute(), strict=True):
             origin = dict(zip(index[::2], index[1::2], strict=True))
-            applied.append(
-                Applied(event, bool(changed), DeliveryStatus(previous) if previous else None, origin)
-            )
+            before = DeliveryStatus(previous) if previous else None
+            applied.append(Applied(event, bool(changed), before, origin, bool(priced)))
         return applied
 
     def first_seen(self, wamids: list[str]) -> list[bool]:
@@ -104,6 +107,13 @@ class StatusStore:
         for wamid in wamids:
             pipe.hgetall(PREFIX + wamid)
         return [delivery_fields(cast(dict[str, str], s)) for s in pipe.execute()] if wamids else []
+
+    def pricing(self, wamids: list[str]) -> list[dict[str, Any] | None]:
+        """Each wamid's pricing as its first priced status carried it, in order (None: none yet)."""
+        pipe = self.redis.pipeline(transaction=False)
+        for wamid in wamids:
+            pipe.hget(PREFIX + wamid, "pricing")
+        return [json.loads(p) if p else None for p in pipe.execute()] if wamids else []
 
     def origin(self, wamid: str) -> dict[str, str]:
         return cast(dict[str, str], self.redis.hgetall(WAMID_PREFIX + wamid))
