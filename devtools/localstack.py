@@ -1,4 +1,5 @@
-"""Local processes for `make run`, the tests and the benchmarks: redis-server, the sandbox, celery workers.
+"""Local processes for `make run`, the tests and the benchmarks: redis-server (alone, or a primary
+with a replica and Sentinels), the sandbox, celery workers.
 
 Each starts on a free loopback port (or a given one), writes its output to a log file, and can be
 stopped, killed and started again, so fault tests can take a service away and bring it back.
@@ -100,14 +101,23 @@ class Process:
 
 
 class RedisServer(Process):
-    """`persistent`: an append-only file fsynced on every write, as production runs it."""
+    """`persistent`: an append-only file fsynced on every write, as production runs it.
+    `replica_of`: the port of a primary on this host to replicate."""
 
-    def __init__(self, workdir: Path, port: int | None = None, persistent: bool = False) -> None:
-        super().__init__("redis", workdir)
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        persistent: bool = False,
+        name: str = "redis",
+        replica_of: int | None = None,
+    ) -> None:
+        super().__init__(name, workdir)
         self.port = port or free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.workdir = workdir
         self.persistent = persistent
+        self.replica_of = replica_of
 
     def start(self) -> RedisServer:
         aof = (
@@ -125,6 +135,13 @@ class RedisServer(Process):
                 *aof,
                 "--dir",
                 str(self.workdir),
+                "--dbfilename",
+                f"{self.name}.rdb",  # a replica's first sync writes one unless diskless
+                *(
+                    ["--replicaof", "127.0.0.1", str(self.replica_of), "--repl-diskless-load", "on-empty-db"]
+                    if self.replica_of
+                    else ["--repl-diskless-sync", "yes", "--repl-diskless-sync-delay", "0"]
+                ),
             ]
         )
         wait_for(lambda: self.client().ping(), 10, "redis-server")
@@ -134,12 +151,109 @@ class RedisServer(Process):
         return redis.Redis.from_url(self.url, decode_responses=True, socket_timeout=5)
 
 
+class RedisSentinel(Process):
+    """One Sentinel (`redis-server <conf> --sentinel`) watching the primary as MASTER_NAME. The
+    Sentinel's own timings are its config: `down_after_ms` is how long the primary may be silent
+    before it is taken for down (production: 5 to 30 s)."""
+
+    MASTER_NAME = "mymaster"
+
+    def __init__(self, workdir: Path, primary_port: int, name: str, down_after_ms: int = 1000) -> None:
+        super().__init__(name, workdir)
+        self.port = free_port()
+        self.conf = workdir / f"{name}.conf"
+        self.primary_port = primary_port
+        self.down_after_ms = down_after_ms
+
+    def start(self) -> RedisSentinel:
+        master = self.MASTER_NAME
+        self.conf.write_text(  # Sentinel rewrites its config file as it learns: one of its own
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.conf.parent}\n"
+            f"sentinel monitor {master} 127.0.0.1 {self.primary_port} 2\n"
+            f"sentinel down-after-milliseconds {master} {self.down_after_ms}\n"
+            f"sentinel failover-timeout {master} {max(3000, self.down_after_ms * 3)}\n"
+            f"sentinel parallel-syncs {master} 1\n"
+        )
+        self.spawn(["redis-server", str(self.conf), "--sentinel"])
+        wait_for(lambda: self.client().ping(), 10, "redis-sentinel")
+        return self
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=2)
+
+    def primary(self) -> tuple[str, int] | None:
+        """The primary this Sentinel names now."""
+        found = self.client().execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.MASTER_NAME)
+        return (found[0], int(found[1])) if found else None
+
+
+class SentinelGroup:
+    """A primary, its replicas and three Sentinels on free ports: Redis as production runs it, for
+    failover tests. `url` is the deployment's REDIS_URL (`sentinel://...;sentinel://.../0`)."""
+
+    def __init__(self, workdir: Path, replicas: int = 1, down_after_ms: int = 1000) -> None:
+        self.primary = RedisServer(workdir, name="redis-primary").start()
+        self.replicas = [
+            RedisServer(workdir, name=f"redis-replica{i}", replica_of=self.primary.port).start()
+            for i in range(replicas)
+        ]
+        for replica in self.replicas:
+            wait_for(
+                lambda r=replica: r.client().info("replication")["master_link_status"] == "up", 10, "sync"
+            )
+        self.sentinels = [
+            RedisSentinel(workdir, self.primary.port, f"sentinel{i}", down_after_ms).start() for i in range(3)
+        ]
+        # Each Sentinel has found the replicas and the other Sentinels (through the primary's hello
+        # channel): only then can they agree on a failover.
+        wait_for(self._acquainted, 20, "sentinels that know each other and the replicas", 0.1)
+        self.url = ";".join(f"sentinel://127.0.0.1:{s.port}" for s in self.sentinels) + "/0"
+
+    def _acquainted(self) -> bool:
+        for sentinel in self.sentinels:
+            info = _pairs(sentinel.client().execute_command("SENTINEL", "MASTER", RedisSentinel.MASTER_NAME))
+            if int(info["num-other-sentinels"]) < 2 or int(info["num-slaves"]) < len(self.replicas):
+                return False
+        return True
+
+    def servers(self) -> list[RedisServer]:
+        return [self.primary, *self.replicas]
+
+    def current(self) -> RedisServer:
+        """The server the Sentinels name primary now (asked of the first that answers)."""
+        for sentinel in self.sentinels:
+            try:
+                found = sentinel.primary()
+            except redis.RedisError:
+                continue
+            for server in self.servers():
+                if found and found[1] == server.port:
+                    return server
+        raise LookupError("no Sentinel names a primary")
+
+    def stop(self) -> None:
+        for process in [*self.sentinels, *self.servers()]:
+            process.kill()
+
+
+def _pairs(reply: Any) -> dict[str, str]:
+    """A Sentinel's flat [field, value, ...] reply (or redis-py's dict of it) as a dict."""
+    if isinstance(reply, dict):
+        return {str(k): str(v) for k, v in reply.items()}
+    return dict(zip(reply[::2], reply[1::2], strict=True))
+
+
 class Sandbox(Process):
-    def __init__(self, workdir: Path, latency: float = 0.0, token: str | None = None) -> None:
+    """`host`: the address it listens on (a test host's link, tests/faults/netns.py)."""
+
+    def __init__(
+        self, workdir: Path, latency: float = 0.0, token: str | None = None, host: str = "127.0.0.1"
+    ) -> None:
         super().__init__("sandbox", workdir)
         self.token = token
         self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
+        self.host = host
+        self.base = f"http://{host}:{self.port}"
         self.api_url = f"{self.base}/api/v17.0"
         self.latency = latency
 
@@ -150,6 +264,8 @@ class Sandbox(Process):
                 sys.executable,
                 "-m",
                 "devtools.sandbox",
+                "--host",
+                self.host,
                 "--port",
                 str(self.port),
                 *token,
@@ -209,7 +325,8 @@ class Sandbox(Process):
 
 class Worker(Process):
     """A celery worker; `broker_url` is the broker it reads (where `start` pings it), resolved by the
-    caller the way the worker's settings resolve it."""
+    caller the way the worker's settings resolve it. `netns`: the network namespace it runs in (a
+    test host of its own, tests/faults/netns.py)."""
 
     def __init__(
         self,
@@ -221,9 +338,11 @@ class Worker(Process):
         concurrency: int = 8,
         app: str = "worker",
         args: tuple[str, ...] = (),
+        netns: str | None = None,
     ) -> None:
         super().__init__(name, workdir)
         self.env = env
+        self.netns = netns
         self.broker_url = broker_url
         self.pool = pool
         self.concurrency = concurrency
@@ -233,8 +352,10 @@ class Worker(Process):
 
     def start(self) -> Worker:
         hostname = self.hostname
+        host = ["ip", "netns", "exec", self.netns] if self.netns else []  # it execs: the pid is celery's
         self.spawn(
             [
+                *host,
                 str(BIN / "celery"),
                 "-A",
                 self.app,

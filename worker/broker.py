@@ -27,8 +27,12 @@ consumer. What it cannot know (a BRPOP's reply that never came) is left to the l
 asked for at once (`pop_gap_hooks`); a publish the ledger does not know (an app's own `send_task`)
 is lost in that case, as the README says of a worker that dies in the same gap.
 
+With DISPATCH_REPLICA_ACKS a publish returns once that many replicas have the message (Redis
+WAIT on the publish's connection), so an enqueue that returned survives a failover.
+
 `install` makes it the transport of `redis://` and `rediss://` URLs in this process, so broker
-URLs, Flower's broker view and `celery inspect` see the same scheme as before.
+URLs, Flower's broker view and `celery inspect` see the same scheme as before, and its Sentinel
+twin (`SentinelTransport`: kombu's Sentinel channel under the same changes) that of `sentinel://`.
 """
 
 from __future__ import annotations
@@ -47,11 +51,13 @@ from kombu.utils.json import dumps, loads
 from kombu.utils.objects import cached_property
 
 from worker.ops.logs import get_logger
-from worker.redis_conn import group_of
+from worker.redis_conn import Durability, FollowingConnection, durable_pipeline, group_of, short_waits
+from worker.settings import get_settings
 
 log = get_logger("whatsapp_dispatch.broker")
 
 NAME = "worker.broker:Transport"
+SENTINEL_NAME = "worker.broker:SentinelTransport"
 FETCH_BATCH = 32  # messages a backlog gives up per round trip, beside the one BRPOP returned
 
 # KEYS: the queue's list, the unacked index, the unacked hash. ARGV: now, how many more to pop,
@@ -238,6 +244,8 @@ class Channel(kombu_redis.Channel):
         super().__init__(*args, **kwargs)
         self._recorded: dict[str, bool] = {}
         self.handlers["BRPOP"] = self._fetch_read
+        settings = get_settings()
+        self._durability = Durability(settings.replicas_waited, settings.replica_wait_ms)
 
     def _brpop_start(self, timeout: Any = None) -> None:
         """Kombu's, after settling what a lost connection left (a no-op test when nothing did)."""
@@ -252,13 +260,16 @@ class Channel(kombu_redis.Channel):
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         """Kombu's publish (LPUSH, and its queue expiry), with what `before_publish` asked for in
-        the same transaction; used once (kombu's retry of a failed publish carries it again)."""
+        the same transaction; used once (kombu's retry of a failed publish carries it again).
+        With a Durability, the publish returns once the replicas have it."""
         build = getattr(_before, "build", None)
-        if build is None or kwargs.get("_publish_batch") is not None:
+        durability = short_waits.policy(self._durability)
+        if (build is None and not durability.replicas) or kwargs.get("_publish_batch") is not None:
             return super()._put(queue, message, **kwargs)
         with self.conn_or_acquire() as client:
-            pipe = client.pipeline(transaction=True)
-            build(pipe)
+            pipe = durable_pipeline(client, durability)
+            if build is not None:
+                build(pipe)
             pipe.lpush(
                 self._q_for_pri(queue, self._get_message_priority(message, reverse=False)), dumps(message)
             )
@@ -266,6 +277,7 @@ class Channel(kombu_redis.Channel):
                 for priority in self.priority_steps:
                     pipe.pexpire(self._q_for_pri(queue, priority), self._expires[queue])
             pipe.execute()
+        short_waits.note(durability, getattr(pipe, "acked", None))
         _before.build = None
         return None
 
@@ -337,7 +349,20 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """The channel above over kombu's Sentinel channel: its pools ask the Sentinels for the
+    primary (master_name, sentinel_kwargs from the transport options); the fetch, the grouped
+    acks and the publish's MULTI are the same, on whichever server is the primary."""
+
+    connection_class = FollowingConnection
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    Channel = SentinelChannel
+
+
 def install() -> None:
     """Before the first connection: kombu caches the class an alias resolves to."""
     for scheme in ("redis", "rediss"):
         TRANSPORT_ALIASES[scheme] = NAME
+    TRANSPORT_ALIASES["sentinel"] = SENTINEL_NAME

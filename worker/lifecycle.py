@@ -28,7 +28,7 @@ from worker.ops.logs import get_logger, mask_text
 from worker.recovery.ledger import queue_lists
 from worker.recovery.nodes import NODE, Registry
 from worker.recovery.recoverer import AUDIT_DUE, Recoverer, unacked_keys
-from worker.redis_conn import get_redis
+from worker.redis_conn import connect, get_redis
 from worker.services import Services, callback_routes, callbacks, dispatcher, ledger, reactions, services
 from worker.settings import get_settings
 from worker.statuses.apply import Applier
@@ -293,8 +293,9 @@ _watches: list[_Watch] = []
 
 def _broker_queued() -> Callable[[], int]:
     """Messages waiting in the lists this worker reads (each queue and its priority lists)."""
-    client = redis.Redis.from_url(
-        get_settings().celery_broker_url, socket_timeout=5, socket_connect_timeout=2
+    settings = get_settings()
+    client = connect(
+        settings.celery_broker_url, settings, "CELERY_BROKER_URL", socket_timeout=5, socket_connect_timeout=2
     )
     keys = [key for queue in QUEUES for key in queue_lists(queue)]
 

@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.redis_urls import is_redis, is_sentinel
+
 DEFAULT_API_URL = "https://amped-express.interakt.ai/api/v17.0"
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
@@ -45,6 +47,17 @@ class Settings(BaseSettings):
     redis_url: str = Field(DEFAULT_REDIS_URL, validation_alias="REDIS_URL")
     broker_url: str | None = Field(None, validation_alias="CELERY_BROKER_URL")
     result_backend: str | None = Field(None, validation_alias="CELERY_RESULT_BACKEND")
+    # Sentinel URLs (sentinel://host:26379;sentinel://host2:26379/0): the primary's name, and the
+    # Sentinels' own password where they need one (the primary's goes in the URL).
+    sentinel_master: str = Field("mymaster", min_length=1, validation_alias="DISPATCH_SENTINEL_MASTER")
+    sentinel_password: SecretStr | None = Field(None, validation_alias="DISPATCH_SENTINEL_PASSWORD")
+    # The write that fences a send (its `sending` mark, and the claim before it) and a publish to
+    # the Redis broker wait for this many replicas to have them (Redis WAIT), at most
+    # DISPATCH_REPLICA_WAIT_MS; unset, 1 with a Sentinel URL (there are replicas), else 0.
+    replica_acks: int | None = Field(None, ge=0, validation_alias="DISPATCH_REPLICA_ACKS")
+    replica_wait_ms: int = Field(100, ge=1, validation_alias="DISPATCH_REPLICA_WAIT_MS")
+    # RabbitMQ: the project's queues declared as quorum queues (replicated), publisher confirms on.
+    quorum_queues: bool = Field(False, validation_alias="DISPATCH_QUORUM_QUEUES")
 
     # HTTP timeouts (seconds). A read timeout is ambiguous: the message may have gone out.
     connect_timeout: float = Field(5.0, validation_alias="DISPATCH_CONNECT_TIMEOUT")
@@ -174,10 +187,17 @@ class Settings(BaseSettings):
         return self.result_backend or self.redis_url
 
     @property
+    def replicas_waited(self) -> int:
+        """DISPATCH_REPLICA_ACKS, or its default: 1 behind Sentinels, none for one server."""
+        if self.replica_acks is not None:
+            return self.replica_acks
+        return 1 if is_sentinel(self.state_redis_url) else 0
+
+    @property
     def state_redis_url(self) -> str:
         """Idempotency records, limits and dead letters live beside the results."""
         backend = self.celery_result_backend
-        return backend if backend.startswith(("redis://", "rediss://", "unix://")) else self.redis_url
+        return backend if is_redis(backend) else self.redis_url
 
     @model_validator(mode="after")
     def _retention(self) -> Settings:
@@ -216,7 +236,7 @@ class Settings(BaseSettings):
 
     @property
     def redis_broker(self) -> bool:
-        return self.celery_broker_url.startswith(("redis://", "rediss://", "unix://"))
+        return is_redis(self.celery_broker_url)
 
     @property
     def messages_url(self) -> str:

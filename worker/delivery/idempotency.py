@@ -141,9 +141,11 @@ class IdempotencyStore:
         ]
 
     def sending(self, key: str) -> None:
-        """A request is about to leave: from now on a lost worker makes the outcome ambiguous."""
+        """A request is about to leave: from now on a lost worker makes the outcome ambiguous. The
+        fence of a send: with DISPATCH_REPLICA_ACKS it returns once the replicas have it (and the
+        claim before it), so a failover cannot forget that the request may have left."""
         mapping: dict[FieldT, EncodableT] = {"state": State.SENDING, "since": time.time()}
-        self.group.execute(lambda pipe: pipe.hset(PREFIX + key, mapping=mapping))
+        self.group.execute(lambda pipe: pipe.hset(PREFIX + key, mapping=mapping), durable=True)
 
     def release(self, key: str, attempts: int) -> None:
         """Back to `pending`: the API definitely did not accept it, a later delivery may send."""

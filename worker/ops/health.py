@@ -13,8 +13,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
-import redis
-
+from worker.redis_conn import connect
 from worker.settings import Settings
 
 CHECK_NAMES = ("redis", "credentials", "workers", "api", "breaker")
@@ -37,8 +36,12 @@ class Checks:
 
     def redis(self) -> dict[str, Any]:
         started = time.perf_counter()
-        redis.Redis.from_url(
-            self.settings.celery_broker_url, socket_connect_timeout=3, socket_timeout=3
+        connect(
+            self.settings.celery_broker_url,
+            self.settings,
+            "CELERY_BROKER_URL",
+            socket_connect_timeout=3,
+            socket_timeout=3,
         ).ping()
         return {"latency_ms": round((time.perf_counter() - started) * 1000, 1)}
 

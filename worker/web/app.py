@@ -28,6 +28,7 @@ from starlette.routing import Route
 
 from worker.ops import metrics
 from worker.ops.logs import get_logger
+from worker.redis_conn import connect_async
 from worker.settings import Settings, get_settings
 from worker.statuses import inbox, signature
 from worker.statuses.events import parse
@@ -132,8 +133,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         # No retries inside the client: a Redis that does not answer within REDIS_TIMEOUT is a 503
         # now (the sender retries), not a slow answer that makes Interakt give up on the webhook.
-        app.state.redis = redis.asyncio.Redis.from_url(
+        app.state.redis = connect_async(
             settings.state_redis_url,
+            settings,
             socket_timeout=REDIS_TIMEOUT,
             socket_connect_timeout=REDIS_TIMEOUT,
             retry_on_timeout=False,
