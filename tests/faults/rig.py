@@ -63,6 +63,7 @@ class Rig:
         broker: str = "redis",
         concurrency: int = 16,
         production_timings: bool = False,
+        sandbox_host: str = "127.0.0.1",
         **env: str,
     ) -> None:
         self.rate_limit = rate_limit
@@ -70,7 +71,7 @@ class Rig:
         self.vhost = RabbitVhost() if broker == "rabbitmq" else None
         self.broker_url = self.vhost.url if self.vhost else self.redis.url
         self.concurrency = concurrency
-        self.sandbox = Sandbox(workdir, latency=latency, token=TOKEN).start()
+        self.sandbox = Sandbox(workdir, latency=latency, token=TOKEN, host=sandbox_host).start()
         fast = {
             "DISPATCH_READ_TIMEOUT": "1",
             "DISPATCH_CONNECT_TIMEOUT": "0.5",
@@ -108,9 +109,18 @@ class Rig:
             broker_connection_retry_on_startup=True,
         )
 
-    def add_worker(self) -> Worker:
+    def add_worker(self, netns: str | None = None, **env: str) -> Worker:
+        """Another worker; `netns` runs it on a test host of its own, `env` changes its settings
+        (the addresses that host reaches Redis and the API by)."""
         name = f"worker{len(self.workers)}"
-        worker = Worker(self.workdir, self.env, self.broker_url, name=name, concurrency=self.concurrency)
+        worker = Worker(
+            self.workdir,
+            {**self.env, **env},
+            self.broker_url,
+            name=name,
+            concurrency=self.concurrency,
+            netns=netns,
+        )
         self.workers.append(worker.start())
         return worker
 

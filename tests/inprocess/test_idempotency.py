@@ -23,7 +23,7 @@ def test_a_live_owner_keeps_its_claim_and_a_second_owner_finds_it_busy(r: redis.
     Registry(r, TIMEOUT).beat("node-a")
     assert store(r, "node-a").begin("k", "task-1").state is State.CLAIMED
     assert store(r, "node-b").begin("k", "task-2").state is State.BUSY
-    store(r, "node-a").sending("k")
+    assert store(r, "node-a").sending("k", "task-1")
     assert store(r, "node-b").begin("k", "task-2").state is State.BUSY  # a slow send is never taken
     assert r.hget(PREFIX + "k", "owner") == "task-1" and r.hget(PREFIX + "k", "node") == "node-a"
     assert 3590 < r.ttl(PREFIX + "k") <= 3600
@@ -39,7 +39,7 @@ def test_a_dead_owners_claim_is_taken_over_at_once_because_nothing_was_sent(r: r
 
 def test_a_dead_owner_mid_request_is_ambiguous_unless_at_least_once(r: redis.Redis) -> None:
     store(r, "gone-node").begin("k", "task-1")  # a node that never beat (or left the registry)
-    store(r, "gone-node").sending("k")
+    store(r, "gone-node").sending("k", "task-1")
     assert store(r, "node-b").begin("k", "task-2").state is State.STALE
     assert store(r, "node-b").begin("k", "task-3", take_over_stale=True).state is State.CLAIMED
 
@@ -52,6 +52,23 @@ def test_a_claim_a_live_node_lost_track_of_goes_stale_after_the_backstop(r: redi
     assert store(r, "node-a", stale_after=0.2).begin("k", "task-2").state is State.BUSY
     time.sleep(0.25)
     assert store(r, "node-a", stale_after=0.2).begin("k", "task-2").state is State.CLAIMED
+
+
+def test_a_delivery_whose_claim_was_taken_over_can_neither_send_nor_release_it(r: redis.Redis) -> None:
+    # Worker A claims, then is cut off from Redis past the heartbeat timeout; its message is
+    # delivered again to B under the same task id, and B claims with a token of its own.
+    r.hset(WORKERS, "node-a", time.time() - TIMEOUT - 1)
+    store(r, "node-a").begin("k", "task-1:a")
+    Registry(r, TIMEOUT).beat("node-b")
+    assert store(r, "node-b").begin("k", "task-1:b").state is State.CLAIMED
+    # A is back: its `sending` mark (the fence before its request) and its release both refuse.
+    assert not store(r, "node-a").sending("k", "task-1:a")
+    assert not store(r, "node-a").release("k", 1, "task-1:a")
+    assert r.hget(PREFIX + "k", "state") == "claimed" and r.hget(PREFIX + "k", "owner") == "task-1:b"
+    assert store(r, "node-b").sending("k", "task-1:b")
+    assert store(r, "node-b").sending("k", "task-1:b")  # a retry after a lost reply: still B's
+    store(r, "node-b").sent("k", attempts=1, wamid="wamid.B", wa_id=None, to="+919999595313")
+    assert not store(r, "node-a").release("k", 1, "task-1:a") and r.hget(PREFIX + "k", "state") == "sent"
 
 
 def test_finished_keys_replay_their_outcome_and_keep_their_attempts(r: redis.Redis) -> None:
@@ -78,7 +95,7 @@ def test_a_released_key_is_claimed_again_at_once(r: redis.Redis) -> None:
     Registry(r, TIMEOUT).beat("node-a")
     s = store(r, "node-a")
     s.begin("k", "t")
-    s.release("k", 3)
+    assert s.release("k", 3, "t")
     claim = s.begin("k", "t2")
     assert claim.state is State.CLAIMED and claim.attempts == 3
 

@@ -235,9 +235,24 @@ def test_acquire_many(r: redis.Redis, breaker: dict | None, line_end: float | No
         r.hset("brk", mapping={**breaker, "next_probe": now + breaker["next_probe"]})
     if line_end:
         r.set("line", now + line_end)
-    reply = run(r, "acquire_many", ["num", "brk", "", "line", "pair:a", "rec"], LIMITS)
+    r.hset("rec", mapping={"state": "claimed", "owner": "task-1:a"})
+    reply = run(r, "acquire_many", ["num", "brk", "", "line", "pair:a", "rec"], [*LIMITS, "task-1:a"])
     assert reply[0] == verdict
     assert (r.hget("rec", "state") == "sending") is (verdict in ("ok", "probe"))  # due now: marked
+
+
+def test_acquire_gives_no_slot_for_a_record_that_is_another_deliverys(r: redis.Redis) -> None:
+    r.hset("rec", mapping={"state": "claimed", "owner": "task-1:b"})  # taken over by delivery b
+    reply = run(r, "acquire_many", ["num", "brk", "", "line", "pair:a", "rec"], [*LIMITS, "task-1:a"])
+    assert reply == ["lost", "0", "0"]
+    assert r.hget("rec", "state") == "claimed" and not r.exists("num")  # no slot was spent
+    r.hset("rec", "state", "sent")
+    assert (
+        run(r, "acquire_many", ["num", "brk", "", "line", "pair:a", "rec"], [*LIMITS, "task-1:b"])[0]
+        == "lost"
+    )
+    no_record = run(r, "acquire_many", ["num", "brk", "", "line", "pair:a", ""], [*LIMITS, ""])
+    assert no_record[0] == "ok"  # a campaign's slots come without a record: marked later
 
 
 @pytest.mark.parametrize(

@@ -211,6 +211,12 @@ def test_after_reach_parks_a_template_until_the_limit_frees() -> None:
     ],
 )
 def test_after_no_slot(verdict: Verdict, campaign: bool, kind: str, parked: bool) -> None:
-    decision = after_no_slot(verdict, 7.5, campaign)
+    decision = after_no_slot(verdict, 7.5, campaign, heartbeat_timeout=10.0)
     assert (decision.action, decision.countdown, decision.reason) == (Action.REQUEUE, 7.5, kind)
     assert kind_of(decision.error) == kind and decision.parked is parked
+
+
+def test_a_claim_taken_over_is_left_to_the_delivery_that_took_it() -> None:
+    decision = after_no_slot(Verdict.LOST, 0.0, campaign=False, heartbeat_timeout=10.0)
+    assert (decision.action, decision.countdown, decision.reason) == (Action.DEFER, 10.0, "claim_lost")
+    assert kind_of(decision.error) == "busy"

@@ -38,7 +38,7 @@ from worker.delivery.errors import DispatchError, InvalidIntent
 from worker.delivery.idempotency import Claim, State
 from worker.delivery.optouts import blocks
 from worker.delivery.ratelimit import Slot
-from worker.delivery.send import MessageDelivery, Requeue, SenderServices, SendServices
+from worker.delivery.send import MessageDelivery, Requeue, SenderServices, SendServices, claim_token
 from worker.ops.logs import get_logger
 from worker.process_local import process_local
 from worker.settings import get_settings
@@ -169,17 +169,12 @@ class Fanout:
         self.runs.record(campaign.name, run_id, report)
         return chosen
 
-    def _claim(
-        self, intents: list[dict[str, Any]], campaign: Campaign, sender: SenderServices
-    ) -> dict[str, Claim]:
+    def _claim(self, owners: dict[str, str], campaign: Campaign, sender: SenderServices) -> dict[str, Claim]:
         """The chunk's keys claimed in one round trip, not one each. Not when its templates may
         have to wait for the account's messaging limit: that wait comes before the claim
         (MessageDelivery.wait_for_room), so a run held for hours does not age its records."""
         if campaign.message.get("type") == "template" and sender.reach.limit is not None:
             return {}
-        owners = {
-            intent["idempotency_key"]: recipient_task_id(intent["idempotency_key"]) for intent in intents
-        }
         return self.send.store.begin_many(owners, take_over_stale=self.settings.at_least_once)
 
     def _reserve(
@@ -203,7 +198,9 @@ class Fanout:
         intents = self._expand(campaign, run_id, start, stop)
         run = RunRef(name=name, run_id=run_id)
         later = {"campaign": run.model_dump()}
-        claims = self._claim(intents, campaign, sender)
+        # This chunk's claim owners: a chunk delivered again (its worker lost) claims afresh.
+        owners = {i["idempotency_key"]: claim_token(recipient_task_id(i["idempotency_key"])) for i in intents}
+        claims = self._claim(owners, campaign, sender)
         slots = self._reserve(intents, claims, sender, run.lane.name)
 
         def deliver(intent: dict[str, Any]) -> str:
@@ -213,7 +210,15 @@ class Fanout:
                 # Popped: a recipient listed twice must not send twice on one claim.
                 claim, slot = claims.pop(key, None), slots.pop(key, None)
                 result = MessageDelivery(
-                    self.send, intent, task_id, 0, run.lane, claim=claim, slot=slot, optouts_checked=True
+                    self.send,
+                    intent,
+                    task_id,
+                    0,
+                    run.lane,
+                    claim=claim,
+                    slot=slot,
+                    optouts_checked=True,
+                    owner=owners[key],
                 ).run()
             except Requeue as requeue:
                 self.requeue({**intent, **later}, task_id, requeue)

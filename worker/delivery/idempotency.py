@@ -110,6 +110,7 @@ class IdempotencyStore:
         self.stale_after = stale_after
         self.workers, self.node, self.heartbeat_timeout = liveness
         self._begin = load("begin").on(client)
+        self._owned_write = load("owned_write").on(client)
 
     def begin(self, key: str, owner: str, take_over_stale: bool = False) -> Claim:
         """Claim `key` for sending. A stale `sending` record is reported, or with `take_over_stale`
@@ -140,16 +141,22 @@ class IdempotencyStore:
             self.heartbeat_timeout,
         ]
 
-    def sending(self, key: str) -> None:
+    def sending(self, key: str, owner: str) -> bool:
         """A request is about to leave: from now on a lost worker makes the outcome ambiguous. The
         fence of a send: with DISPATCH_REPLICA_ACKS it returns once the replicas have it (and the
-        claim before it), so a failover cannot forget that the request may have left."""
-        mapping: dict[FieldT, EncodableT] = {"state": State.SENDING, "since": time.time()}
-        self.group.execute(lambda pipe: pipe.hset(PREFIX + key, mapping=mapping), durable=True)
+        claim before it), so a failover cannot forget that the request may have left. False
+        (nothing written, nothing to send) when the key is no longer `owner`'s: its claim was taken
+        over while this delivery could not reach Redis."""
+        args = [owner, "state", State.SENDING, "since", time.time()]
+        written = self.group.execute(
+            lambda pipe: self._owned_write.batch(pipe, [PREFIX + key], args), durable=True
+        )
+        return bool(written[0])
 
-    def release(self, key: str, attempts: int) -> None:
-        """Back to `pending`: the API definitely did not accept it, a later delivery may send."""
-        self._write(key, RecordWrite({"state": State.PENDING, "attempts": attempts}))
+    def release(self, key: str, attempts: int, owner: str) -> bool:
+        """Back to `pending`: the API definitely did not accept it, a later delivery may send. Only
+        while the key is `owner`'s: a claim taken over is the other delivery's to move."""
+        return bool(self._owned_write([PREFIX + key], [owner, "state", State.PENDING, "attempts", attempts]))
 
     def sent(
         self,

@@ -86,6 +86,7 @@ class DeliveryOutcome(StrEnum):
     DUPLICATE = "duplicate"
     DUPLICATE_FAILURE = "duplicate_failure"
     IN_FLIGHT_ELSEWHERE = "in_flight_elsewhere"
+    CLAIM_LOST = "claim_lost"
 
 
 class Action(StrEnum):
@@ -154,8 +155,14 @@ def after_window(type_: str, last_inbound: float | None, now: float) -> Decision
     return Decision(Action.FAIL, closed)
 
 
-def after_no_slot(verdict: Verdict, wait: float, campaign: bool) -> Decision:
-    """No slot within the horizon (LATER) or the breaker open (PAUSED): come back when it frees."""
+def after_no_slot(verdict: Verdict, wait: float, campaign: bool, heartbeat_timeout: float) -> Decision:
+    """No slot within the horizon (LATER) or the breaker open (PAUSED): come back when it frees.
+    LOST: the claim was taken over while this delivery could not reach Redis (its worker was
+    cut off past the heartbeat timeout); the other delivery owns the key: nothing is sent or
+    written here, and a later look replays that one's outcome."""
+    if verdict is Verdict.LOST:
+        taken = DispatchError("the claim was taken over by another delivery", {"kind": Kind.BUSY})
+        return Decision(Action.DEFER, taken, heartbeat_timeout, DeliveryOutcome.CLAIM_LOST)
     paused = verdict is Verdict.PAUSED
     kind = Kind.PAUSED if paused else Kind.RATE_LIMITED
     cause = DispatchError("sending paused for this number" if paused else "rate limited", {"kind": kind})

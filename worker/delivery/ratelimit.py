@@ -42,6 +42,7 @@ class Verdict(StrEnum):
     PROBE = "probe"  # the same, as the breaker's one probe: a success closes it
     LATER = "later"  # no slot within the horizon: park (or requeue) for `wait` seconds
     PAUSED = "paused"  # the breaker is open: park (or requeue) for `wait` seconds
+    LOST = "lost"  # the idempotency record is no longer this delivery's: no slot, nothing sent
 
 
 class Line(StrEnum):
@@ -117,22 +118,29 @@ class RateLimiter:
         self._lane_cache[name] = (rate, time.monotonic() + 10)
         return rate
 
-    def acquire(self, to: str, lane: str | None = None, record_key: str = "", line: Line = Line.NEW) -> Slot:
+    def acquire(
+        self, to: str, lane: str | None = None, record_key: str = "", line: Line = Line.NEW, owner: str = ""
+    ) -> Slot:
         """A slot for one message to `to`. A bulk sender (a campaign run) passes its `lane`, whose
         rate is below the number's, leaving headroom for transactional messages, and which never
         reserves far ahead. With `record_key` (an idempotency record), a slot due now also marks
         the record `sending`. Without a lane, LATER and PAUSED give the intent a place in the
-        number's parked line, `wait` seconds from now."""
-        return self.acquire_many([(to, record_key)], lane, line)[0]
+        number's parked line, `wait` seconds from now. `owner`: the delivery's claim token; a
+        record that is no longer its own gets LOST."""
+        return self.acquire_many([(to, record_key)], lane, line, owner)[0]
 
     def acquire_many(
-        self, recipients: list[tuple[str, str]], lane: str | None = None, line: Line = Line.NEW
+        self,
+        recipients: list[tuple[str, str]],
+        lane: str | None = None,
+        line: Line = Line.NEW,
+        owner: str = "",
     ) -> list[Slot]:
         """`acquire` for each (to, record key) in turn, in one round trip."""
         keys = self.number_keys(lane)
         for to, record_key in recipients:
             keys += [self.pair_key(to), record_key]
-        reply = self._acquire(keys, self.limits(lane, line))
+        reply = self._acquire(keys, [*self.limits(lane, line), owner])
         return [slot(reply[i : i + 3]) for i in range(0, len(reply), 3)]
 
     def number_keys(self, lane: str | None) -> list[str]:

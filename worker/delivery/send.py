@@ -9,6 +9,7 @@ the dead letters.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -161,6 +162,13 @@ class SendServices:
         return found
 
 
+def claim_token(task_id: str) -> str:
+    """One delivery's claim owner: its task id, and a token of its own. A message restored from a
+    worker that was cut off from Redis is delivered again under the same task id; the token tells
+    the two deliveries apart, so the first, back, finds its claim gone and sends nothing."""
+    return f"{task_id}:{secrets.token_hex(4)}"
+
+
 def _bind(task_id: str, task: str) -> None:
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(task_id=task_id, task=task)
@@ -181,8 +189,11 @@ class MessageDelivery:
         slot: Slot | None = None,
         enqueued_at: float | None = None,
         optouts_checked: bool = False,
+        owner: str | None = None,
     ) -> None:
-        """`claim` and `slot`: taken already with its chunk's (`begin_many`, `acquire_many`).
+        """`claim` and `slot`: taken already with its chunk's (`begin_many`, `acquire_many`), by
+        `owner` (else this delivery's own claim token: the task id and a token of its own, since a
+        message redelivered to another worker carries the same task id).
         `enqueued_at`: when its message was first published (unix time), if it says.
         `optouts_checked`: its campaign chunk looked its recipient up a moment ago."""
         self.optouts_checked = optouts_checked
@@ -198,6 +209,7 @@ class MessageDelivery:
         self.line = Line.RELEASED if released else Line.NEW
         self.tally = lane.tally if lane else None
         self.key = task_id
+        self.owner = owner or claim_token(task_id)
         self.attempts = 0
         self.probe = False
         self.intent: MessageIntent | None = None
@@ -216,7 +228,7 @@ class MessageDelivery:
         return exc
 
     def requeue(self, countdown: float, cause: DispatchError, reason: str, parked: bool = False) -> Requeue:
-        self.services.store.release(self.key, self.attempts)
+        self.services.store.release(self.key, self.attempts, self.owner)
         metrics.RETRIES.labels(self.sender.name, reason).inc()
         level = log.info if parked else log.warning
         level("outcome", outcome=reason, countdown=round(countdown, 2), error_code=cause.code, parked=parked)
@@ -281,10 +293,11 @@ class MessageDelivery:
         lane = self.lane.name if self.lane else None
         deadline = time.monotonic() + self.settings.inline_max_wait
         record = IDEM_PREFIX + self.key
-        slot, self.reserved = self.reserved or self.sender.limiter.acquire(to, lane, record, self.line), None
+        limiter = self.sender.limiter
+        slot, self.reserved = self.reserved or limiter.acquire(to, lane, record, self.line, self.owner), None
         while lane and slot.verdict is Verdict.LATER and time.monotonic() + slot.wait < deadline:
-            time.sleep(max(0.0, slot.wait - self.sender.limiter.lane_horizon / 2))
-            slot = self.sender.limiter.acquire(to, lane, record)
+            time.sleep(max(0.0, slot.wait - limiter.lane_horizon / 2))
+            slot = limiter.acquire(to, lane, record, owner=self.owner)
         if not slot.granted:
             raise NoSlot(slot)
         return slot
@@ -299,8 +312,8 @@ class MessageDelivery:
             if wait > 0:
                 time.sleep(wait)
             self.probe = self.probe or slot.verdict is Verdict.PROBE
-            if not slot.marked_sending:
-                self.services.store.sending(self.key)
+            if not slot.marked_sending and not self.services.store.sending(self.key, self.owner):
+                raise NoSlot(Slot(Verdict.LOST, 0.0))  # taken over: the other delivery sends
             if time.monotonic() - slot.due < STALL_TOLERANCE:
                 return slot
 
@@ -409,7 +422,12 @@ class MessageDelivery:
                 lambda: self.send(intent.to, payload, self.wait_for_slot(intent.to)), self.settings
             )
         except NoSlot as exc:
-            decision = after_no_slot(exc.slot.verdict, exc.slot.wait, campaign=self.lane is not None)
+            decision = after_no_slot(
+                exc.slot.verdict,
+                exc.slot.wait,
+                campaign=self.lane is not None,
+                heartbeat_timeout=self.services.store.heartbeat_timeout,
+            )
             raise self.carry(decision) from None
         except DispatchError as exc:
             self.template_refused(exc, intent)
@@ -422,12 +440,12 @@ class MessageDelivery:
         check, no media to upload, no campaign lane), the slot comes in the same round trip."""
         store, take_over = self.services.store, self.settings.at_least_once
         if self.lane or self.settings.window_check or intent.type in MEDIA_KINDS or intent.template:
-            return store.begin(self.key, self.task_id, take_over_stale=take_over)
+            return store.begin(self.key, self.owner, take_over_stale=take_over)
         claim, self.reserved = self.services.claim_slot.take(
             store,
             self.sender.limiter,
             self.key,
-            owner=self.task_id,
+            owner=self.owner,
             to=intent.to,
             line=self.line,
             take_over_stale=take_over,

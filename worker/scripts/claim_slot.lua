@@ -10,5 +10,5 @@ local claim = claim_args(1)
 local found = begin(KEYS[1], KEYS[2], claim)
 if found[1] ~= 'claimed' then return found end
 if claim.now - tonumber(cjson.decode(found[2])['created']) > tonumber(ARGV[8]) then return found end
-local s = acquire(number_keys(3), limit_args(9), KEYS[7], KEYS[1])
+local s = acquire(number_keys(3), limit_args(9), KEYS[7], KEYS[1], claim.owner)
 return {found[1], found[2], s[1], s[2], s[3] or '0'}

@@ -3,6 +3,7 @@
 -- a place in the number's parked line when no slot is near.
 --@include clock
 --@include rate_factor
+--@include owned
 
 -- The number's four keys from KEYS[first]: its state, its breaker, the lane's tat ('' for none),
 -- its parked line.
@@ -21,9 +22,11 @@ local function limit_args(first)
   }
 end
 
--- {verdict, wait, marked}: verdict ok, probe, later or paused; wait in seconds from now; marked
--- '1' when the idempotency record `ikey` ('' for none) was marked `sending` (a slot due now).
-local function acquire(number, limits, pkey, ikey)
+-- {verdict, wait, marked}: verdict ok, probe, later, paused, or lost (the record `ikey` is no
+-- longer `owner`'s: no slot); wait in seconds from now; marked '1' when the idempotency record
+-- `ikey` ('' for none) was marked `sending` (a slot due now).
+local function acquire(number, limits, pkey, ikey, owner)
+  if ikey ~= '' and not owned(ikey, owner) then return {'lost', '0', '0'} end
   local rate, line = limits.rate, limits.line
   local probe = false
   local n = redis.call('HMGET', number.state, 'tat', 'factor', 'factor_at')
