@@ -67,6 +67,45 @@ def status_body(
     return _envelope(phone_number_id, {"statuses": [item]})
 
 
+def payment_body(
+    phone_number_id: str,
+    wamid: str,
+    recipient_id: str,
+    reference_id: str,
+    status: str = "captured",
+    amount: int = 50500,
+    at: float | None = None,
+) -> dict[str, Any]:
+    """Meta's payments webhook (India) for an order_details message: a `statuses[]` item of type
+    `payment`, the order's `reference_id` and one transaction."""
+    when = int(at or time.time())
+    total = {"value": amount, "offset": 100}
+    transaction = {
+        "id": f"pay_{reference_id}",
+        "type": "razorpay",
+        "status": "success" if status == "captured" else "pending",
+        "created_timestamp": when,
+        "updated_timestamp": when,
+        "amount": total,
+        "currency": "INR",
+        "method": {"type": "upi"},
+    }
+    item = {
+        "id": wamid,
+        "status": status,
+        "type": "payment",
+        "timestamp": str(when),
+        "recipient_id": recipient_id.lstrip("+"),
+        "payment": {
+            "reference_id": reference_id,
+            "amount": total,
+            "currency": "INR",
+            "transaction": transaction,
+        },
+    }
+    return _envelope(phone_number_id, {"statuses": [item]})
+
+
 def inbound_body(
     phone_number_id: str, wamid: str, wa_id: str, text: str, at: float | None = None, name: str = "Customer"
 ) -> dict[str, Any]:

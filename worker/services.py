@@ -125,6 +125,7 @@ def reactions(s: Services) -> Reactions:
     return Reactions(
         status_task=settings.status_task,
         inbound_task=settings.inbound_task,
+        payment_task=settings.payment_task,
         auto_read=settings.auto_read,
         phone_number_id=settings.phone_number_id,
         senders=numbers,

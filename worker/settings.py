@@ -113,6 +113,7 @@ class Settings(BaseSettings):
     webhook_verify_token: SecretStr | None = Field(None, validation_alias="DISPATCH_WEBHOOK_VERIFY_TOKEN")
     status_task: str | None = Field(None, validation_alias="DISPATCH_STATUS_TASK")
     inbound_task: str | None = Field(None, validation_alias="DISPATCH_INBOUND_TASK")
+    payment_task: str | None = Field(None, validation_alias="DISPATCH_PAYMENT_TASK")
     auto_read: bool = Field(False, validation_alias="DISPATCH_AUTO_READ")
     window_check: bool = Field(False, validation_alias="DISPATCH_WINDOW_CHECK")
     # Marketing opt-outs (worker.delivery.optouts): an inbound message that is one of these
@@ -172,6 +173,23 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", validation_alias="DISPATCH_LOG_LEVEL")
 
     @model_validator(mode="after")
+    def _retention(self) -> Settings:
+        """DISPATCH_RETENTION_DAYS is the default of the TTLs of what holds a number, and their cap:
+        a TTL set longer than it is a contradiction, refused at start with its name."""
+        retention = int(self.retention_days * 24 * 3600)
+        for name, variable in RETAINED.items():
+            if name not in self.model_fields_set:
+                default = getattr(self, name)
+                setattr(self, name, retention if name in RETENTION_DEFAULTS else min(default, retention))
+            elif getattr(self, name) > retention:
+                days = getattr(self, name) / 86400
+                raise ValueError(
+                    f"{variable} ({days:g} days) is longer than DISPATCH_RETENTION_DAYS "
+                    f"({self.retention_days:g}): nothing holding a number may be kept longer"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _token_from_file(self) -> Settings:
         """A mounted secret file (Kubernetes, Docker secrets) wins over nothing, never over the env."""
         if self.access_token is None and self.access_token_file is not None:
@@ -198,23 +216,6 @@ class Settings(BaseSettings):
         """Idempotency records, limits and dead letters live beside the results."""
         backend = self.celery_result_backend
         return backend if is_redis(backend) else self.redis_url
-
-    @model_validator(mode="after")
-    def _retention(self) -> Settings:
-        """DISPATCH_RETENTION_DAYS is the default of the TTLs of what holds a number, and their cap:
-        a TTL set longer than it is a contradiction, refused at start with its name."""
-        retention = int(self.retention_days * 24 * 3600)
-        for name, variable in RETAINED.items():
-            if name not in self.model_fields_set:
-                default = getattr(self, name)
-                setattr(self, name, retention if name in RETENTION_DEFAULTS else min(default, retention))
-            elif getattr(self, name) > retention:
-                days = getattr(self, name) / 86400
-                raise ValueError(
-                    f"{variable} ({days:g} days) is longer than DISPATCH_RETENTION_DAYS "
-                    f"({self.retention_days:g}): nothing holding a number may be kept longer"
-                )
-        return self
 
     @property
     def media_allowed_hosts(self) -> frozenset[str]:

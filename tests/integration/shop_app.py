@@ -1,5 +1,6 @@
-"""A second Celery app, standing in for an app's own worker: it serves DISPATCH_STATUS_TASK and
-DISPATCH_INBOUND_TASK by name and keeps what it got in Redis lists for the tests to read."""
+"""A second Celery app, standing in for an app's own worker: it serves DISPATCH_STATUS_TASK,
+DISPATCH_INBOUND_TASK and DISPATCH_PAYMENT_TASK by name and keeps what it got in Redis lists for
+the tests to read."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ _redis = redis.Redis.from_url(os.environ["REDIS_URL"], decode_responses=True)
 
 STATUSES = "shop:statuses"
 MESSAGES = "shop:messages"
+PAYMENTS = "shop:payments"
 
 
 @app.task(name="shop.on_status")
@@ -26,3 +28,8 @@ def on_status(status: dict[str, Any]) -> None:
 @app.task(name="shop.on_message")
 def on_message(message: dict[str, Any]) -> None:
     _redis.rpush(MESSAGES, json.dumps(message))
+
+
+@app.task(name="shop.on_payment")
+def on_payment(payment: dict[str, Any]) -> None:
+    _redis.rpush(PAYMENTS, json.dumps(payment))

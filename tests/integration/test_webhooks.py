@@ -24,7 +24,8 @@ import pytest
 import redis
 from celery import Celery
 
-from devtools.webhooks import inbound_body, post, signed, status_body
+from devtools.webhooks import inbound_body, payment_body, post, signed, status_body
+from tests import spec_examples as spec
 from tests.harness import (
     BIN,
     PHONE_NUMBER_ID,
@@ -38,7 +39,7 @@ from tests.harness import (
     wait_for,
     worker_env,
 )
-from tests.integration.shop_app import MESSAGES, STATUSES
+from tests.integration.shop_app import MESSAGES, PAYMENTS, STATUSES
 from tests.unit.test_inbound import EXPECTED, meta_examples
 from worker.statuses.inbox import STREAM
 
@@ -99,6 +100,7 @@ def hooks(redis_server: RedisServer) -> Iterator[Hooks]:
         DISPATCH_WEBHOOK_VERIFY_TOKEN=VERIFY_TOKEN,
         DISPATCH_STATUS_TASK="shop.on_status",
         DISPATCH_INBOUND_TASK="shop.on_message",
+        DISPATCH_PAYMENT_TASK="shop.on_payment",
         DISPATCH_AUTO_READ="true",
         DISPATCH_WINDOW_CHECK="true",
     )
@@ -285,6 +287,37 @@ def test_every_inbound_kind_of_meta_reaches_the_apps_task_typed(h: Hooks) -> Non
     for wamid, (kind, field) in sent.items():
         assert got[wamid]["content"]["kind"] == kind, got[wamid]
         assert got[wamid]["content"][field] not in (None, [], ""), got[wamid]
+
+
+def test_a_payment_for_an_order_reaches_the_app_tied_to_its_order_once(h: Hooks) -> None:
+    """Meta's payments webhook (India) for an order_details message the worker sent: the app's
+    payment task gets it once, with the order's reference_id and the intent it came from."""
+    h.r.delete(PAYMENTS)
+    customer = "+919876501500"
+    h.sandbox.inbound(customer, "I'd like to order", PHONE_NUMBER_ID)  # the window is open
+    time.sleep(1)
+    order = h.send(
+        customer, type="interactive", interactive=spec.ORDER_DETAILS, idempotency_key="order-42-pay"
+    ).get(timeout=30)
+    reference = spec.ORDER_DETAILS["action"]["parameters"]["reference_id"]
+    for status in ("pending", "captured", "captured"):  # the last a replay: told once
+        body = payment_body(PHONE_NUMBER_ID, order["wamid"], customer, reference, status=status)
+        assert post(h.web.webhook_url, *signed(body, "new-secret")) == 200
+    wait_for(lambda: h.r.llen(PAYMENTS) >= 2, 20, "the shop's payment tasks")
+    time.sleep(1)
+    told = [json.loads(p) for p in h.r.lrange(PAYMENTS, 0, -1)]
+    assert [p["status"] for p in told] == ["pending", "captured"]
+    captured = told[1]
+    assert (captured["reference_id"], captured["wamid"], captured["idempotency_key"]) == (
+        reference,
+        order["wamid"],
+        "order-42-pay",
+    )
+    assert captured["transaction"]["status"] == "success" and captured["amount"] == {
+        "value": 50500,
+        "offset": 100,
+    }
+    assert captured["event_id"] != told[0]["event_id"]
 
 
 def test_redis_down_answers_503_fast_then_accepts_once_it_is_back(tmp_path) -> None:

@@ -1,6 +1,7 @@
 """Typed inbound (pure): every inbound example of Meta's webhook description, and the kinds it has
 no example of (as the Cloud API's webhook reference shapes them), read into `content` with their
-fields; what the app's task is told, with `reply_to` when the customer answered one of ours."""
+fields; what the app's task is told, with `reply_to` when the customer answered one of ours; a
+payment's status for an order; and the group and account events dropped by name."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from worker.statuses.apply import inbound
+from devtools.webhooks import payment_body
+from worker.statuses.apply import inbound, payment_change
 from worker.statuses.events import parse
 from worker.statuses.inbound import InboundKind, changed_number, content, referral
 
@@ -163,3 +165,35 @@ def test_the_app_is_told_the_content_and_which_of_our_messages_was_answered() ->
     assert inbound(parsed)["reply_to"] is None  # a message that is not ours
     assert told["message"] == raw and told["errors"] == [] and told["referral"] is None
     assert json.loads(json.dumps(told)) == told  # a task argument: JSON as it is
+
+
+def test_a_payment_status_is_read_and_told_tied_to_its_order() -> None:
+    body = payment_body("1122", "wamid.ORDER", "+919876500011", "order-2024-0042", status="captured")
+    parsed = parse(body, now=1.0)
+    assert parsed.statuses == [] and len(parsed.payments) == 1  # not a delivery status
+    (payment,) = parsed.payments
+    assert (payment.wamid, payment.reference_id, payment.status, payment.currency) == (
+        "wamid.ORDER",
+        "order-2024-0042",
+        "captured",
+        "INR",
+    )
+    told = payment_change(payment, {"task_id": "t-1", "key": "order-42"})
+    assert (told["task_id"], told["idempotency_key"], told["transaction"]["method"]) == (
+        "t-1",
+        "order-42",
+        {"type": "upi"},
+    )
+    pending = payment_change(
+        parse(payment_body("1122", "wamid.ORDER", "+91", "order-2024-0042", "pending"), 1.0).payments[0], {}
+    )
+    assert pending["event_id"] != told["event_id"] and pending["task_id"] is None
+
+
+def test_group_and_account_events_are_dropped_by_name() -> None:
+    examples = meta_examples()
+    groups = [n for n, v in examples.items() if v["entry"][0]["changes"][0]["field"].startswith("group_")]
+    assert len(groups) == 3
+    for name in groups:
+        parsed = parse(examples[name], now=1.0)
+        assert parsed.events == 0 and parsed.dropped == [examples[name]["entry"][0]["changes"][0]["field"]]

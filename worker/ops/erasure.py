@@ -35,6 +35,8 @@ from typing import Any, cast
 
 import redis
 
+from worker.redis_conn import connect
+from worker.redis_urls import is_redis, is_sentinel
 from worker.settings import Settings
 
 SALT_KEY = "wa:erasure:salt"
@@ -177,7 +179,7 @@ class Eraser:
         urls = dict.fromkeys(
             [settings.state_redis_url, settings.celery_broker_url, settings.celery_result_backend]
         )
-        return cls(redis.Redis.from_url(u, decode_responses=True) for u in urls if u.startswith("redis"))
+        return cls(connect(u, settings, decode_responses=True) for u in urls if is_redis(u) or is_sentinel(u))
 
     def salt(self) -> str:
         state = self.clients[0]

@@ -69,7 +69,8 @@ WEBHOOK_REJECTED = Counter(
 )
 WEBHOOK_APPLIED = Counter(
     "wa_webhook_events_applied_total",
-    "Webhook events applied by workers; outcome `changed` or `unchanged` (a replay or a late status)",
+    "Webhook events applied by workers; outcome `changed`, `unchanged` (a replay or a late "
+    "status) or `dropped` (a field not read)",
     ["event", "outcome"],
 )
 WEBHOOK_LAG = Histogram(

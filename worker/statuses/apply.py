@@ -31,6 +31,7 @@ from worker.ops.logs import get_logger
 from worker.statuses.events import (
     DeliveryStatus,
     InboundMessage,
+    PaymentUpdate,
     Preference,
     PreferenceChange,
     StatusEvent,
@@ -53,6 +54,26 @@ SYNC_TEMPLATES = "worker.tasks.sync_templates"
 Enqueue = Callable[[str, dict[str, Any], str | None], None]  # task name, kwargs, queue (None: routed)
 
 
+# Change fields Meta sends that this receiver drops on purpose, each counted by name
+# (wa_webhook_events_applied_total{event=<field>, outcome="dropped"}); any other is "other".
+KNOWN_DROPPED = frozenset(
+    {
+        "account_update",
+        "account_alerts",
+        "account_review_update",
+        "business_capability_update",
+        "phone_number_name_update",
+        "phone_number_quality_update",
+        "security",
+        "message_echoes",
+        "group_lifecycle_update",
+        "group_participants_update",
+        "group_settings_update",
+        "group_status_update",
+    }
+)
+
+
 @dataclass(frozen=True)
 class Reactions:
     """What to do beyond recording (from the settings)."""
@@ -65,6 +86,7 @@ class Reactions:
     accounts: dict[str, str]  # waba_id -> a sender on that account, whose template registry re-syncs
     optout_keywords: frozenset[str] = frozenset()  # normalized (worker.delivery.optouts.keywords)
     optin_keywords: frozenset[str] = frozenset()
+    payment_task: str | None = None
 
     def resyncs(self, update: TemplateUpdate) -> list[str]:
         """The senders whose registry re-syncs `update`'s template: the one of its account (a
@@ -84,6 +106,25 @@ def status_change(applied: Applied) -> dict[str, Any]:
         "task_id": origin.get("task_id"),
         "campaign": campaign,
         "event_id": event_id(EventType.MESSAGE_STATUS, applied.event.wamid, applied.event.status.value),
+    }
+
+
+def payment_change(payment: PaymentUpdate, origin: dict[str, str]) -> dict[str, Any]:
+    """The documented dict DISPATCH_PAYMENT_TASK receives (as its `payment` argument), and the
+    `payment.status` callback's data: the payment as Meta says it, tied to the order by its
+    `reference_id` and to our order_details message (its task, key and campaign)."""
+    transaction = payment.transaction or {}
+    return {
+        **payment.as_dict(),
+        "task_id": origin.get("task_id"),
+        "idempotency_key": origin.get("key"),
+        "event_id": event_id(
+            EventType.PAYMENT_STATUS,
+            payment.wamid,
+            payment.status,
+            str(transaction.get("id") or ""),
+            str(transaction.get("status") or ""),
+        ),
     }
 
 
@@ -144,6 +185,7 @@ class Applier:
         messages: list[InboundMessage] = []
         templates: set[TemplateUpdate] = set()
         preferences: list[PreferenceChange] = []
+        payments: list[PaymentUpdate] = []
         for entry_id, fields in entries:
             try:
                 parsed = parse(json.loads(fields["body"]), float(fields["received"]))
@@ -155,13 +197,18 @@ class Applier:
             messages.extend(parsed.messages)
             templates.update(parsed.templates)
             preferences.extend(parsed.preferences)
+            payments.extend(parsed.payments)
+            for dropped in parsed.dropped:  # group and account events: not ours to act on
+                kind = dropped if dropped in KNOWN_DROPPED else "other"
+                metrics.WEBHOOK_APPLIED.labels(kind, "dropped").inc()
         now = time.time()
         applied = self.store.apply(statuses)
         self.on_pricing(applied)
         changes = [a for a in applied if self.on_status(a, now)]
         self.on_preferences(preferences)
         firsts = self.on_messages(messages, now)
-        self.call_back(changes, firsts, now)
+        paid = self.on_payments(payments)
+        self.call_back(changes, firsts, now, paid)
         for update in sorted(templates, key=lambda u: (u.waba_id or "", u.name)):
             # approved, paused, rejected...: its account's registry re-syncs it
             for sender in self.reactions.resyncs(update):
@@ -170,8 +217,37 @@ class Applier:
                 )
                 self.enqueue(SYNC_TEMPLATES, {"name": update.name, "sender": sender}, None)
 
-    def call_back(self, changes: list[Applied], firsts: list[dict[str, Any]], now: float) -> None:
-        """The HTTP callbacks' events for what changed, into their outbox in one round trip."""
+    def on_payments(self, payments: list[PaymentUpdate]) -> list[dict[str, Any]]:
+        """Each payment status seen for the first time is told to the app (DISPATCH_PAYMENT_TASK,
+        and the `payment.status` callback of the key its order was sent with); those, as told."""
+        changes = [payment_change(p, self.store.origin(p.wamid)) for p in payments]
+        told = []
+        firsts = self.store.first_seen([c["event_id"] for c in changes])
+        for change, first in zip(changes, firsts, strict=True):
+            metrics.WEBHOOK_APPLIED.labels("payment", "changed" if first else "unchanged").inc()
+            if not first:
+                continue
+            told.append(change)
+            log.info(
+                "payment_status",
+                wamid=change["wamid"],
+                status=change["status"],
+                order_task_id=change["task_id"],
+            )
+            if self.reactions.payment_task:
+                self.enqueue(self.reactions.payment_task, {"payment": change}, APP_QUEUE)
+        return told
+
+    def call_back(
+        self,
+        changes: list[Applied],
+        firsts: list[dict[str, Any]],
+        now: float,
+        paid: list[dict[str, Any]] | None = None,
+    ) -> None:
+        """The HTTP callbacks' events for what changed, into their outbox in one round trip: a
+        status and a payment to the key its message was sent with, an inbound message to every
+        key that may use its sender."""
         if self.routes is None or not self.routes.keys:
             return
         told: list[tuple[dict[str, Any], str]] = []
@@ -184,6 +260,10 @@ class Applier:
             sender = self.reactions.senders.get(data["phone_number_id"] or self.reactions.phone_number_id)
             for key in self.routes.of_sender(sender or DEFAULT):
                 told.append((event(EventType.MESSAGE_INBOUND, data["event_id"], data, now), key))
+        paid = paid or []
+        for data, key in zip(paid, self.routes.of_tasks([p["task_id"] or "" for p in paid]), strict=True):
+            if key is not None:
+                told.append((event(EventType.PAYMENT_STATUS, data["event_id"], data, now), key))
         self.routes.outbox.add(told, now)
 
     def on_pricing(self, applied: list[Applied]) -> None:

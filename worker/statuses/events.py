@@ -119,6 +119,28 @@ class TemplateUpdate:
 
 
 @dataclass(frozen=True)
+class PaymentUpdate(_AsDict):
+    """A payment's status for an order_details message (Meta's payments webhooks, India): a
+    `statuses[]` item of `type: "payment"`. `wamid` is our order message's, `reference_id` the
+    order's own; `status` as Meta says it (captured, pending, failed, ...); `transaction` as it came
+    (id, type, status, amount, method, error)."""
+
+    wamid: str
+    reference_id: str | None
+    status: str
+    timestamp: float
+    recipient_id: str | None = None
+    phone_number_id: str | None = None
+    amount: dict[str, Any] | None = None
+    currency: str | None = None
+    transaction: dict[str, Any] | None = None
+
+
+# The change fields this receiver reads; any other (group and account events) is counted, dropped.
+READ_FIELDS = frozenset({"messages", "message_template_status_update", "user_preferences"})
+
+
+@dataclass(frozen=True)
 class Parsed:
     """What a body held. `source` None: a shape this receiver does not know."""
 
@@ -127,10 +149,18 @@ class Parsed:
     messages: list[InboundMessage] = field(default_factory=list)
     templates: list[TemplateUpdate] = field(default_factory=list)  # status changed: re-sync these
     preferences: list[PreferenceChange] = field(default_factory=list)
+    payments: list[PaymentUpdate] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # the fields of changes not read (counted)
 
     @property
     def events(self) -> int:
-        return len(self.statuses) + len(self.messages) + len(self.templates) + len(self.preferences)
+        return (
+            len(self.statuses)
+            + len(self.messages)
+            + len(self.templates)
+            + len(self.preferences)
+            + len(self.payments)
+        )
 
 
 def _seconds(value: Any, default: float) -> float:
@@ -294,6 +324,9 @@ def _meta(doc: dict[str, Any], now: float) -> Parsed:
                 if isinstance(value.get("message_template_name"), str):
                     parsed.templates.append(TemplateUpdate(waba_id, value["message_template_name"]))
                 continue
+            if change.get("field", "messages") not in READ_FIELDS:  # none named: a message change
+                parsed.dropped.append(str(change.get("field")))
+                continue
             pnid = _text(_object(value.get("metadata")).get("phone_number_id"))
             names = {
                 c["wa_id"]: _text(_object(c.get("profile")).get("name"))
@@ -309,7 +342,27 @@ def _meta(doc: dict[str, Any], now: float) -> Parsed:
             parsed.preferences.extend(
                 p for p in (_meta_preference(r, pnid, now) for r in _list(value.get("user_preferences"))) if p
             )
+            parsed.payments.extend(
+                p for p in (_meta_payment(r, pnid, now) for r in _list(value.get("statuses"))) if p
+            )
     return parsed
+
+
+def _meta_payment(raw: Any, pnid: str | None, now: float) -> PaymentUpdate | None:
+    if not (isinstance(raw, dict) and raw.get("type") == "payment" and isinstance(raw.get("id"), str)):
+        return None
+    payment = _object(raw.get("payment"))
+    return PaymentUpdate(
+        wamid=raw["id"],
+        reference_id=_text(payment.get("reference_id")),
+        status=str(raw.get("status") or "unknown"),
+        timestamp=_seconds(raw.get("timestamp"), now),
+        recipient_id=_text(raw.get("recipient_id")),
+        phone_number_id=pnid,
+        amount=payment.get("amount") if isinstance(payment.get("amount"), dict) else None,
+        currency=_text(payment.get("currency")),
+        transaction=payment.get("transaction") if isinstance(payment.get("transaction"), dict) else None,
+    )
 
 
 def _customer_number(customer: dict[str, Any]) -> str | None:
