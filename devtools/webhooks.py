@@ -43,16 +43,20 @@ def status_body(
     at: float | None = None,
     error: dict[str, Any] | None = None,
     pricing: dict[str, Any] | None = None,
+    callback_data: str | None = None,
 ) -> dict[str, Any]:
     """A Meta status webhook for one wamid; `error` (code, title, message, details) for `failed`;
     `pricing` (billable, pricing_model, category, type) as each of sent, delivered and read
-    carries it."""
+    carries it; `callback_data`: the message's biz_opaque_callback_data, which Meta echoes in
+    every status of a message sent with one."""
     item: dict[str, Any] = {
         "id": wamid,
         "status": status,
         "timestamp": str(int(at or time.time())),
         "recipient_id": recipient_id.lstrip("+"),
     }
+    if callback_data is not None:
+        item["biz_opaque_callback_data"] = callback_data
     if pricing:
         item["pricing"] = pricing
     if error:

@@ -61,7 +61,13 @@ class WebhookApplier(bootsteps.StartStopStep):
     def start(self, parent: Any) -> None:
         s = services()
         applier = Applier(
-            s.statuses, s.send.windows, s.send.dead, reactions(s), _enqueue, callback_routes(s, _api_keys(s))
+            s.statuses,
+            s.send.windows,
+            s.send.dead,
+            reactions(s),
+            _enqueue,
+            callback_routes(s, _api_keys(s)),
+            results=s.send.result_document,
         )
         inbox = Inbox(s.statuses.redis, NODE)
         self.threads = [

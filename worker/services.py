@@ -86,6 +86,7 @@ def send_services(settings: Settings, client: redis.Redis) -> SendServices:
             settings.idempotency_ttl,
             stale_after=longest + 5,
             liveness=(WORKERS, NODE, settings.heartbeat_timeout),
+            dead_ttl=settings.dead_letter_ttl,
         ),
         dead=DeadLetters(client, settings.dead_letter_ttl),
         windows=CustomerWindows(client),

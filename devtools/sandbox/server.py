@@ -161,9 +161,13 @@ class Handler(BaseHTTPRequestHandler):
         if status == 0:  # dropped: close without a response
             self.close_connection = True
             return
-        self._send(status, answer, headers)
-        if status == 200 and entry.get("wamid"):
-            state.post_statuses(pnid, entry["wamid"], body["to"], state.category(body))
+        try:
+            self._send(status, answer, headers)
+        finally:  # accepted is accepted: Meta posts its statuses even when the caller is gone
+            if status == 200 and entry.get("wamid"):
+                callback_data = body.get("biz_opaque_callback_data")
+                callback_data = callback_data if isinstance(callback_data, str) else None
+                state.post_statuses(pnid, entry["wamid"], body["to"], state.category(body), callback_data)
 
     def _list_templates(self, query: dict[str, list[str]]) -> None:
         """One page of templates, Graph API style: `data`, and `paging` with `next` unless last."""

@@ -83,9 +83,12 @@ class SandboxState:
             )
         return str(found.get("category") or "utility").lower() if found else "utility"
 
-    def post_statuses(self, pnid: str, wamid: str, to: str, category: str = "service") -> None:
+    def post_statuses(
+        self, pnid: str, wamid: str, to: str, category: str = "service", callback_data: str | None = None
+    ) -> None:
         """What Meta would tell the business about one accepted message, as configured: each
-        status but a failure carries its pricing (by `category`)."""
+        status but a failure carries its pricing (by `category`), and every one the message's
+        biz_opaque_callback_data when it was sent with one."""
         config = self.webhooks
         fail = next((f for f in config["fail"] if f.get("to") in (None, to)), None)
         steps = ["sent", "failed"] if fail else list(STATUSES)
@@ -95,7 +98,10 @@ class SandboxState:
         for status, delay in zip(steps, delays, strict=False):
             failed = status == "failed"
             pricing = None if failed else pricing_of(category)
-            body = status_body(pnid, wamid, status, to, error=fail if failed else None, pricing=pricing)
+            error = fail if failed else None
+            body = status_body(
+                pnid, wamid, status, to, error=error, pricing=pricing, callback_data=callback_data
+            )
             for _ in range(2 if config.get("duplicate") else 1):
                 self._post(body, delay)
 

@@ -165,7 +165,7 @@ def campaign_run(
         _follow(name, started["run_id"], timeout, quiet=as_json)
     counts = services().runs.counts(name, started["run_id"])
     emit(counts | {"chunks": started["chunks"]}, as_json, f"{name} run {started['run_id']}")
-    if counts["failed"]:
+    if counts["failed"] or counts["ambiguous"]:
         raise typer.Exit(1)
 
 
@@ -190,8 +190,9 @@ def _follow(name: str, run_id: str, timeout: float, quiet: bool) -> None:
             progress.update(
                 bar,
                 total=c["total"] or None,
-                completed=c["sent"] + c["failed"] + c["skipped"],
-                detail=f"sent {c['sent']}  failed {c['failed']}  skipped {c['skipped']}  {rate:.0f}/s",
+                completed=c["sent"] + c["failed"] + c["ambiguous"] + c["skipped"],
+                detail=f"sent {c['sent']}  failed {c['failed']}  ambiguous {c['ambiguous']}  "
+                f"skipped {c['skipped']}  {rate:.0f}/s",
             )
             if c["done"]:
                 return

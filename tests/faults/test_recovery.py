@@ -55,8 +55,10 @@ def test_a_campaign_whose_worker_is_killed_messages_everyone_once(rig_factory, t
     accepted = [r["body"]["to"] for r in rig.sandbox.accepted()]
     status = cli(rig, "campaign", "status", "recover", "r1")
     assert len(accepted) == len(set(accepted)) and set(accepted) <= set(everyone)  # nobody twice
-    assert status["sent"] + status["failed"] == 300 and set(status["failed_by_code"]) <= {"ambiguous"}
-    assert len(set(everyone) - set(accepted)) <= status["failed"]  # anyone not messaged is a reasoned failure
+    assert (
+        status["sent"] + status["ambiguous"] == 300 and status["failed"] == 0 and not status["failed_by_code"]
+    )
+    assert len(set(everyone) - set(accepted)) <= status["ambiguous"]  # anyone not messaged may have been
     assert settled <= 60, f"the run finished {settled:.1f}s after the kill"
     print(f"\n{broker}: campaign run finished {settled:.1f}s after the kill")
 

@@ -10,6 +10,7 @@ import structlog
 
 from tests import spec_examples as spec
 from tests.inprocess.conftest import ThreadSandbox
+from worker.delivery.callback_data import with_tracker
 from worker.delivery.errors import AmbiguousError, InvalidIntent, PermanentError
 from worker.delivery.idempotency import PREFIX
 from worker.delivery.send import Lane, MessageDelivery, Requeue, SendServices
@@ -21,7 +22,8 @@ TEXT = {"to": spec.TO, "type": "text", "text": {"preview_url": False, "body": "T
 def test_a_text_is_sent_once_with_the_spec_body(send: SendServices, sandbox: ThreadSandbox) -> None:
     result = MessageDelivery(send, dict(TEXT), "task-1", requeues=0).run()
     [request] = sandbox.accepted()
-    assert request["body"] == spec.TEXT and result["wamid"] == request["wamid"]
+    tracked = {**spec.TEXT, "biz_opaque_callback_data": with_tracker("task-1", None)}  # names its key
+    assert request["body"] == tracked and result["wamid"] == request["wamid"]
     again = MessageDelivery(send, dict(TEXT), "task-1", requeues=0).run()
     assert again["duplicate"] is True and len(sandbox.state.requests) == 1
 

@@ -119,8 +119,8 @@ def test_advance_status_only_moves_forward(
         r.hset("st", mapping=stored)
     r.hset("idx", mapping={"key": "k1", "task_id": "t1"})
     reply = run(r, "advance_status", ["st", "idx"], [status, rank, NOW, "", 60, "", "", "wa:run:"])
-    assert reply[:3] == [changed, previous, 0]
-    assert dict(zip(reply[3::2], reply[4::2], strict=True)) == {"key": "k1", "task_id": "t1"}
+    assert reply[:4] == [changed, previous, 0, 0]
+    assert dict(zip(reply[4::2], reply[5::2], strict=True)) == {"key": "k1", "task_id": "t1"}
     assert r.hget("st", "status") == (status if changed else stored["status"])  # type: ignore[index]
 
 
@@ -143,6 +143,77 @@ def test_a_wamids_pricing_is_kept_and_counted_in_its_run_once_whatever_its_statu
     r.delete("st", "wa:run:sale:r1:counts")
     assert run(r, "advance_status", ["st", "idx"], ["sent", 1, NOW, "", 60, *args])[:3] == [1, "", 1]
     assert not r.exists("wa:run:sale:r1:counts")
+
+
+TRACKED = ["st", "wa:wamid:wamid.X", "wa:idem:k1", "dead", "dead:index"]
+ORIGIN = {"key": "k1", "to": "+919", "task_id": "t1", "type": "text", "campaign": "sale", "run_id": "r1"}
+
+
+def tracked_status(r: redis.Redis, status: str = "sent", rank: int = 1) -> list[Any]:
+    """advance_status for wamid.X, whose biz_opaque_callback_data named the key k1."""
+    args = [status, rank, NOW, "", 60, "", "", "wa:run:", "k1", "wamid.X", "919", NOW]
+    return run(r, "advance_status", TRACKED, args)
+
+
+def ambiguous(r: redis.Redis, tally: str = "counts") -> list[Any]:
+    args = ["k1", 1, '{"kind": "ambiguous"}', NOW, 60, json.dumps(ORIGIN), tally, "wa:wamid:", '{"d": 1}', 60]
+    return run(r, "fail_ambiguous", ["wa:idem:k1", "dead", "dead:index"], args)
+
+
+def test_a_status_naming_an_ambiguous_key_ties_it_back_as_sent_once(r: redis.Redis) -> None:
+    r.delete(*TRACKED, "counts")
+    r.hset("wa:idem:k1", mapping={"state": "sending", "owner": "t1:ab12", "attempts": 1})
+    r.hset("counts", mapping={"sent": 5})
+    assert ambiguous(r) == ["failed"]
+    assert r.hget("wa:idem:k1", "state") == "failed" and r.hget("dead", "k1") == '{"d": 1}'
+    assert r.hgetall("counts") == {"sent": "5", "failed": "1", "failed:ambiguous": "1"}
+    reply = tracked_status(r)
+    assert reply[:4] == [1, "", 0, 1]  # changed, no previous, not priced, tied: sent
+    assert dict(zip(reply[4::2], reply[5::2], strict=True)) == {**ORIGIN, "attempts": "1"}
+    record = r.hgetall("wa:idem:k1")
+    assert (record["state"], record["wamid"], record["wa_id"], record["to"]) == (
+        "sent",
+        "wamid.X",
+        "919",
+        "+919",
+    )
+    assert "error" not in record and "origin" not in record
+    assert not r.exists("dead") and r.zscore("dead:index", "k1") is None
+    assert r.hgetall("counts") == {"sent": "6", "failed": "0", "failed:ambiguous": "0"}
+    # Its delivered, and the same status again: the index is there now, nothing moves twice.
+    assert tracked_status(r, "delivered", 3)[:4] == [1, "sent", 0, 0]
+    assert tracked_status(r, "delivered", 3)[:4] == [0, "delivered", 0, 0]
+    assert r.hgetall("counts") == {"sent": "6", "failed": "0", "failed:ambiguous": "0"}
+
+
+def test_a_status_for_a_request_in_flight_is_noted_and_its_ambiguous_end_is_sent(r: redis.Redis) -> None:
+    r.delete(*TRACKED, "counts")
+    r.hset("wa:idem:k1", mapping={"state": "sending", "owner": "t1:ab12", "attempts": 1})
+    r.hset("counts", mapping={"sent": 5})
+    reply = tracked_status(r)
+    assert reply[:4] == [1, "", 0, 2]  # noted: what is known of it is its key and task
+    assert dict(zip(reply[4::2], reply[5::2], strict=True)) == {"key": "k1", "task_id": "t1"}
+    assert not r.exists("wa:wamid:wamid.X")
+    assert ambiguous(r) == ["sent", "wamid.X", "919"]  # the worker's death found it accepted
+    assert r.hget("wa:idem:k1", "state") == "sent" and r.hget("wa:wamid:wamid.X", "task_id") == "t1"
+    assert not r.exists("dead") and r.hgetall("counts") == {"sent": "6"}
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"state": "failed", "error": '{"code": 131026}'},  # a definite failure keeps no origin
+        {"state": "sent", "wamid": "wamid.Y"},
+        {"state": "pending"},
+        None,  # a key we do not have
+    ],
+)
+def test_a_tracker_changes_no_other_record(r: redis.Redis, record: dict | None) -> None:
+    r.delete(*TRACKED, "counts")
+    if record:
+        r.hset("wa:idem:k1", mapping=record)
+    assert tracked_status(r)[3:] == [0]
+    assert (r.hgetall("wa:idem:k1") or None) == record and not r.exists("wa:wamid:wamid.X")
 
 
 def claim(owner: str = "t1", now: float = NOW, take_over: bool = False) -> list[Any]:

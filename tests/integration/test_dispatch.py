@@ -14,6 +14,7 @@ from celery.result import AsyncResult
 import producers
 from tests import spec_examples as spec
 from tests.harness import PHONE_NUMBER_ID, TOKEN, WABA_ID, stored_keys
+from worker.delivery.callback_data import with_tracker
 from worker.delivery.errors import AmbiguousError, InvalidIntent, PermanentError, RetriesExhausted
 from worker.tasks import mark_read, send_message
 
@@ -47,7 +48,8 @@ def test_every_message_type_reaches_the_api_exactly_as_the_spec_shows(stack, api
         assert outcome["wamid"].startswith("wamid.")
         assert outcome["wa_id"] == "919999595313" and outcome["to"] == spec.TO and outcome["attempts"] == 1
         request = by_wamid[outcome["wamid"]]
-        assert request["body"] == body
+        # As the spec shows it, with the tracker naming its key (the task id)
+        assert request["body"] == {**body, "biz_opaque_callback_data": with_tracker(result.id, None)}
         assert request["phone_number_id"] == PHONE_NUMBER_ID
         assert request["headers"]["x-access-token"] == TOKEN
         assert request["headers"]["x-waba-id"] == WABA_ID

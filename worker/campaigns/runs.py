@@ -20,6 +20,7 @@ import redis
 from pydantic import BaseModel, ConfigDict, Field
 
 from worker.campaigns.spec import NAME_PATTERN
+from worker.delivery.errors import Kind
 from worker.delivery.optouts import LEGACY
 from worker.delivery.send import Lane
 from worker.scripts import load
@@ -122,6 +123,9 @@ class CampaignRuns:
         meta = cast(dict[str, str], self.redis.hgetall(prefix))
         counts = {k: int(v) for k, v in cast(dict[str, str], self.redis.hgetall(prefix + ":counts")).items()}
         failed_by_code = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("failed:")}
+        # A message whose outcome nobody knows (its worker died mid-request) is not counted failed:
+        # the tracker ties it back as sent once a status names it (worker.statuses.tracker).
+        ambiguous = failed_by_code.pop(Kind.AMBIGUOUS.value, 0)
         # Counted once per wamid by the status webhooks' first pricing (worker.statuses.tracker).
         billable = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("billable:")}
         free = {k.split(":", 1)[1]: v for k, v in counts.items() if k.startswith("free:")}
@@ -134,7 +138,8 @@ class CampaignRuns:
             "total": total,
             "queued": counts.get("queued", 0),
             "sent": counts.get("sent", 0),
-            "failed": counts.get("failed", 0),
+            "failed": counts.get("failed", 0) - ambiguous,
+            "ambiguous": ambiguous,
             "skipped": counts.get("skipped", 0),
             "failed_by_code": failed_by_code,
             "billable": dict(sorted(billable.items())),  # category -> messages Meta charges for
@@ -193,6 +198,8 @@ class CampaignRuns:
                 row["wamid"] = record.get("wamid") or None
                 error = json.loads(record.get("error") or "{}")
                 row["error_code"], row["error"] = error.get("code"), error.get("error")
+                if error.get("kind") == Kind.AMBIGUOUS:  # until a status ties it back
+                    row["status"] = Kind.AMBIGUOUS.value
             rows.append(row)
         sent = [r for r in rows if r["wamid"]]
         wamids = [r["wamid"] for r in sent]

@@ -18,11 +18,10 @@ from typing import Any, cast
 import redis
 
 from worker.delivery.errors import DispatchError
+from worker.delivery.idempotency import DEAD_ENTRIES as ENTRIES
+from worker.delivery.idempotency import DEAD_INDEX as INDEX
 from worker.delivery.idempotency import PREFIX as IDEM_PREFIX
 from worker.scripts import load
-
-ENTRIES = "wa:dead"
-INDEX = "wa:dead:index"
 
 
 class DeadLetters:
@@ -31,11 +30,12 @@ class DeadLetters:
         self.ttl = ttl
         self._move = load("move_state").on(client)
 
-    def add(
-        self, key: str, intent: dict[str, Any], error: dict[str, Any], attempts: int, task_id: str
-    ) -> None:
-        now = time.time()
-        entry = {
+    @staticmethod
+    def entry(
+        key: str, intent: dict[str, Any], error: dict[str, Any], attempts: int, task_id: str, now: float
+    ) -> dict[str, Any]:
+        """One dead letter as kept (an ambiguous one is written by its record's script)."""
+        return {
             "idempotency_key": key,
             "task_id": task_id,
             "failed_at": now,
@@ -46,6 +46,12 @@ class DeadLetters:
             "details": error.get("details"),
             "intent": intent,
         }
+
+    def add(
+        self, key: str, intent: dict[str, Any], error: dict[str, Any], attempts: int, task_id: str
+    ) -> None:
+        now = time.time()
+        entry = self.entry(key, intent, error, attempts, task_id, now)
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(ENTRIES, key, json.dumps(entry))
         pipe.zadd(INDEX, {key: now})

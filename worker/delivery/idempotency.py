@@ -29,6 +29,10 @@ from worker.redis_conn import group_of
 from worker.scripts import load
 
 PREFIX = "wa:idem:"
+# The dead letters (worker.delivery.deadletters, which builds on this module): an ambiguous outcome
+# writes its own in the step that keeps it.
+DEAD_ENTRIES = "wa:dead"
+DEAD_INDEX = "wa:dead:index"
 # wamid -> the intent it came from (key, task id, campaign run, the intent itself), so a delivery
 # status that arrives by webhook can be tied back to it (see worker.statuses).
 WAMID_PREFIX = "wa:wamid:"
@@ -97,20 +101,29 @@ class RecordWrite:
     counters: dict[str, int] = field(default_factory=dict)
     index: tuple[str, dict[str, str]] | None = None
     result: StoredResult | None = None
+    dropped: tuple[str, ...] = ()  # record fields removed
 
 
 class IdempotencyStore:
     def __init__(
-        self, client: redis.Redis, ttl: int, stale_after: float, liveness: tuple[str, str, float]
+        self,
+        client: redis.Redis,
+        ttl: int,
+        stale_after: float,
+        liveness: tuple[str, str, float],
+        dead_ttl: int | None = None,
     ) -> None:
-        """`liveness`: the heartbeats hash, this process's node in it, and the heartbeat timeout."""
+        """`liveness`: the heartbeats hash, this process's node in it, and the heartbeat timeout;
+        `dead_ttl`: the dead letters' (an ambiguous outcome writes its own), `ttl` by default."""
         self.redis = client
+        self.dead_ttl = dead_ttl or ttl
         self.group = group_of(client)
         self.ttl = ttl
         self.stale_after = stale_after
         self.workers, self.node, self.heartbeat_timeout = liveness
         self._begin = load("begin").on(client)
         self._owned_write = load("owned_write").on(client)
+        self._ambiguous = load("fail_ambiguous").on(client)
 
     def begin(self, key: str, owner: str, take_over_stale: bool = False) -> Claim:
         """Claim `key` for sending. A stale `sending` record is reported, or with `take_over_stale`
@@ -198,13 +211,52 @@ class IdempotencyStore:
             "finished": time.time(),
         }
         counters = {"failed": 1, f"failed:{error.get('code') or error.get('kind')}": 1}
-        self._write(key, RecordWrite(fields, tally=tally, counters=counters))
+        # A definite failure: what an ambiguous one kept for the tracker goes (parts/tracked.lua).
+        dropped = ("origin", "tally", "echoed", "echoed_wa_id")
+        self._write(key, RecordWrite(fields, tally=tally, counters=counters, dropped=dropped))
+
+    def ambiguous(
+        self,
+        key: str,
+        attempts: int,
+        error: dict[str, Any],
+        origin: dict[str, str],
+        dead_letter: dict[str, Any],
+        tally: str | None = None,
+    ) -> tuple[str, str | None] | None:
+        """Keep an ambiguous outcome (and its dead letter) with what a status needs to tie it back
+        (`origin`, the wamid index's fields; the run's counters). (wamid, wa_id) instead when a
+        status already named this key (the tracker): the API accepted it, and it is kept `sent`."""
+        reply = self._ambiguous(
+            [PREFIX + key, DEAD_ENTRIES, DEAD_INDEX],
+            [
+                key,
+                attempts,
+                json.dumps(error),
+                time.time(),
+                self.ttl,
+                json.dumps(origin),
+                tally or "",
+                WAMID_PREFIX,
+                json.dumps(dead_letter),
+                self.dead_ttl,
+            ],
+        )
+        if reply[0] == State.SENT:
+            return reply[1], reply[2] or None
+        return None
+
+    def keep_result(self, result: StoredResult) -> None:
+        """A task's result document alone (an outcome the tracker tied back)."""
+        self.group.execute(result.write)
 
     def _write(self, key: str, write: RecordWrite) -> None:
         record: dict[FieldT, EncodableT] = dict(write.fields.items())
 
         def build(pipe: Pipeline) -> None:  # one MULTI/EXEC, in a round trip shared with other threads
             pipe.hset(PREFIX + key, mapping=record)
+            if write.dropped:
+                pipe.hdel(PREFIX + key, *write.dropped)
             pipe.expire(PREFIX + key, self.ttl)
             if write.index:
                 index_key, index = write.index

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from worker.delivery.callback_data import with_tracker
 from worker.delivery.intents import MessageIntent, ReadReceipt
 
 
@@ -13,9 +14,10 @@ def _dump(obj: Any) -> Any:
     return obj.model_dump(mode="json", exclude_none=True)
 
 
-def message_payload(intent: MessageIntent) -> dict[str, Any]:
+def message_payload(intent: MessageIntent, key: str | None = None) -> dict[str, Any]:
     """The spec's message object: messaging_product, recipient_type, to, type, <type>, and context
-    and biz_opaque_callback_data when the intent has them."""
+    and biz_opaque_callback_data when the intent has them. `key`: the idempotency key the
+    tracker names in biz_opaque_callback_data, before the app's own value (`callback_data`)."""
     payload: dict[str, Any] = {
         "messaging_product": "whatsapp",
         "recipient_type": intent.recipient_type,
@@ -24,8 +26,10 @@ def message_payload(intent: MessageIntent) -> dict[str, Any]:
     }
     if intent.context is not None:
         payload["context"] = _dump(intent.context)
-    if intent.biz_opaque_callback_data is not None:
-        payload["biz_opaque_callback_data"] = intent.biz_opaque_callback_data
+    own = intent.biz_opaque_callback_data
+    callback_data = with_tracker(key, own) if key is not None else own
+    if callback_data is not None:
+        payload["biz_opaque_callback_data"] = callback_data
     payload[intent.type] = _dump(intent.content)
     return payload
 

@@ -87,6 +87,7 @@ class DeliveryOutcome(StrEnum):
     DUPLICATE_FAILURE = "duplicate_failure"
     IN_FLIGHT_ELSEWHERE = "in_flight_elsewhere"
     CLAIM_LOST = "claim_lost"
+    TRACKED = "tracked"  # ambiguous, but a status webhook named its key: sent
 
 
 class Action(StrEnum):

@@ -79,6 +79,15 @@ class Requeue(Exception):
         self.parked = parked
 
 
+class Tracked(Exception):
+    """An ambiguous outcome that a status webhook had already tied to its key (the tracker): the
+    API accepted the request, and the delivery ends as sent with `result`."""
+
+    def __init__(self, result: dict[str, Any]) -> None:
+        super().__init__(result)
+        self.result = result
+
+
 class NoSlot(Exception):
     """The rate limiter or the breaker says: not within DISPATCH_SLOT_MAX_AHEAD."""
 
@@ -219,13 +228,37 @@ class MessageDelivery:
 
     def fail(self, exc: DispatchError) -> DispatchError:
         error = {"error": exc.message, **exc.info}
-        if self.intent is not None:
+        if isinstance(exc, AmbiguousError) and self.intent is not None:
+            self.keep_ambiguous(error)
+        elif self.intent is not None:
             self.services.store.failed(self.key, self.attempts, error, tally=self.tally)
-        self.services.dead.add(self.key, self.kwargs, error, self.attempts, self.task_id)
+        if not isinstance(exc, AmbiguousError) or self.intent is None:
+            self.services.dead.add(self.key, self.kwargs, error, self.attempts, self.task_id)
         sender = self._sender.name if self._sender else str(self.kwargs.get("sender"))
         metrics.FAILED.labels(sender, self.kwargs.get("type", "?"), exc.kind, str(exc.code or "")).inc()
         log.error("outcome", outcome=exc.kind, error_code=exc.code, error=exc.message, attempts=self.attempts)
         return exc
+
+    def keep_ambiguous(self, error: dict[str, Any]) -> None:
+        """An outcome nobody knows: kept `failed` with what the tracker needs to tie it back, unless
+        a status webhook already named this key (raises Tracked: the API accepted it)."""
+        intent = self.intent
+        assert intent is not None
+        origin = {"key": self.key, "to": intent.to, **self.origin(intent)}
+        letter = self.services.dead.entry(
+            self.key, self.kwargs, error, self.attempts, self.task_id, time.time()
+        )
+        echoed = self.services.store.ambiguous(self.key, self.attempts, error, origin, letter, self.tally)
+        if echoed is None:
+            return
+        wamid, wa_id = echoed
+        result = SendResult(wamid, wa_id, intent.to, intent.type, self.attempts, self.key).as_dict()
+        document = self.services.result_document
+        if document:  # as a send's goes with its record (the caller does not store it again)
+            self.services.store.keep_result(document(self.task_id, result, states.SUCCESS))
+        metrics.SENT.labels(self.sender.name, intent.type).inc()
+        log.info("outcome", outcome=DeliveryOutcome.TRACKED, wamid=wamid, attempts=self.attempts)
+        raise Tracked(result)
 
     def requeue(self, countdown: float, cause: DispatchError, reason: str, parked: bool = False) -> Requeue:
         self.services.store.release(self.key, self.attempts, self.owner)
@@ -388,6 +421,12 @@ class MessageDelivery:
         # and a line must never carry the previous recipient's number or attempt.
         _bind(self.task_id, "send_message")
         try:
+            return self.deliver()
+        except Tracked as tracked:
+            return tracked.result
+
+    def deliver(self) -> dict[str, Any]:
+        try:
             intent = parse_intent(self.kwargs)
             self._sender = self.services.sender(intent.sender)
             self._sender.templates.check(intent)
@@ -416,7 +455,7 @@ class MessageDelivery:
             intent = self.sender.media.resolve(intent)
         except DispatchError as exc:
             raise self.carry_out(exc) from None
-        payload = message_payload(intent)
+        payload = message_payload(intent, key=self.key)  # the tracker names the key
         try:
             resp = call_with_retry(
                 lambda: self.send(intent.to, payload, self.wait_for_slot(intent.to)), self.settings

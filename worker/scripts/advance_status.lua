@@ -4,13 +4,20 @@
 -- first time a status of the wamid carries one (sent, delivered and read each repeat it), and
 -- only then counted in its campaign run's counters: one step, so a message is counted once
 -- whichever worker applies which of its statuses, and never lost between keeping and counting.
--- KEYS: the status hash, the wamid index.
+-- A status whose wamid has no index but whose biz_opaque_callback_data names one of our keys (the
+-- tracker) ties that intent back in the same step (parts/tracked.lua), before the index is read.
+-- KEYS: the status hash, the wamid index; with a tracker, its key's record, the dead letters'
+--   hash and their index.
 -- ARGV: status, its rank, updated_at, the error as JSON ('' for none), ttl (seconds), the pricing
 --   as JSON ('' for none), the run counter it adds one to ('billable:marketing'; '' for none), the
 --   prefix of run keys ('wa:run:'; a run's counters are <prefix><campaign>:<run_id>:counts, named
---   by the index's campaign and run_id fields, which only this script reads in the same step).
+--   by the index's campaign and run_id fields, which only this script reads in the same step);
+--   with a tracker: the key it names, the wamid, the recipient's wa_id, now.
 -- Returns: {changed (1 or 0), the previous status ('' for none), priced (1 when this status's
---   pricing was the wamid's first), the index's fields...}.
+--   pricing was the wamid's first), tied (1: an ambiguous intent became sent, 2: a request in
+--   flight noted the wamid, 0: neither), the index's fields... (for a request in flight: its key
+--   and task id).
+--@include tracked
 local current = tonumber(redis.call('HGET', KEYS[1], 'rank') or '-1')
 local previous = redis.call('HGET', KEYS[1], 'status') or ''
 local changed = 0
@@ -20,6 +27,14 @@ if tonumber(ARGV[2]) > current then
   changed = 1
 end
 local index = redis.call('HGETALL', KEYS[2])
+local tied = 0
+if #index == 0 and KEYS[3] then
+  local task_id
+  tied, task_id = tie_back({record = KEYS[3], dead = KEYS[4], dead_index = KEYS[5], index = KEYS[2],
+    key = ARGV[9], wamid = ARGV[10], wa_id = ARGV[11], now = ARGV[12], ttl = ARGV[5]})
+  if tied == 1 then index = redis.call('HGETALL', KEYS[2]) end
+  if tied == 2 then index = {'key', ARGV[9], 'task_id', task_id} end  -- what is known of it yet
+end
 local priced = 0
 local pricing = ARGV[6] or ''
 if pricing ~= '' and redis.call('HSETNX', KEYS[1], 'pricing', pricing) == 1 then
@@ -36,6 +51,6 @@ if pricing ~= '' and redis.call('HSETNX', KEYS[1], 'pricing', pricing) == 1 then
     end
   end
 end
-local out = {changed, previous, priced}
+local out = {changed, previous, priced, tied}
 for _, v in ipairs(index) do out[#out + 1] = v end
 return out

@@ -21,8 +21,10 @@ from typing import Any
 
 from worker.callbacks.deliver import Routes
 from worker.callbacks.events import EventType, event, event_id
+from worker.delivery.callback_data import read_tracker
 from worker.delivery.deadletters import DeadLetters
 from worker.delivery.errors import UndeliveredError
+from worker.delivery.idempotency import StoredResult
 from worker.delivery.optouts import Meaning, OptOuts, Reason, meaning, said
 from worker.delivery.senders import DEFAULT
 from worker.delivery.window import CustomerWindows
@@ -41,7 +43,7 @@ from worker.statuses.events import (
 )
 from worker.statuses.inbound import changed_number, content, errors, referral
 from worker.statuses.inbox import InboxEntry
-from worker.statuses.tracker import Applied, StatusStore
+from worker.statuses.tracker import Applied, StatusStore, Tie
 
 log = get_logger("whatsapp_dispatch.statuses")
 
@@ -52,6 +54,7 @@ MARK_READ = "worker.tasks.mark_read"
 SYNC_TEMPLATES = "worker.tasks.sync_templates"
 
 Enqueue = Callable[[str, dict[str, Any], str | None], None]  # task name, kwargs, queue (None: routed)
+ResultDocument = Callable[[str, Any, str], StoredResult]  # task id, result, Celery state
 
 
 # Change fields Meta sends that this receiver drops on purpose, each counted by name
@@ -99,8 +102,10 @@ def status_change(applied: Applied) -> dict[str, Any]:
     """The documented dict DISPATCH_STATUS_TASK receives (as its `status` argument)."""
     origin = applied.origin
     campaign = {"name": origin["campaign"], "run_id": origin["run_id"]} if origin.get("campaign") else None
+    _, own = read_tracker(applied.event.biz_opaque_callback_data)
     return {
         **applied.event.as_dict(),
+        "biz_opaque_callback_data": own,  # the app's own value, without the tracker
         "previous_status": applied.previous.value if applied.previous else None,
         "idempotency_key": origin.get("key"),
         "task_id": origin.get("task_id"),
@@ -171,7 +176,11 @@ class Applier:
         enqueue: Enqueue,
         routes: Routes | None = None,
         optouts: OptOuts | None = None,
+        results: ResultDocument | None = None,
     ) -> None:
+        """`results`: a task's Celery result document (worker.services), when the results live in
+        the state Redis: an intent the tracker ties back gets its SUCCESS."""
+        self.results = results
         self.store = store
         self.windows = windows
         self.dead = dead
@@ -203,6 +212,7 @@ class Applier:
                 metrics.WEBHOOK_APPLIED.labels(kind, "dropped").inc()
         now = time.time()
         applied = self.store.apply(statuses)
+        self.on_tied(applied)
         self.on_pricing(applied)
         changes = [a for a in applied if self.on_status(a, now)]
         self.on_preferences(preferences)
@@ -265,6 +275,30 @@ class Applier:
             if key is not None:
                 told.append((event(EventType.PAYMENT_STATUS, data["event_id"], data, now), key))
         self.routes.outbox.add(told, now)
+
+    def on_tied(self, applied: list[Applied]) -> None:
+        """An ambiguous intent the tracker tied back is `sent`: logged, counted, and its task's
+        result is its SendResult now (a caller that waited saw the failure)."""
+        for a in applied:
+            if a.tied is not Tie.SENT:
+                continue
+            origin, wamid = a.origin, a.event.wamid
+            metrics.SENT.labels(origin.get("sender", "?"), origin.get("type", "?")).inc()
+            log.warning("outcome", outcome="tracked", wamid=wamid, key=origin.get("key"))
+            if self.results and origin.get("task_id"):
+                result = {
+                    "wamid": wamid,
+                    "wa_id": a.event.recipient_id,
+                    "to": origin.get("to"),
+                    "type": origin.get("type"),
+                    "attempts": int(origin.get("attempts") or 0),
+                    "idempotency_key": origin.get("key"),
+                    "duplicate": False,
+                }
+                document = self.results(origin["task_id"], result, "SUCCESS")
+                pipe = self.store.redis.pipeline(transaction=True)
+                document.write(pipe)
+                pipe.execute()
 
     def on_pricing(self, applied: list[Applied]) -> None:
         """Each wamid's first pricing, counted once (its sent, delivered and read repeat it)."""

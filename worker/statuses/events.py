@@ -74,6 +74,9 @@ class StatusEvent(_AsDict):
     phone_number_id: str | None = None
     error: dict[str, Any] | None = None
     pricing: dict[str, Any] | None = None
+    # As the message was sent with it, echoed by Meta (at most 512 characters): the tracker of
+    # worker.delivery.callback_data, then the app's own value.
+    biz_opaque_callback_data: str | None = None
 
 
 class Preference(StrEnum):
@@ -292,7 +295,13 @@ def _meta_status(raw: Any, pnid: str | None, now: float) -> StatusEvent | None:
         phone_number_id=pnid,
         error=error,
         pricing=_pricing(raw.get("pricing")),
+        biz_opaque_callback_data=_callback_data(raw.get("biz_opaque_callback_data")),
     )
+
+
+def _callback_data(value: Any) -> str | None:
+    """A status's biz_opaque_callback_data: text of at most the 512 characters Meta allows."""
+    return value[:512] if isinstance(value, str) else None
 
 
 def _meta_message(

@@ -5,25 +5,40 @@ compares ranks and writes, so the same event twice, or a `delivered` after its `
 nothing, whichever worker applies it. The intent behind a wamid (idempotency key, task id,
 campaign run) is the index the send path writes when the API accepts a message
 (`worker.delivery.idempotency.WAMID_PREFIX`); a status for a wamid this deployment did not
-send is kept all the same, tied to nothing.
+send is kept all the same, tied to nothing, unless its `biz_opaque_callback_data` names one of
+our idempotency keys (the tracker, worker.delivery.callback_data): the worker that sent it died
+before it kept the wamid, and the intent (`ambiguous` by then) is tied back as `sent` in the
+same step (worker/scripts/parts/tracked.lua).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
+from enum import IntEnum
 from typing import Any, cast
 
 import redis
 
-from worker.delivery.idempotency import WAMID_PREFIX
+from worker.delivery.callback_data import read_tracker
+from worker.delivery.idempotency import DEAD_ENTRIES, DEAD_INDEX, WAMID_PREFIX
+from worker.delivery.idempotency import PREFIX as IDEM_PREFIX
 from worker.scripts import load
 from worker.statuses.events import ERROR_TEXT_MAX, RANK, DeliveryStatus, StatusEvent, tally_field
 
 PREFIX = "wa:status:"
 RUN_PREFIX = "wa:run:"  # a campaign run's keys (worker.campaigns.runs.run_prefix)
 INBOUND_PREFIX = "wa:inbound:"
+
+
+class Tie(IntEnum):
+    """What a status's tracker did (parts/tracked.lua's tie_back)."""
+
+    NONE = 0
+    SENT = 1  # an ambiguous intent became `sent` with this wamid
+    NOTED = 2  # its request was still `sending`: the wamid waits for its outcome
 
 
 @dataclass(frozen=True)
@@ -35,6 +50,7 @@ class Applied:
     previous: DeliveryStatus | None
     origin: dict[str, str]  # the wamid index: key, task_id, to, type, campaign, run_id, attempts, intent
     priced: bool = False  # its pricing was the wamid's first: count it (statuses repeat it)
+    tied: Tie = Tie.NONE  # what the tracker did for a wamid never recorded
 
 
 def delivery_fields(status: dict[str, str] | None) -> dict[str, Any]:
@@ -82,16 +98,18 @@ class StatusStore:
             error = json.dumps(e.error) if e.error else ""
             pricing = json.dumps(e.pricing) if e.pricing else ""
             tally = tally_field(e.pricing) if e.pricing else ""
-            self._advance.queue(
-                pipe,
-                [PREFIX + e.wamid, WAMID_PREFIX + e.wamid],
-                [e.status.value, RANK[e.status], e.timestamp, error, self.ttl, pricing, tally, RUN_PREFIX],
-            )
+            keys = [PREFIX + e.wamid, WAMID_PREFIX + e.wamid]
+            args = [e.status.value, RANK[e.status], e.timestamp, error, self.ttl, pricing, tally, RUN_PREFIX]
+            key, _ = read_tracker(e.biz_opaque_callback_data)
+            if key is not None:
+                keys += [IDEM_PREFIX + key, DEAD_ENTRIES, DEAD_INDEX]
+                args += [key, e.wamid, e.recipient_id or "", time.time()]
+            self._advance.queue(pipe, keys, args)
         applied = []
-        for event, (changed, previous, priced, *index) in zip(events, pipe.execute(), strict=True):
+        for event, (changed, previous, priced, tied, *index) in zip(events, pipe.execute(), strict=True):
             origin = dict(zip(index[::2], index[1::2], strict=True))
             before = DeliveryStatus(previous) if previous else None
-            applied.append(Applied(event, bool(changed), before, origin, bool(priced)))
+            applied.append(Applied(event, bool(changed), before, origin, bool(priced), Tie(tied)))
         return applied
 
     def first_seen(self, wamids: list[str]) -> list[bool]:
