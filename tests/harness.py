@@ -3,6 +3,7 @@ enough that faults resolve in seconds. Nothing here mocks HTTP or Redis."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import uuid
@@ -37,6 +38,7 @@ __all__ = [
     "Worker",
     "free_port",
     "tmpdir",
+    "wa_dispatch",
     "wait_for",
     "worker_env",
 ]
@@ -100,6 +102,16 @@ def worker_env(redis_url: str, api_url: str, timings: bool = True, **overrides: 
     )
     env.update(overrides)
     return env
+
+
+def wa_dispatch(env: dict[str, str], *args: str, code: int = 0, timeout: float = 120) -> Any:
+    """`wa-dispatch <args> --json` as an operator runs it (a process of its own, with `env`): the
+    one JSON document it prints, once it exited with `code`."""
+    out = subprocess.run(
+        [str(BIN / "wa-dispatch"), *args, "--json"], env=env, capture_output=True, text=True, timeout=timeout
+    )
+    assert out.returncode == code, out.stdout + out.stderr
+    return json.loads(out.stdout)
 
 
 def stored_keys(client: Any) -> set[str]:

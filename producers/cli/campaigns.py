@@ -26,8 +26,9 @@ optout_group = command_group(
 )
 
 
-def _load(path: Path) -> Campaign:
-    """A campaign file, its message also checked against the template registry when one is synced."""
+def _load(path: Path, as_json: bool) -> Campaign:
+    """A campaign file, its message also checked against the template registry when one is synced;
+    refused (exit 1) with the reason, as one JSON document with --json."""
     import redis
 
     from worker.campaigns.spec import CampaignError, load_campaign, sample_intent
@@ -45,14 +46,10 @@ def _load(path: Path) -> Campaign:
     except redis.RedisError as exc:
         typer.echo(f"templates not checked: the registry's Redis did not answer ({exc})", err=True)
     except CampaignError as exc:
-        typer.echo(f"invalid campaign: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail({"error": f"invalid campaign: {exc}", "file": str(path)}, as_json, 1)
     except InvalidIntent as exc:
-        typer.echo(
-            f"invalid campaign: {path}: message: {exc.message.removeprefix('invalid message intent: ')}",
-            err=True,
-        )
-        raise typer.Exit(1) from None
+        message = exc.message.removeprefix("invalid message intent: ")
+        fail({"error": f"invalid campaign: {path}: message: {message}", "file": str(path)}, as_json, 1)
     return campaign
 
 
@@ -64,7 +61,7 @@ def campaign_validate(files: list[Path], as_json: JsonFlag = False) -> None:
     """
     summaries = []
     for path in files:
-        c = _load(path)
+        c = _load(path, as_json)
         summaries.append(
             {
                 "file": str(path),
@@ -85,7 +82,7 @@ def campaign_preview(file: Path, limit: int = 5, run_id: str = "preview", as_jso
     """
     from worker.campaigns.spec import BadRow, intent_for
 
-    campaign = _load(file)
+    campaign = _load(file, as_json)
     intents, bad = [], []
     for number, row in enumerate(campaign.rows, start=1):
         try:
@@ -119,8 +116,7 @@ def campaign_load(paths: list[Path], as_json: JsonFlag = False) -> None:
     try:
         loaded = load_paths(celery_app, paths)
     except CampaignError as exc:
-        typer.echo(f"invalid campaign: {exc}", err=True)
-        raise typer.Exit(1) from None
+        fail({"error": f"invalid campaign: {exc}"}, as_json, 1)
     emit([{"name": c.name, "recipients": len(c.rows)} for c in loaded], as_json, "loaded campaigns")
 
 
@@ -154,7 +150,7 @@ def campaign_run(
 
     name = name_or_file
     if name_or_file.endswith(".toml") or Path(name_or_file).is_file():
-        campaign = _load(Path(name_or_file))
+        campaign = _load(Path(name_or_file), as_json)
         save(celery_app, campaign)
         name = campaign.name
     try:

@@ -16,7 +16,6 @@ from celery import Celery
 from celery.result import AsyncResult
 
 from tests.harness import (
-    BIN,
     ROOT,
     TOKEN,
     Beat,
@@ -24,6 +23,7 @@ from tests.harness import (
     RedisServer,
     Sandbox,
     Worker,
+    wa_dispatch,
     wait_for,
     worker_env,
 )
@@ -269,12 +269,8 @@ class Rig:
             self.vhost.delete()
 
 
-def cli(rig: Rig, *args: str) -> dict | list:
-    out = subprocess.run(
-        [str(BIN / "wa-dispatch"), *args, "--json"], env=rig.env, capture_output=True, text=True, timeout=60
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    return json.loads(out.stdout)
+def cli(rig: Rig, *args: str) -> Any:
+    return wa_dispatch(rig.env, *args, timeout=60)
 
 
 def write_campaign(folder: Path, name: str, rows: list[str], schedule: str, extra: str = "") -> Path:

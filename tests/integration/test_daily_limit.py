@@ -4,7 +4,6 @@ wait, parked, and `campaign status` says until when; a transactional template st
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 import redis
 
 from devtools.localstack import RedisServer
-from tests.harness import BIN, Sandbox, Worker, tmpdir, wait_for, worker_env
+from tests.harness import Sandbox, Worker, tmpdir, wa_dispatch, wait_for, worker_env
 from worker.delivery.parking import PARKED
 from worker.delivery.reach import WINDOW
 
@@ -23,11 +22,7 @@ AUDIENCE = [f"+9198765003{i:02d}" for i in range(5)]
 
 
 def cli(env: dict[str, str], *args: str) -> Any:
-    out = subprocess.run(
-        [str(BIN / "wa-dispatch"), *args, "--json"], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, out.stdout + out.stderr
-    return json.loads(out.stdout)
+    return wa_dispatch(env, *args)
 
 
 def send_template(env: dict[str, str], folder: Path, to: str) -> Any:

@@ -84,7 +84,9 @@ def test_producer_helpers_build_the_same_intents(api) -> None:
     ]
     for r in results:
         r.get(timeout=TIMEOUT)
-    bodies = sent_bodies(api)
+    sent = sent_bodies(api)
+    assert all(b["biz_opaque_callback_data"].startswith("wd1:") for b in sent)  # each names its intent
+    bodies = [{k: v for k, v in b.items() if k != "biz_opaque_callback_data"} for b in sent]
     for expected in [spec.TEXT, spec.IMAGE_ID, spec.REPLY, spec.CATALOG, spec.PRODUCT, spec.PRODUCT_LIST]:
         assert expected in bodies
 

@@ -8,7 +8,6 @@ Before that, every key holding the number has an expiry, but the records that mu
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ import pytest
 import redis
 
 from tests.harness import (
-    BIN,
     PHONE_NUMBER_ID,
     TOKEN,
     RedisServer,
@@ -28,6 +26,7 @@ from tests.harness import (
     Web,
     Worker,
     tmpdir,
+    wa_dispatch,
     wait_for,
     worker_env,
 )
@@ -57,15 +56,7 @@ class Rig:
     workdir: Path
 
     def cli(self, *args: str, code: int = 0) -> Any:
-        out = subprocess.run(
-            [str(BIN / "wa-dispatch"), *args, "--json"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert out.returncode == code, out.stdout + out.stderr
-        return json.loads(out.stdout)
+        return wa_dispatch(self.env, *args, code=code)
 
     def api(
         self, method: str, path: str, body: Any = None, key: str = "", api_key: str = API_KEY

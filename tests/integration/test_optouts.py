@@ -11,7 +11,6 @@ campaign's statuses repeat their pricing three times; its billable messages are 
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ import pytest
 import redis
 
 from tests.harness import (
-    BIN,
     PHONE_NUMBER_ID,
     TOKEN,
     RedisServer,
@@ -31,6 +29,7 @@ from tests.harness import (
     Worker,
     free_port,
     tmpdir,
+    wa_dispatch,
     wait_for,
     worker_env,
 )
@@ -73,15 +72,7 @@ class Rig:
     workdir: Path
 
     def cli(self, *args: str, code: int = 0) -> Any:
-        out = subprocess.run(
-            [str(BIN / "wa-dispatch"), *args, "--json"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert out.returncode == code, out.stdout + out.stderr
-        return json.loads(out.stdout)
+        return wa_dispatch(self.env, *args, code=code)
 
     def send(self, to: str, template: dict[str, Any], key: str, code: int = 0) -> Any:
         path = self.workdir / f"{key}.json"

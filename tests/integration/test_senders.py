@@ -25,6 +25,7 @@ from tests.harness import (
     Worker,
     stored_keys,
     tmpdir,
+    wa_dispatch,
     wait_for,
     worker_env,
 )
@@ -196,11 +197,7 @@ def test_a_stale_template_on_another_sender_is_resynced_on_that_senders_account(
     env = {**deployment.env, "SUPPORT_TOKEN": "tok-support-7c1d"}
 
     def cli(*args: str, code: int = 0) -> Any:
-        out = subprocess.run(
-            [str(BIN / "wa-dispatch"), *args, "--json"], env=env, capture_output=True, text=True, timeout=90
-        )
-        assert out.returncode == code, out.stdout + out.stderr
-        return json.loads(out.stdout)
+        return wa_dispatch(env, *args, code=code)
 
     deployment.sandbox.reset()
     cli("templates", "sync", "--sender", "support")

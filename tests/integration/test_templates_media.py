@@ -9,7 +9,6 @@ Its own sandbox, worker and Redis database, because the worker here may fetch me
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 
 from devtools.localstack import RedisServer
 from devtools.sandbox import EXAMPLE_TEMPLATES
-from tests.harness import BIN, Beat, Sandbox, Worker, tmpdir, wait_for, worker_env
+from tests.harness import Beat, Sandbox, Worker, tmpdir, wa_dispatch, wait_for, worker_env
 from tests.media_server import PNG, MediaServer, media_server
 
 pytestmark = pytest.mark.integration
@@ -36,15 +35,7 @@ class Rig:
     files: MediaServer
 
     def cli(self, *args: str, code: int = 0) -> Any:
-        out = subprocess.run(
-            [str(BIN / "wa-dispatch"), *args, "--json"],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert out.returncode == code, out.stdout + out.stderr
-        return json.loads(out.stdout) if out.stdout.strip() else out.stderr
+        return wa_dispatch(self.env, *args, code=code)
 
     def messages(self) -> list[dict[str, Any]]:
         return [r for r in self.sandbox.requests() if r.get("body") and "route" not in r]
@@ -113,7 +104,7 @@ def test_a_campaign_that_does_not_fit_its_template_is_refused_before_any_send(
 
     for command in ("validate", "preview"):
         refused = rig.cli("campaign", command, str(wrong), code=1)
-        assert "template.components.0: body: expected 1 parameter ({{1}}), given 2" in refused
+        assert "template.components.0: body: expected 1 parameter ({{1}}), given 2" in refused["error"]
     ran = rig.cli("campaign", "run", "wrong-count", "--run-id", "r1", code=1)  # refused by the worker
     assert ran["kind"] == "invalid" and "given 2" in ran["error"]
     assert rig.messages() == []
