@@ -18,6 +18,7 @@ import pytest
 
 from devtools.localstack import RedisServer
 from devtools.sandbox import EXAMPLE_TEMPLATES
+from tests import spec_examples as spec
 from tests.harness import Beat, Sandbox, Worker, tmpdir, wa_dispatch, wait_for, worker_env
 from tests.media_server import PNG, MediaServer, media_server
 
@@ -178,6 +179,111 @@ def test_an_otp_goes_out_once_the_registry_is_synced(rig: Rig, tmp_path: Path) -
     sent = [m["body"]["template"] for m in rig.messages()]
     assert [t["name"] for t in sent] == ["login_copy_code", "login_one_tap", "login_zero_tap"]
     assert all(t["components"][1]["sub_type"] == "url" for t in sent)
+
+
+def toml_value(value: Any) -> str:
+    """A value as TOML's inline syntax (the campaign file's `[message]`)."""
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value)  # strings, numbers and booleans are written alike
+
+
+# The shop's marketing templates as Meta lists them: a coupon with a limited-time offer, and a
+# two-card carousel (the sandbox's registry; `templates sync` reads them).
+COUPON_TEMPLATE = {
+    "name": "flash_sale",
+    "language": "en_US",
+    "status": "APPROVED",
+    "category": "MARKETING",
+    "components": [
+        {"type": "BODY", "text": "Hi {{1}}, 25% off until midnight"},
+        {"type": "LIMITED_TIME_OFFER", "limited_time_offer": {"text": "Ends soon", "has_expiration": True}},
+        {
+            "type": "BUTTONS",
+            "buttons": [
+                {"type": "COPY_CODE", "example": "FLASH25"},
+                {"type": "URL", "text": "Shop", "url": "https://shop.example.com/{{1}}"},
+            ],
+        },
+    ],
+}
+CAROUSEL_SYNCED = {
+    "name": "summer_carousel",
+    "language": "en_US",
+    "status": "APPROVED",
+    "category": "MARKETING",
+    "components": [
+        {"type": "BODY", "text": "Hi {{1}}, this summer's picks"},
+        {
+            "type": "CAROUSEL",
+            "cards": [
+                {
+                    "components": [
+                        {"type": "HEADER", "format": "IMAGE"},
+                        {"type": "BUTTONS", "buttons": [{"type": "QUICK_REPLY", "text": "Buy"}]},
+                    ]
+                }
+            ]
+            * 2,
+        },
+    ],
+}
+
+
+def test_coupon_and_carousel_campaigns_fill_each_recipients_variables(rig: Rig, tmp_path: Path) -> None:
+    """A campaign of a coupon template (its copy_code button's coupon_code from the recipient's
+    row) and one of a carousel template (a payload per card), checked against the synced
+    templates, sent to each recipient with their own values."""
+    rig.sandbox.reset()
+    rig.set_templates([COUPON_TEMPLATE, CAROUSEL_SYNCED])
+    rig.cli("templates", "sync")
+    rows = {"+919876500401": ("Asha", "ASHA25"), "+919876500402": ("Ravi", "RAVI25")}
+    (tmp_path / "shoppers.csv").write_text(
+        "phone,first_name,coupon\n" + "".join(f"{to},{name},{code}\n" for to, (name, code) in rows.items())
+    )
+    coupon = {
+        **spec.LIMITED_TIME_OFFER,
+        "components": [
+            {"type": "body", "parameters": [{"type": "text", "text": "{first_name}"}]},
+            spec.LIMITED_TIME_OFFER["components"][1],
+            {
+                "type": "button",
+                "sub_type": "copy_code",
+                "index": 0,
+                "parameters": [{"type": "coupon_code", "coupon_code": "{coupon}"}],
+            },
+            {
+                "type": "button",
+                "sub_type": "url",
+                "index": 1,
+                "parameters": [{"type": "text", "text": "{coupon}"}],
+            },
+        ],
+    }
+    carousel = json.loads(json.dumps(spec.CAROUSEL_TEMPLATE).replace('"Asha"', '"{first_name}"'))
+    for card in carousel["components"][1]["cards"]:
+        card["components"][1]["parameters"][0]["payload"] += "-{coupon}"
+    for name, template in (("flash", coupon), ("picks", carousel)):
+        (tmp_path / f"{name}.toml").write_text(
+            f'name = "{name}"\n[schedule]\nevery = 86400\n[audience]\ncsv = "shoppers.csv"\n'
+            f'[message]\ntype = "template"\ntemplate = {toml_value(template)}\n'
+        )
+        assert rig.cli("campaign", "validate", str(tmp_path / f"{name}.toml"))[0]["recipients"] == 2
+        ran = rig.cli("campaign", "run", str(tmp_path / f"{name}.toml"), "--run-id", "r1")
+        assert (ran["sent"], ran["failed"]) == (2, 0), ran
+    sent = {(m["body"]["to"], m["body"]["template"]["name"]): m["body"]["template"] for m in rig.messages()}
+    for to, (first_name, code) in rows.items():
+        offer = sent[to, "flash_sale"]["components"]
+        assert offer[0]["parameters"] == [{"type": "text", "text": first_name}]
+        assert offer[2]["parameters"] == [{"type": "coupon_code", "coupon_code": code}]
+        assert offer[3]["parameters"] == [{"type": "text", "text": code}]
+        cards = sent[to, "summer_carousel"]["components"][1]["cards"]
+        assert [c["components"][1]["parameters"][0]["payload"] for c in cards] == [
+            f"card-0-{code}",
+            f"card-1-{code}",
+        ]
 
 
 def test_beat_resyncs_the_registry_every_interval(rig: Rig) -> None:
