@@ -151,8 +151,12 @@ def measured(
             process.stop()
 
 
-def run_dispatch(workdir: Path, url: str, messages: int, connections: int) -> Figures:
+def run_dispatch(
+    workdir: Path, url: str, messages: int, connections: int, status_task: str | None = None
+) -> Figures:
     env = env_for(url)
+    if status_task:  # each change tells the app's task (queued to `celery`, which nothing reads here)
+        env["DISPATCH_STATUS_TASK"] = status_task
     web = Web(workdir, env).start()
     worker = Worker(workdir, env, url, concurrency=4).start()
     return measured("dispatch", url, web.port, [web, worker], messages, connections)
@@ -182,14 +186,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=3000, help="messages; three events each")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="300 messages, a smoke run")
+    parser.add_argument(
+        "--status-task", default=None, help="DISPATCH_STATUS_TASK for the dispatch path (the app is told)"
+    )
+    parser.add_argument("--dispatch-only", action="store_true", help="skip the naive baseline")
     args = parser.parse_args(argv)
     messages = 300 if args.quick else args.messages
     workdir = tmpdir("wa-bench-hooks-")
     server = RedisServer(workdir, persistent=True).start()  # as production runs it: every write fsynced
     try:
         rows = []
-        for db, run in ((1, run_dispatch), (2, run_naive)):
-            rows.append(run(workdir, f"{server.url.rsplit('/', 1)[0]}/{db}", messages, args.connections))
+        base = server.url.rsplit("/", 1)[0]
+        rows.append(run_dispatch(workdir, f"{base}/1", messages, args.connections, args.status_task))
+        if not args.dispatch_only:
+            rows.append(run_naive(workdir, f"{base}/2", messages, args.connections))
     finally:
         server.stop()
     table = Table(

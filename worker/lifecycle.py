@@ -68,6 +68,7 @@ class WebhookApplier(bootsteps.StartStopStep):
             _enqueue,
             callback_routes(s, _api_keys(s)),
             results=s.send.result_document,
+            tell_lease=s.settings.tell_lease,
         )
         inbox = Inbox(s.statuses.redis, NODE)
         self.threads = [

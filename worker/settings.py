@@ -114,6 +114,9 @@ class Settings(BaseSettings):
     status_task: str | None = Field(None, validation_alias="DISPATCH_STATUS_TASK")
     inbound_task: str | None = Field(None, validation_alias="DISPATCH_INBOUND_TASK")
     payment_task: str | None = Field(None, validation_alias="DISPATCH_PAYMENT_TASK")
+    # A change recorded but not told this long (its worker died before enqueuing the app's task or
+    # queuing its callback) is told again by another worker (worker.statuses.telling).
+    tell_lease: float = Field(30.0, gt=0, validation_alias="DISPATCH_TELL_LEASE")
     auto_read: bool = Field(False, validation_alias="DISPATCH_AUTO_READ")
     window_check: bool = Field(False, validation_alias="DISPATCH_WINDOW_CHECK")
     # Marketing opt-outs (worker.delivery.optouts): an inbound message that is one of these

@@ -8,7 +8,9 @@ can be re-driven), and the app's tasks (DISPATCH_STATUS_TASK, DISPATCH_INBOUND_T
 DISPATCH_AUTO_READ's mark_read are enqueued; an API key's HTTP callback (worker.callbacks) gets
 each of its statuses and its senders' inbound messages as an event in the callbacks' outbox,
 which other threads POST. Nothing here talks HTTP. Each change carries an `event_id` derived from
-it, the same however often it is applied, so an app drops a repeat.
+it, the same however often it is applied, so an app drops a repeat: a change is written "to tell"
+in the step that records it and removed once told, so a worker that dies between the two leaves
+it to another's re-tell (`Applier.retell`, worker.statuses.telling): the app is told at least once.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from worker.statuses.events import (
 )
 from worker.statuses.inbound import changed_number, content, errors, referral
 from worker.statuses.inbox import InboxEntry
+from worker.statuses.telling import Tells, Untold, entry
 from worker.statuses.tracker import Applied, StatusStore, Tie
 
 log = get_logger("whatsapp_dispatch.statuses")
@@ -52,6 +55,8 @@ log = get_logger("whatsapp_dispatch.statuses")
 APP_QUEUE = "celery"
 MARK_READ = "worker.tasks.mark_read"
 SYNC_TEMPLATES = "worker.tasks.sync_templates"
+TELL_LEASE = 30.0  # seconds (DISPATCH_TELL_LEASE): far past the applier's time from recording to telling
+RETELL_BATCH = 500
 
 Enqueue = Callable[[str, dict[str, Any], str | None], None]  # task name, kwargs, queue (None: routed)
 ResultDocument = Callable[[str, Any, str], StoredResult]  # task id, result, Celery state
@@ -100,17 +105,22 @@ class Reactions:
 
 def status_change(applied: Applied) -> dict[str, Any]:
     """The documented dict DISPATCH_STATUS_TASK receives (as its `status` argument)."""
-    origin = applied.origin
+    previous = applied.previous.value if applied.previous else None
+    return status_told(applied.event.as_dict(), previous, applied.origin)
+
+
+def status_told(status: dict[str, Any], previous: str | None, origin: dict[str, str]) -> dict[str, Any]:
+    """`status_change` from a status event's dict (as its to-tell entry keeps it, pure)."""
     campaign = {"name": origin["campaign"], "run_id": origin["run_id"]} if origin.get("campaign") else None
-    _, own = read_tracker(applied.event.biz_opaque_callback_data)
+    _, own = read_tracker(status.get("biz_opaque_callback_data"))
     return {
-        **applied.event.as_dict(),
+        **status,
         "biz_opaque_callback_data": own,  # the app's own value, without the tracker
-        "previous_status": applied.previous.value if applied.previous else None,
+        "previous_status": previous,
         "idempotency_key": origin.get("key"),
         "task_id": origin.get("task_id"),
         "campaign": campaign,
-        "event_id": event_id(EventType.MESSAGE_STATUS, applied.event.wamid, applied.event.status.value),
+        "event_id": event_id(EventType.MESSAGE_STATUS, status["wamid"], str(status["status"])),
     }
 
 
@@ -177,10 +187,13 @@ class Applier:
         routes: Routes | None = None,
         optouts: OptOuts | None = None,
         results: ResultDocument | None = None,
+        tell_lease: float = TELL_LEASE,
     ) -> None:
         """`results`: a task's Celery result document (worker.services), when the results live in
-        the state Redis: an intent the tracker ties back gets its SUCCESS."""
+        the state Redis: an intent the tracker ties back gets its SUCCESS. `tell_lease`: how long
+        a change recorded but not yet told waits before another worker re-tells it."""
         self.results = results
+        self.tells = Tells(store.redis, tell_lease)
         self.store = store
         self.windows = windows
         self.dead = dead
@@ -188,6 +201,16 @@ class Applier:
         self.enqueue = enqueue
         self.routes = routes
         self.optouts = optouts or OptOuts(store.redis)
+
+    def telling(self, kind: EventType) -> bool:
+        """Whether a change of `kind` is told to anyone (a task, or some key's callback): only
+        then is it written to tell."""
+        task = {
+            EventType.MESSAGE_STATUS: self.reactions.status_task,
+            EventType.MESSAGE_INBOUND: self.reactions.inbound_task,
+            EventType.PAYMENT_STATUS: self.reactions.payment_task,
+        }[kind]
+        return bool(task) or (self.routes is not None and bool(self.routes.keys))
 
     def apply(self, entries: list[InboxEntry]) -> None:
         statuses: list[StatusEvent] = []
@@ -211,14 +234,15 @@ class Applier:
                 kind = dropped if dropped in KNOWN_DROPPED else "other"
                 metrics.WEBHOOK_APPLIED.labels(kind, "dropped").inc()
         now = time.time()
-        applied = self.store.apply(statuses)
+        due = self.tells.due(now)
+        applied = self.store.apply(statuses, due if self.telling(EventType.MESSAGE_STATUS) else None)
         self.on_tied(applied)
         self.on_pricing(applied)
-        changes = [a for a in applied if self.on_status(a, now)]
+        changes = [told for a in applied if (told := self.on_status(a, now)) is not None]
         self.on_preferences(preferences)
-        firsts = self.on_messages(messages, now)
-        paid = self.on_payments(payments)
-        self.call_back(changes, firsts, now, paid)
+        firsts = self.on_messages(messages, now, due)
+        paid = self.on_payments(payments, due)
+        self.call_back(changes, firsts, now, paid, told=True)
         for update in sorted(templates, key=lambda u: (u.waba_id or "", u.name)):
             # approved, paused, rejected...: its account's registry re-syncs it
             for sender in self.reactions.resyncs(update):
@@ -227,12 +251,41 @@ class Applier:
                 )
                 self.enqueue(SYNC_TEMPLATES, {"name": update.name, "sender": sender}, None)
 
-    def on_payments(self, payments: list[PaymentUpdate]) -> list[dict[str, Any]]:
+    def retell(self, now: float, count: int = RETELL_BATCH) -> int:
+        """Tell again what a worker recorded and did not tell (it died, or Redis or the broker
+        failed it) once its lease ended: the app's tasks and the callbacks, as the applier would
+        have; then the entries go. How many were re-told."""
+        untold = self.tells.take(now, count)
+        if not untold:
+            return 0
+        statuses = [u for u in untold if u.kind is EventType.MESSAGE_STATUS]
+        origins = self.store.origins([u.entry["event"]["wamid"] for u in statuses])
+        changes = [retold_status(u, origin) for u, origin in zip(statuses, origins, strict=True)]
+        firsts = [u.entry["data"] for u in untold if u.kind is EventType.MESSAGE_INBOUND]
+        paid = [u.entry["data"] for u in untold if u.kind is EventType.PAYMENT_STATUS]
+        for task, arg, told in (
+            (self.reactions.status_task, "status", changes),
+            (self.reactions.inbound_task, "message", firsts),
+            (self.reactions.payment_task, "payment", paid),
+        ):
+            if task:
+                for data in told:
+                    self.enqueue(task, {arg: data}, APP_QUEUE)
+        self.call_back(changes, firsts, now, paid, told=False, ids=[u.event_id for u in untold])
+        log.warning("webhook_retold", statuses=len(changes), inbound=len(firsts), payments=len(paid))
+        return len(untold)
+
+    def on_payments(self, payments: list[PaymentUpdate], due: float = 0.0) -> list[dict[str, Any]]:
         """Each payment status seen for the first time is told to the app (DISPATCH_PAYMENT_TASK,
         and the `payment.status` callback of the key its order was sent with); those, as told."""
         changes = [payment_change(p, self.store.origin(p.wamid)) for p in payments]
         told = []
-        firsts = self.store.first_seen([c["event_id"] for c in changes])
+        tell = (
+            [(c["event_id"], entry(EventType.PAYMENT_STATUS, c)) for c in changes]
+            if self.telling(EventType.PAYMENT_STATUS)
+            else None
+        )
+        firsts = self.store.first_seen([c["event_id"] for c in changes], tell, due)
         for change, first in zip(changes, firsts, strict=True):
             metrics.WEBHOOK_APPLIED.labels("payment", "changed" if first else "unchanged").inc()
             if not first:
@@ -250,21 +303,50 @@ class Applier:
 
     def call_back(
         self,
-        changes: list[Applied],
+        changes: list[dict[str, Any]],
         firsts: list[dict[str, Any]],
         now: float,
         paid: list[dict[str, Any]] | None = None,
+        told: bool = False,
+        ids: list[str] | None = None,
     ) -> None:
-        """The HTTP callbacks' events for what changed, into their outbox in one round trip: a
-        status and a payment to the key its message was sent with, an inbound message to every
-        key that may use its sender."""
-        if self.routes is None or not self.routes.keys:
+        """The HTTP callbacks' events for what changed (status changes, inbound messages and
+        payments as told), into their outbox in one round trip with the removal of their to-tell
+        entries (`ids`; with `told`, those of every change written to tell): a status and a
+        payment to the key its message was sent with, an inbound message to every key that may
+        use its sender."""
+        paid = paid or []
+        ids = list(ids or [])
+        if told:
+            for kind, done in (
+                (EventType.MESSAGE_STATUS, changes),
+                (EventType.MESSAGE_INBOUND, firsts),
+                (EventType.PAYMENT_STATUS, paid),
+            ):
+                ids += [d["event_id"] for d in done] if self.telling(kind) else []
+        events = self.callback_events(changes, firsts, now, paid)
+        if not events and not ids:
             return
+        pipe = self.store.redis.pipeline(transaction=True)
+        for callback, key in events:
+            self.routes.outbox.queue(pipe, callback, key, now)  # type: ignore[union-attr]
+        self.tells.done(pipe, ids)
+        pipe.execute()
+
+    def callback_events(
+        self,
+        changes: list[dict[str, Any]],
+        firsts: list[dict[str, Any]],
+        now: float,
+        paid: list[dict[str, Any]],
+    ) -> list[tuple[dict[str, Any], str]]:
+        """Each callback event and the key it goes to."""
+        if self.routes is None or not self.routes.keys:
+            return []
         told: list[tuple[dict[str, Any], str]] = []
-        keys = self.routes.of_tasks([a.origin.get("task_id", "") for a in changes])
-        for applied, key in zip(changes, keys, strict=True):
+        keys = self.routes.of_tasks([d["task_id"] or "" for d in changes])
+        for data, key in zip(changes, keys, strict=True):
             if key is not None:
-                data = status_change(applied)
                 told.append((event(EventType.MESSAGE_STATUS, data["event_id"], data, now), key))
         for data in firsts:
             sender = self.reactions.senders.get(data["phone_number_id"] or self.reactions.phone_number_id)
@@ -274,7 +356,7 @@ class Applier:
         for data, key in zip(paid, self.routes.of_tasks([p["task_id"] or "" for p in paid]), strict=True):
             if key is not None:
                 told.append((event(EventType.PAYMENT_STATUS, data["event_id"], data, now), key))
-        self.routes.outbox.add(told, now)
+        return told
 
     def on_tied(self, applied: list[Applied]) -> None:
         """An ambiguous intent the tracker tied back is `sent`: logged, counted, and its task's
@@ -336,20 +418,21 @@ class Applier:
             return
         log.info("optout_keyword", wa_id=message.wa_id, meaning=found, changed=done)
 
-    def on_status(self, applied: Applied, now: float) -> bool:
-        """Counts, logs and tells the app of a status; True when it changed anything."""
+    def on_status(self, applied: Applied, now: float) -> dict[str, Any] | None:
+        """Counts, logs and tells the app of a status; what it was told when it changed anything."""
         event = applied.event
         metrics.WEBHOOK_APPLIED.labels("status", "changed" if applied.changed else "unchanged").inc()
         if not applied.changed:
-            return False
+            return None
         metrics.WEBHOOK_LAG.observe(max(0.0, now - event.timestamp))
         metrics.STATUSES.labels(applied.origin.get("sender", "?"), event.status).inc()
         log.info("delivery_status", wamid=event.wamid, status=event.status, key=applied.origin.get("key"))
         if event.status is DeliveryStatus.FAILED:
             self.on_failure(applied)
+        told = status_change(applied)
         if self.reactions.status_task:
-            self.enqueue(self.reactions.status_task, {"status": status_change(applied)}, APP_QUEUE)
-        return True
+            self.enqueue(self.reactions.status_task, {"status": told}, APP_QUEUE)
+        return told
 
     def on_failure(self, applied: Applied) -> None:
         """A failure by webhook is a failure like any other: counted, and kept for re-drive."""
@@ -381,15 +464,23 @@ class Applier:
                 origin.get("task_id", ""),
             )
 
-    def on_messages(self, messages: list[InboundMessage], now: float) -> list[dict[str, Any]]:
+    def on_messages(
+        self, messages: list[InboundMessage], now: float, due: float = 0.0
+    ) -> list[dict[str, Any]]:
         """Each message seen for the first time keeps its window and is told; those messages, as
-        the app is told of them (`inbound`)."""
+        the app is told of them (`inbound`, written to tell in the step that first sees it)."""
         firsts = []
-        for message, first in zip(messages, self.store.first_seen([m.wamid for m in messages]), strict=True):
+        tolds = [inbound(m, self._replied_to(m)) for m in messages]
+        tell = (
+            [(t["event_id"], entry(EventType.MESSAGE_INBOUND, t)) for t in tolds]
+            if self.telling(EventType.MESSAGE_INBOUND)
+            else None
+        )
+        seen = self.store.first_seen([m.wamid for m in messages], tell, due)
+        for message, told, first in zip(messages, tolds, seen, strict=True):
             metrics.WEBHOOK_APPLIED.labels("message", "changed" if first else "unchanged").inc()
             if not first:
                 continue
-            told = inbound(message, self._replied_to(message))
             firsts.append(told)
             metrics.WEBHOOK_LAG.observe(max(0.0, now - message.timestamp))
             pnid = message.phone_number_id or self.reactions.phone_number_id
@@ -410,3 +501,10 @@ class Applier:
         """What the wamid index keeps of the message the customer replied to, if it is ours."""
         wamid = (message.context or {}).get("id")
         return self.store.origin(wamid) or None if isinstance(wamid, str) else None
+
+
+def retold_status(untold: Untold, origin: dict[str, str]) -> dict[str, Any]:
+    """The status change an entry keeps, as the app would have been told it (pure): its origin is
+    the wamid index now, or what a request in flight noted of it."""
+    kept = untold.entry
+    return status_told(kept["event"], kept["previous"], origin or kept.get("noted") or {})

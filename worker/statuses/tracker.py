@@ -8,7 +8,8 @@ campaign run) is the index the send path writes when the API accepts a message
 send is kept all the same, tied to nothing, unless its `biz_opaque_callback_data` names one of
 our idempotency keys (the tracker, worker.delivery.callback_data): the worker that sent it died
 before it kept the wamid, and the intent (`ambiguous` by then) is tied back as `sent` in the
-same step (worker/scripts/parts/tracked.lua).
+same step (worker/scripts/parts/tracked.lua). A change the app is to be told of is written to
+tell in the same step (worker.statuses.telling), so a worker that dies before telling loses nothing.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from worker.delivery.idempotency import DEAD_ENTRIES, DEAD_INDEX, WAMID_PREFIX
 from worker.delivery.idempotency import PREFIX as IDEM_PREFIX
 from worker.scripts import load
 from worker.statuses.events import ERROR_TEXT_MAX, RANK, DeliveryStatus, StatusEvent, tally_field
+from worker.statuses.telling import KEYS as TELL_KEYS
+from worker.statuses.telling import status_event_id
 
 PREFIX = "wa:status:"
 RUN_PREFIX = "wa:run:"  # a campaign run's keys (worker.campaigns.runs.run_prefix)
@@ -88,9 +91,11 @@ class StatusStore:
         self.redis = client
         self.ttl = ttl
         self._advance = load("advance_status").on(client)
+        self._first_seen = load("first_seen").on(client)
 
-    def apply(self, events: list[StatusEvent]) -> list[Applied]:
-        """Apply a batch in one round trip."""
+    def apply(self, events: list[StatusEvent], tell_due: float | None = None) -> list[Applied]:
+        """Apply a batch in one round trip; with `tell_due`, each change is also written to tell
+        (re-told from then on unless the applier removes it first)."""
         if not events:
             return []
         pipe = self.redis.pipeline(transaction=False)
@@ -104,6 +109,9 @@ class StatusStore:
             if key is not None:
                 keys += [IDEM_PREFIX + key, DEAD_ENTRIES, DEAD_INDEX]
                 args += [key, e.wamid, e.recipient_id or "", time.time()]
+            if tell_due is not None:
+                keys += TELL_KEYS
+                args += [status_event_id(e), json.dumps(e.as_dict(), separators=(",", ":")), tell_due]
             self._advance.queue(pipe, keys, args)
         applied = []
         for event, (changed, previous, priced, tied, *index) in zip(events, pipe.execute(), strict=True):
@@ -112,12 +120,23 @@ class StatusStore:
             applied.append(Applied(event, bool(changed), before, origin, bool(priced), Tie(tied)))
         return applied
 
-    def first_seen(self, wamids: list[str]) -> list[bool]:
-        """For inbound messages: True the first time each wamid is seen (replays are dropped)."""
+    def first_seen(
+        self, ids: list[str], tell: list[tuple[str, str]] | None = None, tell_due: float = 0.0
+    ) -> list[bool]:
+        """For inbound messages and payments: True the first time each id (a wamid, an event id)
+        is seen (replays are dropped). `tell`, one per id: its event id and to-tell entry
+        (worker.statuses.telling.entry), written in the same step when the id is new."""
+        if not ids:
+            return []
         pipe = self.redis.pipeline(transaction=False)
-        for wamid in wamids:
-            pipe.set(INBOUND_PREFIX + wamid, 1, nx=True, ex=self.ttl)
-        return [bool(ok) for ok in pipe.execute()] if wamids else []
+        for i, ident in enumerate(ids):
+            keys: list[str] = [INBOUND_PREFIX + ident]
+            args: list[Any] = [self.ttl]
+            if tell is not None:
+                keys += TELL_KEYS
+                args += [*tell[i], tell_due]
+            self._first_seen.queue(pipe, keys, args)
+        return [bool(ok) for ok in pipe.execute()]
 
     def lookup(self, wamids: list[str]) -> list[dict[str, Any]]:
         """The delivery fields of each wamid, in order."""
@@ -135,3 +154,10 @@ class StatusStore:
 
     def origin(self, wamid: str) -> dict[str, str]:
         return cast(dict[str, str], self.redis.hgetall(WAMID_PREFIX + wamid))
+
+    def origins(self, wamids: list[str]) -> list[dict[str, str]]:
+        """Each wamid's index, in order, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        for wamid in wamids:
+            pipe.hgetall(WAMID_PREFIX + wamid)
+        return cast(list[dict[str, str]], pipe.execute()) if wamids else []
