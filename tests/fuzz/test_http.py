@@ -18,6 +18,7 @@ import requests
 import schemathesis
 from hypothesis import given
 from hypothesis import strategies as st
+from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis import GenerationMode
 from schemathesis.checks import CheckContext
 
@@ -177,4 +178,14 @@ def test_schemathesis_stateful_with_every_check(web: Web, stack: Stack) -> None:
             super().validate_response(response, case, additional_checks=checks, **kwargs)
 
     settings = examples(25)
-    Machine.run(settings=settings.__class__(settings, stateful_step_count=6))
+    for attempt in range(3):
+        try:
+            Machine.run(settings=settings.__class__(settings, stateful_step_count=6))
+            break
+        except FlakyStrategyDefinition:
+            # Not a failed check: hypothesis stops when a case it replays takes other choices, and
+            # against a live deployment they can (the session's worker changes Redis between a case
+            # and its replay, so a response and the rules it enables differ). A fresh run is asked
+            # for; a check that fails fails in every run.
+            if attempt == 2:
+                raise
