@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import urllib.error
+import urllib.request
 import uuid
 from typing import Any
 
@@ -36,6 +38,7 @@ __all__ = [
     "Sandbox",
     "Web",
     "Worker",
+    "api_call",
     "free_port",
     "tmpdir",
     "wa_dispatch",
@@ -112,6 +115,20 @@ def wa_dispatch(env: dict[str, str], *args: str, code: int = 0, timeout: float =
     )
     assert out.returncode == code, out.stdout + out.stderr
     return json.loads(out.stdout)
+
+
+def api_call(
+    base: str, method: str, path: str, key: str, body: Any = None, headers: dict[str, str] | None = None
+) -> tuple[int, Any]:
+    """One HTTP API request as an app makes it (a bearer key, a JSON body): its status and JSON."""
+    sent = {"Authorization": f"Bearer {key}", "Content-Type": "application/json", **(headers or {})}
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(base + path, data=data, headers=sent, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def stored_keys(client: Any) -> set[str]:

@@ -7,10 +7,7 @@ drops a repeat by; sending never waits for the receiver. Every callback setting 
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from tests.harness import (
     Sandbox,
     Web,
     Worker,
+    api_call,
     tmpdir,
     wait_for,
     worker_env,
@@ -42,16 +40,7 @@ NUMBERS = ["+919876500801", "+919876500802", "+919876500803"]
 
 
 def api(web: Web, path: str, body: Any) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        web.base + path,
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+    return api_call(web.base, "POST", path, KEY, body)
 
 
 def test_every_event_reaches_an_app_whose_receiver_fails_hangs_and_is_down(

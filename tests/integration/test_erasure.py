@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.harness import (
     Sandbox,
     Web,
     Worker,
+    api_call,
     tmpdir,
     wa_dispatch,
     wait_for,
@@ -61,16 +61,8 @@ class Rig:
     def api(
         self, method: str, path: str, body: Any = None, key: str = "", api_key: str = API_KEY
     ) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-        if key:
-            headers["Idempotency-Key"] = key
-        data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(self.web.base + path, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=10) as resp:
-                return resp.status, json.loads(resp.read())
-        except urllib.error.HTTPError as exc:
-            return exc.code, json.loads(exc.read())
+        headers = {"Idempotency-Key": key} if key else None
+        return api_call(self.web.base, method, path, api_key, body, headers)
 
 
 @pytest.fixture(scope="module")
