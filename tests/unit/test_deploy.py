@@ -10,6 +10,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from worker.redis_urls import check_deployment, sentinels
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 BIN = Path(sys.executable).parent
@@ -67,6 +69,35 @@ def test_compose_file_matches_the_compose_spec() -> None:
     assert compose["services"]["sandbox"]["profiles"] == ["sandbox"]
     assert compose["services"]["web"]["command"] == ["python", "-m", "worker.web"]
     assert "http://web:8000/webhooks/whatsapp" in compose["services"]["sandbox"]["command"]
+
+
+def test_the_sentinel_override_points_every_process_at_three_sentinels_watching_the_primary() -> None:
+    """compose.sentinel.yaml, laid over compose.yaml: a spec-valid file whose REDIS_URL the
+    project reads as three Sentinels, on every process, and Sentinels and a replica that name
+    the compose file's own Redis."""
+    path = DEPLOY / "compose.sentinel.yaml"
+    out = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    base = yaml.safe_load((DEPLOY / "compose.yaml").read_text())["services"]
+    services = yaml.safe_load(path.read_text())["services"]
+    for name in ("worker", "beat", "web", "flower"):
+        url = services[name]["environment"]["REDIS_URL"]
+        check_deployment(url, None, None)
+        hosts = [host for host, _ in sentinels(url, "REDIS_URL").hosts]
+        assert hosts == ["sentinel1", "sentinel2", "sentinel3"]
+        assert set(services[name]["depends_on"]) == {"sentinel1", "sentinel2", "sentinel3"}
+        assert name in base
+    beat, web = services["beat"]["environment"], services["web"]["environment"]
+    assert beat["DISPATCH_CAMPAIGNS"] == base["beat"]["environment"]["DISPATCH_CAMPAIGNS"]
+    assert web["PORT"] == base["web"]["environment"]["PORT"]
+    for n in (1, 2, 3):
+        script = services[f"sentinel{n}"]["command"][-1]
+        assert "sentinel monitor mymaster redis 6379 2" in script and "--sentinel" in script
+    assert services["redis-replica"]["command"][-4:-2] == ["redis", "6379"]
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
