@@ -9,8 +9,10 @@ A claim names its owner's node (worker process). While that node's heartbeat is 
 is busy, however slow the send: a live worker is never robbed. Once the node stops beating the
 claim is stale at once: a `claimed` record (the worker died before calling the API) is safely
 claimed again; a `sending` one means it died mid-request, so the outcome is unknown, which the
-caller treats as ambiguous. `stale_after` (longer than any send can take) is only a backstop for
-a claim whose live node lost track of it.
+caller treats as ambiguous. A `claimed` record left by an earlier delivery of the same task is
+claimed again at once (a Redis restart can drop a message from a live worker's memory after its
+claim: before, its next delivery waited out the backstop, about 95 s). `stale_after` (longer than
+any send can take) is only a backstop for a claim whose live node lost track of it.
 """
 
 from __future__ import annotations
