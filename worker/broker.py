@@ -2,13 +2,18 @@
 
 Two changes, both found in py-spy profiles of a worker (`make bench`, the isolation fault test):
 
-- Kombu takes one message per BRPOP and then records it as unacked in a second round trip, both
-  on the worker's main thread. With 64 pool threads holding the GIL, every socket call there
-  waits for the GIL again: one worker took only about 70 messages a second off a backlog (less
-  than one number's default rate), so a slow sender's backlog could not even be parked. Here,
-  after the BRPOP, one Lua call records that message as unacked and pops and records up to
-  FETCH_BATCH more from the same queue (never more than the prefetch credit left), atomically,
-  so a crash leaves every popped message in the unacked set for kombu's restore, as before.
+- Kombu takes a message with BRPOP and records it as unacked in a second round trip: a worker
+  that dies with the BRPOP's reply in its socket takes the message with it (the pop gap; the
+  fault test freezes a worker while it waits to show it). And it takes one message per round
+  trip on the worker's main thread, where with 64 pool threads every socket call waits for the
+  GIL again: one worker took only about 70 messages a second off a backlog. Here the wait takes
+  nothing: `BLMOVE q q RIGHT RIGHT` returns when a queue has a message and leaves it there (a
+  reply lost with a dying worker loses nothing), then one Lua call pops and records as unacked
+  up to FETCH_BATCH messages across the channel's queues, in kombu's order, never more than the
+  prefetch credit left. A message is never off a queue without being in the worker's unacked
+  set, whoever published it, so a crash leaves everything for the heartbeat's restore.
+  The wait watches one queue (the one that last gave work); the others are looked at by the
+  script every PEEK_TIMEOUT while the worker is idle.
 - Kombu builds a fresh `redis.Redis` for every ack and unacked-index write, and redis-py's
   constructor copies its response-callback table each time (6 to 8 % of a worker's CPU per
   message); one client per channel shares the same pool and does the same work, and the acks
@@ -18,14 +23,11 @@ Two changes, both found in py-spy profiles of a worker (`make bench`, the isolat
   before it.
 
 What a lost connection leaves unsettled is settled on the next connection (`_Unsettled`), found
-in `make test`'s Redis restart: Redis writes a BRPOP's pop to its append-only file and can exit
-(SIGTERM, SHUTDOWN) before it writes the reply, so the message is in no queue and unacked by no
-one. Kombu's stock transport has the same gap. What a worker can know, it settles itself: a fetch
-whose reply never came back was recorded or not (its BRPOP message is pushed back, or its batch
-restored); an ack that failed is sent again, and its prefetch credit is never kept from the
-consumer. What it cannot know (a BRPOP's reply that never came) is left to the ledger's audit,
-asked for at once (`pop_gap_hooks`); a publish the ledger does not know (an app's own `send_task`)
-is lost in that case, as the README says of a worker that dies in the same gap.
+in `make test`'s Redis restart: a fetch script whose reply never came back ran or did not (what
+it recorded is restored); an ack that failed is sent again, and its prefetch credit is never kept
+from the consumer. (Redis can also serve a pending wait and exit before it writes the reply, as
+it did kombu's BRPOP, which then left the message in no queue and unacked by no one; the wait's
+reply carries nothing, so that loses nothing now.)
 
 With DISPATCH_REPLICA_ACKS a publish returns once that many replicas have the message (Redis
 WAIT on the publish's connection), so an enqueue that returned survives a failover.
@@ -41,7 +43,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from time import time
+from time import monotonic, time
 from typing import Any
 
 from kombu.transport import TRANSPORT_ALIASES
@@ -58,37 +60,39 @@ log = get_logger("whatsapp_dispatch.broker")
 
 NAME = "worker.broker:Transport"
 SENTINEL_NAME = "worker.broker:SentinelTransport"
-FETCH_BATCH = 32  # messages a backlog gives up per round trip, beside the one BRPOP returned
+FETCH_BATCH = 33  # messages a backlog gives up per round trip
+PEEK_TIMEOUT = 0.1  # s an idle wait watches one queue before the script looks at all of them
 
-# KEYS: the queue's list, the unacked index, the unacked hash. ARGV: now, how many more to pop,
-# then the message BRPOP returned. Each message is recorded as kombu's QoS.append records it:
-# index score = when it was taken, hash value = [payload, exchange, routing_key].
+# KEYS: the unacked index, the unacked hash, then the queues' lists in the order kombu's BRPOP
+# reads them. ARGV: now, how many to pop. Pops from the first list that holds messages (as BRPOP
+# does; one queue per batch, delivered under its name) and returns that list, then the messages.
+# Each message is recorded as kombu's QoS.append records it: index score = when it was taken,
+# hash value = [payload, exchange, routing_key].
 _FETCH = """
-local now, more = ARGV[1], tonumber(ARGV[2])
-local items = {ARGV[3]}
-if more > 0 then
-  local popped = redis.call('RPOP', KEYS[1], more)
+local now, want = ARGV[1], tonumber(ARGV[2])
+local items, first = {}, false
+for i = 3, #KEYS do
+  local popped = redis.call('RPOP', KEYS[i], want)
   if popped then
-    for _, item in ipairs(popped) do items[#items + 1] = item end
+    first, items = KEYS[i], popped
+    break
   end
 end
 for _, item in ipairs(items) do
   local properties = cjson.decode(item)['properties']
   local delivery = properties['delivery_info']
   local tag = properties['delivery_tag']
-  redis.call('ZADD', KEYS[2], now, tag)
-  redis.call('HSET', KEYS[3], tag, '[' .. item .. ',' .. cjson.encode(delivery['exchange']) .. ','
+  redis.call('ZADD', KEYS[1], now, tag)
+  redis.call('HSET', KEYS[2], tag, '[' .. item .. ',' .. cjson.encode(delivery['exchange']) .. ','
     .. cjson.encode(delivery['routing_key']) .. ']')
 end
+if not first then return {} end
+table.insert(items, 1, first)
 return items
 """
 
 
 _before = threading.local()
-
-# Called, once Redis answers again, after a connection was lost with a BRPOP pending: its message
-# may be nowhere (worker.lifecycle asks the ledger audit to run at once).
-pop_gap_hooks: list[Callable[[], None]] = []
 
 
 class _Deliveries:
@@ -102,12 +106,8 @@ deliveries = _Deliveries()
 
 @dataclass(frozen=True)
 class _LostFetch:
-    """A fetch whose reply did not come back: the BRPOP's message was in hand, the script that
-    records it (and pops the batch behind it) may or may not have run."""
+    """A fetch script whose reply did not come back: it may or may not have run."""
 
-    key: str
-    item: str
-    tag: str
     taken: str  # the script's `now`: the unacked index score of everything it recorded
     index: str
     unacked: str
@@ -130,17 +130,15 @@ class _Unsettled:
         self.fetches: list[_LostFetch] = []
         self.acks: list[_LostAck] = []
         self.restores: list[str] = []  # tags a requeue could not put back
-        self.pop_gap = False
 
     def pending(self) -> bool:
-        return bool(self.fetches or self.acks or self.restores or self.pop_gap)
+        return bool(self.fetches or self.acks or self.restores)
 
     def settle(self, client: Any, channel: Any) -> None:
         with self._lock:
             fetches, self.fetches = self.fetches, []
             acks, self.acks = self.acks, []
             restores, self.restores = self.restores, []
-            pop_gap, self.pop_gap = self.pop_gap, False
         try:
             while fetches:
                 _settle_fetch(client, channel, fetches[0])
@@ -154,14 +152,9 @@ class _Unsettled:
                         pipe.zrem(ack.index, ack.tag).hdel(ack.unacked, ack.tag)
                     pipe.execute()
                 acks = []
-            if pop_gap:
-                for hook in pop_gap_hooks:
-                    hook()
-                pop_gap = False
         except channel.connection_errors:
             with self._lock:  # Redis is still away: the next BRPOP's turn tries again
                 self.fetches[:0], self.acks[:0], self.restores[:0] = fetches, acks, restores
-                self.pop_gap = self.pop_gap or pop_gap
         except Exception:  # a Redis error that will not pass: logged, never the event loop's
             log.warning("unsettled_dropped", fetches=len(fetches), acks=len(acks), exc_info=True)
 
@@ -170,19 +163,13 @@ unsettled = _Unsettled()
 
 
 def _settle_fetch(client: Any, channel: Any, lost: _LostFetch) -> None:
-    """The script records the BRPOP's message first, with everything else it pops, in one step: if
-    that message is unacked, the script ran and what it recorded goes back to the queue (none of it
-    was delivered); if not, the message goes back as it came."""
-    if client.hexists(lost.unacked, lost.tag):
-        found = client.zrangebyscore(lost.index, lost.taken, lost.taken)
-        tags = [tag.decode() if isinstance(tag, bytes) else tag for tag in found]
-        # The BRPOP's message last: while it is unacked, a try cut short is taken up again here.
-        for tag in sorted(tags, key=lambda tag: tag == lost.tag):
-            channel.qos.restore_by_tag(tag, client=client)
-        log.warning("fetch_reply_lost", recorded=len(tags), restored=len(tags))
-    else:
-        client.rpush(lost.key, lost.item)  # the right end: the next one taken
-        log.warning("fetch_reply_lost", recorded=0, restored=1)
+    """What the script recorded under its `now` goes back to the queues (none of it was delivered);
+    if it did not run, nothing was taken. Each restore removes its own entry: a try cut short is
+    taken up again here with what is left."""
+    found = client.zrangebyscore(lost.index, lost.taken, lost.taken)
+    for tag in found:
+        channel.qos.restore_by_tag(tag.decode() if isinstance(tag, bytes) else tag, client=client)
+    log.warning("fetch_reply_lost", restored=len(found))
 
 
 @contextmanager
@@ -242,21 +229,30 @@ class Channel(kombu_redis.Channel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.global_keyprefix:
+            raise ValueError("worker.broker: global_keyprefix is not supported (the fetch script names keys)")
         self._recorded: dict[str, bool] = {}
+        self._fetch_keys: list[str] = []
+        self._watched: str | None = None  # the queue the wait watches: the one that last gave work
         self.handlers["BRPOP"] = self._fetch_read
         settings = get_settings()
         self._durability = Durability(settings.replicas_waited, settings.replica_wait_ms)
 
     def _brpop_start(self, timeout: Any = None) -> None:
-        """Kombu's, after settling what a lost connection left (a no-op test when nothing did)."""
+        """Kombu's, after settling what a lost connection left (a no-op test when nothing did), with
+        a wait that takes nothing in place of the BRPOP: it returns once the watched queue holds a
+        message, or after PEEK_TIMEOUT, and `_fetch_read` takes what the queues hold. Kombu still
+        calls the pending command "BRPOP" (its handler, its health check and its pause)."""
         if unsettled.pending():
             unsettled.settle(self._shared_client, self)
-        super()._brpop_start(timeout)
-
-    def _on_connection_disconnect(self, connection: Any) -> None:
-        if connection is not None and self._in_poll is connection:
-            unsettled.pop_gap = True  # the BRPOP may have popped a message we never read
-        super()._on_connection_disconnect(connection)
+        queues = self._queue_cycle.consume(len(self.active_queues))
+        if not queues:
+            return
+        self._fetch_keys = [self._q_for_pri(queue, pri) for pri in self.priority_steps for queue in queues]
+        watched = self._watched if self._watched in self._fetch_keys else self._fetch_keys[0]
+        self._in_poll = self.client.connection
+        self._brpop_sent_at = monotonic()  # type: ignore[assignment]  # kombu declares it None
+        self.client.connection.send_command("BLMOVE", watched, watched, "RIGHT", "RIGHT", PEEK_TIMEOUT)
 
     def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
         """Kombu's publish (LPUSH, and its queue expiry), with what `before_publish` asked for in
@@ -295,31 +291,28 @@ class Channel(kombu_redis.Channel):
         return self._shared_client
 
     def _fetch_read(self, **options: Any) -> bool:
-        """Kombu's `_brpop_read`, delivering the BRPOP's message and the batch fetched behind it."""
-        if self.global_keyprefix:
-            return bool(self._brpop_read(**options))
+        """Kombu's `_brpop_read`: the wait's answer read, then the script takes and records a batch
+        (whatever the wait saw: another worker may have taken it, another queue may hold work)."""
         try:
             try:
-                reply = self.client.parse_response(self.client.connection, "BRPOP", **options)
+                self.client.parse_response(self.client.connection, "BLMOVE", **options)
             except self.connection_errors:
                 self.client.connection.disconnect()  # the next iteration reconnects
                 raise
-            if not reply:
-                raise kombu_redis.Empty()
-            key, item = reply
-            key = key.decode() if isinstance(key, bytes) else key
-            queue = key.rsplit(self.sep, 1)[0]
-            self._queue_cycle.rotate(queue)
             credit = self.qos.can_consume_max_estimate()
-            more = FETCH_BATCH if credit is None else max(0, min(FETCH_BATCH, credit - 1))
+            want = FETCH_BATCH if credit is None else max(1, min(FETCH_BATCH, credit))
             taken = repr(time())
             try:
-                raws = self._fetch(keys=[key, *self._unacked_keys], args=[taken, more, item])
+                reply = self._fetch(keys=[*self._unacked_keys, *self._fetch_keys], args=[taken, want])
             except self.connection_errors:
-                raw = item.decode() if isinstance(item, bytes) else item
-                tag = loads(raw)["properties"]["delivery_tag"]
-                unsettled.fetches.append(_LostFetch(key, raw, tag, taken, *self._unacked_keys))
+                unsettled.fetches.append(_LostFetch(taken, *self._unacked_keys))
                 raise
+            if not reply:
+                raise kombu_redis.Empty()
+            key, *raws = reply
+            self._watched = key = key.decode() if isinstance(key, bytes) else key
+            queue = key.rsplit(self.sep, 1)[0]
+            self._queue_cycle.rotate(queue)
             payloads = [loads(raw) for raw in raws]
         finally:
             self._in_poll = None  # type: ignore[assignment]  # kombu's "no BRPOP pending"

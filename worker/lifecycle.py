@@ -27,7 +27,7 @@ from worker.ops import metrics
 from worker.ops.logs import get_logger, mask_text
 from worker.recovery.ledger import queue_lists
 from worker.recovery.nodes import NODE, Registry
-from worker.recovery.recoverer import AUDIT_DUE, Recoverer, unacked_keys
+from worker.recovery.recoverer import Recoverer, unacked_keys
 from worker.redis_conn import connect, get_redis
 from worker.services import Services, callback_routes, callbacks, dispatcher, ledger, reactions, services
 from worker.settings import get_settings
@@ -192,30 +192,7 @@ def _stop_recoverer(**_: Any) -> None:
         recoverer.stop()
 
 
-# --- the pop gap: the ledger audit at once ------------------------------------------------------
-
 log = get_logger("whatsapp_dispatch.lifecycle")
-
-
-def _audit_soon() -> None:
-    """worker.broker saw a connection lost with a BRPOP pending, and Redis is back: a message may
-    have been popped for this worker and never reached it. The recoverer audits the ledger once
-    DISPATCH_AUDIT_GRACE has passed, not at its next interval. In a thread: the broker calls this
-    from the event loop, and the state Redis may be slower to answer than the broker."""
-
-    def request() -> None:
-        grace = get_settings().audit_grace
-        due = time.time() + grace
-        try:
-            client = get_redis()
-            current = client.get(AUDIT_DUE)
-            if current is None or float(current) > due:
-                client.set(AUDIT_DUE, due)
-            log.warning("pop_gap_audit_requested", audit_in_s=grace)
-        except redis.RedisError:
-            log.warning("pop_gap_audit_not_requested", exc_info=True)  # the interval's audit remains
-
-    threading.Thread(target=request, name="wa-audit-request", daemon=True).start()
 
 
 # --- the consumer's watchdog ---------------------------------------------------------------------
@@ -319,7 +296,6 @@ def _broker_queued() -> Callable[[], int]:
 def _start_watchdog(sender: Any = None, **_: Any) -> None:
     if not get_settings().redis_broker:
         return  # RabbitMQ pushes to its consumers; the Redis transport is what this watches
-    broker.pop_gap_hooks.append(_audit_soon)
     pool = getattr(sender, "pool", None)
     capacity = int(getattr(pool, "num_processes", None) or app.conf.worker_concurrency or 1)
     watchdog = ConsumerWatchdog(

@@ -10,6 +10,7 @@ have reached the API), none accepted twice, the limit held, all within 60 s of t
 
 from __future__ import annotations
 
+import signal
 import statistics
 import time
 
@@ -81,6 +82,30 @@ def test_a_delayed_retry_survives_a_kill_and_is_sent_once_when_due(rig_factory, 
     assert value["wamid"] == second["wamid"] and first["status"] == 503
     assert second["time"] - first["time"] >= 20  # not early: Retry-After 20 s
     assert len(rig.sandbox.accepted()) == 1  # not twice
+
+
+def test_an_intent_enqueued_by_name_survives_its_worker_dying_as_redis_hands_it_over(rig_factory) -> None:
+    """The pop gap (issue 27.5): Redis hands a waiting worker the next message the moment another
+    app's `send_task` publishes it. The worker is frozen (SIGSTOP) while it waits, so the hand-over
+    lands in its socket, unread, and then it is SIGKILLed. Kombu's BRPOP had taken the message off
+    the queue by then; the project's ledger knows only what its own app published, so the intent was
+    gone. The fetch only looks while it waits, and takes and records in one script: the message is
+    still queued, and the next worker sends it."""
+    rig: Rig = rig_factory(workers=1, rate_limit=RATE, production_timings=True)
+    rig.collect(rig.enqueue(1), timeout=30)  # the app's connection is up: the next publish is at once
+    rig.workers[0].signal(signal.SIGSTOP)
+    ids = rig.enqueue(3, first=1)  # within the worker's wait (kombu's BRPOP waits 1 s at a time)
+    time.sleep(1)
+    rig.workers[0].kill()
+    killed_at = time.monotonic()
+    rig.add_worker()
+    outcomes = rig.collect(ids, timeout=60)
+    report = rig.check(outcomes)
+    assert report.sent == 3 and not report.failed_kinds
+    print(
+        f"\nsend_task intents in the wait's hand-over: 3 sent {time.monotonic() - killed_at:.1f}s "
+        "after the kill"
+    )
 
 
 def test_a_live_but_slow_worker_keeps_its_message_while_recovery_runs(rig_factory) -> None:
