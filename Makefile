@@ -97,6 +97,12 @@ soak: install redis-server
 soak-restart: install redis-server
 	$(BIN)/python -m bench.redis_restart_soak
 
+# Failover soak (about 6 minutes): 10 primaries SIGKILLed mid-batch behind three Sentinels, the
+# killed one rejoining as a replica each time; intents lost and sent twice (0 expected), settle times.
+.PHONY: soak-failover
+soak-failover: install redis-server
+	$(BIN)/python -m bench.failover_soak
+
 # Throughput benchmark (a few minutes): prints a table with the naive baseline and Celery's own
 # ceiling beside it; then a second, smaller run under py-spy writes a flame graph of each path
 # under build/flame/ (sampling slows a worker by about a quarter, so its figures are not quoted).

@@ -292,10 +292,16 @@ def _broker_queued() -> Callable[[], int]:
     return queued
 
 
+def _running_tags() -> set[str]:
+    """The delivery tags of the tasks the pool is executing now (worker.broker.running)."""
+    return {request.message.delivery_tag for request in tuple(worker_state.active_requests)}
+
+
 @worker_ready.connect
 def _start_watchdog(sender: Any = None, **_: Any) -> None:
     if not get_settings().redis_broker:
         return  # RabbitMQ pushes to its consumers; the Redis transport is what this watches
+    broker.running = _running_tags
     pool = getattr(sender, "pool", None)
     capacity = int(getattr(pool, "num_processes", None) or app.conf.worker_concurrency or 1)
     watchdog = ConsumerWatchdog(

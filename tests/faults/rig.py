@@ -15,6 +15,7 @@ from typing import Any
 from celery import Celery
 from celery.result import AsyncResult
 
+from devtools.localstack import SentinelGroup
 from tests.harness import (
     ROOT,
     TOKEN,
@@ -290,3 +291,147 @@ def _in_window(times: list[float], start: int) -> int:
     while end < len(times) and times[end] - times[start] < 1.0:
         end += 1
     return end - start
+
+
+# --- Redis behind Sentinels (test_failover.py, bench/failover_soak.py) -------------------------
+
+# The Sentinels' own setting (production: 5 to 30 s); the project's recovery settings stay at
+# their defaults. A second is enough for three Sentinels on one host to agree the primary is gone.
+DOWN_AFTER_MS = 1000
+
+
+@dataclass
+class Failover:
+    """One batch through one failover: what the app enqueued, what became of it, how long."""
+
+    enqueued: int
+    refused: int
+    sent: int
+    ambiguous: int
+    other_failures: int
+    twice: int  # recipients the sandbox accepted more than once
+    lost: int
+    promotion_s: float  # from the kill to a replica named primary
+    settled_s: float  # from the promotion to the last intent settled
+    refusals: list[str]
+
+
+class FailoverRig(Rig):
+    """Rig's checks and collection over a primary, one replica and three Sentinels instead of one
+    redis-server; two workers (64 threads each, as in the Procfile) and apps reach it through
+    `REDIS_URL=sentinel://...`, every recovery setting at its production default."""
+
+    def __init__(self, workdir: Path, workers: int = 2) -> None:
+        self.group = SentinelGroup(workdir, replicas=1, down_after_ms=DOWN_AFTER_MS)
+        self.redis = self.group.primary
+        self.vhost = None
+        self.rate_limit = PRODUCTION_RATE
+        self.concurrency = 64
+        self.workdir = workdir
+        self.sandbox = Sandbox(workdir, latency=0.05, token=TOKEN).start()
+        self.env = worker_env(
+            self.group.url,
+            self.sandbox.api_url,
+            False,
+            DISPATCH_RATE_LIMIT=str(PRODUCTION_RATE),
+            DISPATCH_LOG_LEVEL="WARNING",
+        )
+        # Workers are pinged at start through the primary itself (the harness's control client
+        # speaks one Redis); they read the broker through the Sentinels.
+        self.broker_url = self.group.primary.url
+        self.workers: list[Worker] = []
+        self.beats = []
+        self.intents: dict[str, dict[str, Any]] = {}
+        for _ in range(workers):
+            self.add_worker()
+        self.client = Celery("app", broker=self.group.url, backend=self.group.url)
+        options = {"master_name": "mymaster"}
+        self.client.conf.update(
+            broker_transport_options=options,
+            result_backend_transport_options=options,
+            broker_connection_retry_on_startup=True,
+        )
+
+    def enqueue_in_background(self, n: int, pace: float, first: int = 0) -> subprocess.Popen[str]:
+        """An app process enqueueing `n` intents through `producers.send_text`, one each `pace`
+        seconds; it prints, at the end, the ids whose enqueue returned and the count refused."""
+        script = (
+            "import json, sys, time\n"
+            "from producers import send_text\n"
+            "from worker.delivery.errors import EnqueueError\n"
+            "ids, refused = [], 0\n"
+            f"for i in range({first}, {first + n}):\n"
+            "    try:\n"
+            "        ids.append(send_text('+91987%07d' % i, 'intent-%d' % i).id)\n"
+            "    except EnqueueError as exc:\n"
+            "        refused += 1\n"
+            "        print('refused:', exc, file=sys.stderr)\n"
+            f"    time.sleep({pace!r})\n"
+            "print(json.dumps({'ids': ids, 'refused': refused}))\n"
+        )
+        env = {k: v for k, v in self.env.items() if not k.startswith("INTERAKT_")}
+        return subprocess.Popen(
+            [sys.executable, "-c", script],
+            env=env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def fail_over(self) -> tuple[RedisServer, float, float]:
+        """SIGKILL the primary and wait for the Sentinels to promote the replica: (the server
+        killed, killed at, promoted at), monotonic."""
+        primary = self.group.current()
+        primary.kill()
+        killed_at = time.monotonic()
+        wait_for(lambda: self.group.current() is not primary, 30, "a replica promoted", 0.05)
+        self.redis = self.group.current()  # where Rig's diagnosis looks for queues
+        return primary, killed_at, time.monotonic()
+
+    def batch_through_failover(self, batch: int, first: int = 0, rate_checked: bool = True) -> Failover:
+        """An app enqueues `batch` intents faster than they are sent; the primary dies a quarter
+        of the way through. Rig.check fails on an intent's body accepted twice (and, with
+        `rate_checked`, on the limit broken)."""
+        already = len(self.sandbox.accepted())
+        app = self.enqueue_in_background(batch, pace=1 / (PRODUCTION_RATE * 1.5), first=first)
+        self.wait_accepted(already + batch // 4)
+        _, killed_at, promoted_at = self.fail_over()
+        out, err = app.communicate(timeout=120)
+        assert app.returncode == 0, err[-2000:]
+        enqueued = json.loads(out.strip().splitlines()[-1])
+        ids: list[str] = enqueued["ids"]
+        outcomes = self.collect(ids, timeout=90)
+        settled = time.monotonic() - promoted_at
+        report = self.check(outcomes, rate_checked=rate_checked)
+        accepted = Counter(r["body"]["to"] for r in self.sandbox.accepted())
+        ambiguous = report.failed_kinds["ambiguous"]
+        return Failover(
+            enqueued=len(ids),
+            refused=enqueued["refused"],
+            sent=report.sent,
+            ambiguous=ambiguous,
+            other_failures=sum(report.failed_kinds.values()) - ambiguous,
+            twice=sum(1 for n in accepted.values() if n > 1),
+            lost=len(ids) - len(outcomes),
+            promotion_s=promoted_at - killed_at,
+            settled_s=settled,
+            refusals=[line for line in err.splitlines() if line.startswith("refused:")],
+        )
+
+    def rejoin(self, server: RedisServer) -> None:
+        """Start a killed server again: the Sentinels make it a replica of the new primary; back
+        once it has synced (the next failover has a replica to promote)."""
+        server.start()
+        wait_for(
+            lambda: server.client().info("replication").get("master_link_status") == "up",
+            60,
+            f"{server.name} synced as a replica",
+            0.2,
+        )
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.kill()
+        self.sandbox.stop()
+        self.group.stop()

@@ -182,6 +182,38 @@ def test_a_wait_redis_served_and_never_answered_leaves_the_message_queued(
     assert message.delivery_tag == tag and client.llen(QUEUE.name) == 0
 
 
+@pytest.mark.parametrize("running", [False, True], ids=["held-for-later", "running"])
+def test_what_a_lost_connection_held_unacked_goes_back_through_the_next_one(
+    own_redis: RedisServer, unsettled: None, monkeypatch: pytest.MonkeyPatch, running: bool
+) -> None:
+    """Celery closes the channel of a lost connection and drops from memory what it held for later
+    (a countdown); kombu's restore at that close fails while Redis is away, and the message stayed
+    in this live worker's unacked set for the visibility timeout (test_failover.py's campaign never
+    got its next chunk). Now it goes back through the next connection; one a pool thread is still
+    working on stays unacked, for that thread's ack."""
+    broker.install()
+    url = f"redis://127.0.0.1:{own_redis.port}/0"
+    publish(Connection(url), 1)
+    client = own_redis.client()
+    received: list[Message] = []
+    connection = Connection(url)
+    Consumer(connection, [QUEUE], callbacks=[lambda body, message: received.append(message)]).consume()
+    connection.drain_events(timeout=5)
+    [held] = received
+    if running:
+        monkeypatch.setattr(broker, "running", lambda: {held.delivery_tag})
+    own_redis.stop()
+    with contextlib.suppress(redis.ConnectionError):
+        connection.release()  # the close's restore: Redis is away
+    own_redis.start()
+    assert client.hlen("unacked") == 1 and client.llen(QUEUE.name) == 0
+    again = consume(url, 1, timeout=2)
+    if running:
+        assert again == [] and client.hlen("unacked") == 1
+    else:
+        assert [m.delivery_tag for m in again] == [held.delivery_tag] and client.hlen("unacked") == 0
+
+
 def failing_fetch(channel: broker.Channel, run_script: bool) -> None:
     """The channel's next fetch script loses its reply (Redis went away), after running or before."""
     script = channel._fetch
