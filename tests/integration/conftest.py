@@ -18,6 +18,10 @@ class Stack:
 
 @pytest.fixture(scope="session")
 def stack(redis_server: RedisServer) -> Iterator[Stack]:
+    # A deployment starts on an empty Redis: the in-process tier shares this server, and what its
+    # code published through the app (a template re-sync after a 132000) would otherwise be
+    # taken by this worker during the first integration test.
+    redis_server.client().flushdb()
     workdir = tmpdir("wa-it-")
     sandbox = Sandbox(workdir, token=TOKEN).start()
     metrics_port = free_port()
