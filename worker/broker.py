@@ -9,9 +9,10 @@ Two changes, both found in py-spy profiles of a worker (`make bench`, the isolat
   GIL again: one worker took only about 70 messages a second off a backlog. Here the wait takes
   nothing: `BLMOVE q q RIGHT RIGHT` returns when a queue has a message and leaves it there (a
   reply lost with a dying worker loses nothing), then one Lua call pops and records as unacked
-  up to FETCH_BATCH messages across the channel's queues, in kombu's order, never more than the
-  prefetch credit left. A message is never off a queue without being in the worker's unacked
-  set, whoever published it, so a crash leaves everything for the heartbeat's restore.
+  up to FETCH_BATCH messages from the first of the channel's queues that holds any, in kombu's
+  order, never more than the prefetch credit left. A message is never off a queue without being
+  in the worker's unacked set, whoever published it, so a crash leaves everything for the
+  heartbeat's restore.
   The wait watches one queue (the one that last gave work); the others are looked at by the
   script every PEEK_TIMEOUT while the worker is idle.
 - Kombu builds a fresh `redis.Redis` for every ack and unacked-index write, and redis-py's
@@ -126,7 +127,7 @@ class _LostAck:
 
 class _Unsettled:
     """What a lost connection left unsettled in this process, settled through the next one (the
-    event loop's thread, before its next BRPOP). Shared by every connection of the process: a
+    event loop's thread, before its next wait). Shared by every connection of the process: a
     reconnect is a new transport, with new channels."""
 
     def __init__(self) -> None:
@@ -157,7 +158,7 @@ class _Unsettled:
                 channel.qos.restore_by_tag(restores[0], client=client)
                 restores.pop(0)
         except channel.connection_errors:
-            with self._lock:  # Redis is still away: the next BRPOP's turn tries again
+            with self._lock:  # Redis is still away: the next wait's turn tries again
                 self.fetches[:0], self.acks[:0], self.restores[:0] = fetches, acks, restores
         except Exception:  # a Redis error that will not pass: logged, never the event loop's
             log.warning("unsettled_dropped", fetches=len(fetches), acks=len(acks), exc_info=True)

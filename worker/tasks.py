@@ -49,8 +49,9 @@ class MaskedRequest(Request):
 
 
 class LedgeredTask(Task):
-    """Keyword arguments only; recorded in the intent ledger before it is published (so the Redis
-    transport's pop gap cannot lose it), and settled when it ends; Flower sees masked arguments."""
+    """Keyword arguments only; recorded in the intent ledger before it is published (the
+    recoverer's second net, worker.recovery.ledger), and settled when it ends; Flower sees masked
+    arguments."""
 
     Request = MaskedRequest
 

@@ -19,10 +19,9 @@ pytestmark = pytest.mark.faults
 
 
 def test_redis_restarted_while_producing_and_sending(rig_factory) -> None:
-    """Enqueued as apps are told to (the project's app, so each intent is in the ledger): Redis can
-    write a BRPOP's pop to its file and exit before it replies, and only the ledger's audit, which
-    the worker asks for when Redis is back, brings such a message back (worker.broker). An intent
-    sent by name from another Celery app is not covered in that case (README: not promised)."""
+    """Enqueued as apps are told to (the project's app, so each intent is in the ledger). Redis can
+    serve a pending wait and exit before it replies; the wait takes nothing (worker.broker), and a
+    fetch script whose reply was lost is settled through the next connection."""
     rig: Rig = rig_factory(workers=1, persistent_redis=True, latency=0.01)
     ids: list[str] = []
     producer = threading.Thread(target=lambda: ids.extend(rig.produce(BATCH, pace=0.004)))

@@ -126,8 +126,8 @@ class Fanout:
     def resume_stalled(self) -> list[dict[str, Any]]:
         """Re-enqueue chunks whose message never reached a worker.
 
-        Kombu's Redis transport pops a message before recording it as unacknowledged; a worker killed
-        in between loses it. For a campaign that would silently end the chain, so beat runs this sweep.
+        A chunk's message lost in any way (a write Redis lost, a consumer that is not the project's
+        transport) would silently end the chain, so beat runs this sweep.
         Sends stay exactly-once: a chunk sent twice finds its keys already sent.
         """
         resumed = []

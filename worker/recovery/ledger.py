@@ -1,9 +1,11 @@
 """The intent ledger: every task published through this app, from publish until it settles.
 
-Kombu's Redis transport pops a message (BRPOP) before it records it as unacknowledged; a worker
-killed in between, or with the reply still unread in its socket, takes the message with it. The
-ledger knows every task that should exist; `lost` finds those that are nowhere (in no queue, and
-unacknowledged by no worker) so the recoverer can publish them again under the same task id.
+A second net: the project's Redis transport takes a message and records it as unacknowledged in
+one step (worker.broker), so its fetch no longer loses one, as kombu's BRPOP-then-record did; the
+ledger still catches a task that is nowhere for any other reason (a consumer that is not this
+transport, a write Redis lost). It knows every task that should exist; `lost` finds those that
+are nowhere (in no queue, and unacknowledged by no worker) so the recoverer can publish them
+again under the same task id.
 Sends stay exactly-once: a task that runs twice finds its idempotency key already claimed or sent.
 """
 
